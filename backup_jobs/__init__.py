@@ -1,0 +1,1 @@
+"""opsmon's backup jobs: verified SQLite backups, copies, restores and integrity checks."""

@@ -1,0 +1,1 @@
+"""A simulated video pipeline on SQLite, monitored by opsmon: the embedded default of `make run`."""

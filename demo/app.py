@@ -1,0 +1,323 @@
+"""The demo app: an HTTP API on 8080, pipeline worker processes, a traffic generator, and faults to inject.
+
+Endpoints:
+    POST /videos {"title": ...}        queue a video            GET /videos/<id>   one video
+    GET  /stats                         counts                   GET /health        liveness
+    GET  /external/api                  the stand-in external service the pipeline calls
+    GET|POST /admin/faults              error_rate, latency_seconds, external_available,
+                                        external_latency_seconds: change them at run time
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+import re
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+from demo.db import connect, create_schema
+from exporter import instrument
+from exporter.instrument import ExternalServiceError, OpsmonError, Severity, ValidationError
+
+log = logging.getLogger("demo")
+
+FAULT_DEFAULTS = {"error_rate": 0.0, "latency_seconds": 0.05, "external_available": 1.0,
+                  "external_latency_seconds": 0.01}
+
+
+class TranscodeError(OpsmonError):
+    """How an app extends the hierarchy: its own category, with a message for its users."""
+
+    category = "processing"
+    severity = Severity.MEDIUM
+    default_user_message = "The video could not be processed. It will be retried automatically."
+
+
+class NotFound(OpsmonError):
+    category = "not_found"
+    severity = Severity.LOW
+    default_user_message = "There is no such video."
+
+
+class Faults:
+    """Fault settings shared by every process of the app (shared memory, set before the workers fork)."""
+
+    def __init__(self, context):
+        self._values = context.Array("d", list(FAULT_DEFAULTS.values()))
+
+    def get(self) -> dict:
+        values = dict(zip(FAULT_DEFAULTS, self._values[:]))
+        values["external_available"] = bool(values["external_available"])
+        return values
+
+    def update(self, changes: dict) -> dict:
+        unknown = sorted(set(changes) - set(FAULT_DEFAULTS))
+        if unknown:
+            raise ValidationError(f"unknown fault setting(s): {', '.join(unknown)}",
+                                  user_message=f"Unknown setting(s): {', '.join(unknown)}.")
+        checked = {}
+        for key, value in changes.items():
+            if key == "external_available":
+                if not isinstance(value, bool):
+                    raise ValidationError(f"{key} must be true or false", user_message=f"{key} must be true or false.")
+                checked[key] = 1.0 if value else 0.0
+                continue
+            limit = 1.0 if key == "error_rate" else 60.0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
+                raise ValidationError(f"{key} must be a number from 0 to {limit:g}",
+                                      user_message=f"{key} must be a number from 0 to {limit:g}.")
+            checked[key] = float(value)
+        for index, key in enumerate(FAULT_DEFAULTS):
+            if key in checked:
+                self._values[index] = checked[key]
+        log.warning("faults changed: %s", checked, extra={"faults": self.get()})
+        return self.get()
+
+
+# ---- the pipeline, in worker processes -------------------------------------------------------
+
+def claim_video(connection) -> int | None:
+    row = connection.execute(
+        "UPDATE videos SET status = 'processing', updated_at = ? WHERE id = "
+        "(SELECT id FROM videos WHERE status = 'queued' ORDER BY id LIMIT 1) RETURNING id",
+        (time.time(),)).fetchone()
+    return row[0] if row else None
+
+
+def call_external_api(session: requests.Session, url: str) -> None:
+    with instrument.track("external_api"):
+        try:
+            response = session.get(url, timeout=2)
+        except requests.RequestException as err:
+            raise ExternalServiceError(f"external API unreachable: {err}", service="external-api") from None
+        if response.status_code != 200:
+            raise ExternalServiceError(f"external API answered {response.status_code}", service="external-api")
+
+
+def process_video(connection, session, video_id: int, faults: Faults, api_url: str, rng: random.Random) -> None:
+    settings = faults.get()
+    with instrument.track("process_video"):
+        time.sleep(settings["latency_seconds"] * rng.uniform(0.5, 1.5))
+        try:
+            call_external_api(session, api_url)
+        except ExternalServiceError as err:
+            # Not this video's fault: back in the queue for a later try.
+            log.warning("video %s waits for the external API: %s", video_id, err, extra={"reference": err.reference})
+            connection.execute("UPDATE videos SET status = 'queued' WHERE id = ?", (video_id,))
+            return
+        if rng.random() < settings["error_rate"]:
+            connection.execute("UPDATE videos SET status = 'failed', updated_at = ? WHERE id = ?",
+                               (time.time(), video_id))
+            raise TranscodeError(f"transcoding video {video_id} failed", video_id=video_id)
+        now = time.time()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("UPDATE videos SET status = 'processed', updated_at = ? WHERE id = ?", (now, video_id))
+            connection.execute("INSERT INTO processed_videos (video_id, processed_at, duration_seconds) "
+                               "VALUES (?, ?, ?)", (video_id, now, rng.uniform(1, 30)))
+            if rng.random() < 0.7:
+                connection.execute("INSERT INTO approvals (video_id, approved_at) VALUES (?, ?)", (video_id, now))
+                if rng.random() < 0.3:
+                    connection.execute("INSERT INTO monetizations (video_id, monetized_at, revenue_cents) "
+                                       "VALUES (?, ?, ?)", (video_id, now, rng.randint(1, 500)))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+
+def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, stop) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    instrument.setup_logging(log_file)
+    connection = connect(db_path)
+    session = requests.Session()
+    rng = random.Random()
+    log.info("worker %s started", os.getpid())
+    while not stop.is_set():
+        try:
+            video_id = claim_video(connection)
+            if video_id is None:
+                stop.wait(0.2)
+                continue
+            process_video(connection, session, video_id, faults, api_url, rng)
+        except OpsmonError as err:
+            log.error("%s", err, extra={"category": err.category, "severity": err.severity.value,
+                                        "reference": err.reference})
+        except Exception:  # noqa: BLE001 - a worker logs and goes on; it never dies of one video
+            log.exception("unexpected error in the pipeline")
+            stop.wait(1)
+    log.info("worker %s stopped", os.getpid())
+
+
+# ---- the HTTP API ----------------------------------------------------------------------------
+
+STATUS_BY_CATEGORY = {"validation": 400, "not_found": 404, "external_service": 502}
+VIDEO_PATH = re.compile(r"^/videos/(\d+)$")
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "opsmon-demo"
+    app: "DemoApp"
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass  # the app logs what matters as JSON lines
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def _route(self, method: str):
+        path = self.path.split("?")[0]
+        routes = {
+            ("GET", "/health"): ("health", lambda: (200, {"status": "ok"})),
+            ("GET", "/stats"): ("stats", self.app.stats),
+            ("POST", "/videos"): ("create_video", lambda: (201, self.app.create_video(self._body()))),
+            ("GET", "/external/api"): ("external_api_server", self.app.external_api),
+            ("GET", "/admin/faults"): ("faults", lambda: (200, self.app.faults.get())),
+            ("POST", "/admin/faults"): ("faults", lambda: (200, self.app.faults.update(self._body()))),
+        }
+        if (method, path) in routes:
+            return routes[(method, path)]
+        match = VIDEO_PATH.match(path)
+        if method == "GET" and match:
+            return "get_video", lambda: (200, self.app.get_video(int(match.group(1))))
+        return None, None
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            raise ValidationError("request body is not JSON", user_message="The request body must be JSON.") from None
+        if not isinstance(body, dict):
+            raise ValidationError("request body is not an object", user_message="The request body must be an object.")
+        return body
+
+    def _handle(self, method: str) -> None:
+        name, action = self._route(method)
+        if action is None:
+            self._send(404, {"error": "not_found", "message": "No such endpoint."})
+            return
+        try:
+            with instrument.track(f"http_{name}"):
+                status, body = action()
+        except OpsmonError as err:
+            level = logging.WARNING if err.severity in (Severity.LOW, Severity.MEDIUM) else logging.ERROR
+            log.log(level, "%s %s: %s", method, self.path, err, extra={"reference": err.reference})
+            status, body = STATUS_BY_CATEGORY.get(err.category, 500), err.to_dict()
+        except Exception:  # noqa: BLE001 - the user gets a reference, the log gets the traceback
+            error = OpsmonError("unhandled error")
+            log.exception("%s %s failed", method, self.path, extra={"reference": error.reference})
+            status, body = 500, error.to_dict()
+        self._send(status, body)
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class DemoApp:
+    def __init__(self, db_path: str, faults: Faults):
+        self.db_path = db_path
+        self.faults = faults
+        self._local = threading.local()
+
+    def _db(self):
+        if not hasattr(self._local, "connection"):
+            self._local.connection = connect(self.db_path)
+        return self._local.connection
+
+    def create_video(self, body: dict) -> dict:
+        title = body.get("title")
+        if not isinstance(title, str) or not 0 < len(title) <= 200:
+            raise ValidationError("title missing or too long", user_message="Give a title of 1 to 200 characters.")
+        now = time.time()
+        row = self._db().execute("INSERT INTO videos (title, status, created_at, updated_at) "
+                                 "VALUES (?, 'queued', ?, ?) RETURNING id", (title, now, now)).fetchone()
+        return {"id": row[0], "status": "queued"}
+
+    def get_video(self, video_id: int) -> dict:
+        row = self._db().execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"video {video_id} does not exist")
+        return dict(row)
+
+    def stats(self):
+        counts = dict(self._db().execute("SELECT status, count(*) FROM videos GROUP BY status").fetchall())
+        return 200, {"videos": counts}
+
+    def external_api(self):
+        settings = self.faults.get()
+        time.sleep(settings["external_latency_seconds"])
+        if not settings["external_available"]:
+            return 503, {"status": "unavailable"}
+        return 200, {"status": "ok"}
+
+
+def generate_traffic(base_url: str, rate: float, stop) -> None:
+    """Queue videos through the API at `rate` per second, as users would (loopback only)."""
+    session = requests.Session()
+    number = 0
+    while not stop.wait(1.0 / rate):
+        number += 1
+        try:
+            session.post(f"{base_url}/videos", json={"title": f"upload {number}"}, timeout=5)
+        except requests.RequestException as err:
+            log.warning("traffic generator could not reach the API: %s", err)
+
+
+def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file: str | None,
+        pidfile: str | None) -> int:
+    """Start everything; stop on SIGTERM or SIGINT."""
+    instrument.prepare_multiprocess_dir()
+    create_schema(db_path)
+    context = multiprocessing.get_context("fork")
+    faults = Faults(context)
+    stop = context.Event()
+    api_url = f"http://127.0.0.1:{port}/external/api"
+    processes = [context.Process(target=worker, args=(db_path, faults, api_url, log_file, stop), name=f"worker-{i}")
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    instrument.setup_logging(log_file)  # after the fork: each process has its own writer thread
+
+    Handler.app = DemoApp(db_path, faults)
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    if rate > 0:
+        threading.Thread(target=generate_traffic, args=(f"http://127.0.0.1:{port}", rate, stop), daemon=True).start()
+    if pidfile:
+        with open(pidfile, "w") as out:
+            out.write(f"{os.getpid()}\n")
+    log.info("demo app serving on http://%s:%s with %d workers", host, port, workers)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1):
+        for process in processes:
+            if not process.is_alive():
+                log.error("worker %s died with exit code %s", process.pid, process.exitcode)
+                stop.set()
+    server.shutdown()
+    for process in processes:
+        process.join(10)
+        instrument.process_exited(process.pid)
+    if pidfile and os.path.exists(pidfile):
+        os.unlink(pidfile)
+    log.info("demo app stopped")
+    return 0

@@ -1,0 +1,83 @@
+"""Backup freshness and verification from the backup catalog, e.g. `opsmon_backup_retained{database="demo",tier="daily"} 7`.
+
+Tiers without any backup publish a last success of 0, so "never succeeded" alerts like "too old".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
+
+from backup_jobs.catalog import Catalog, read_catalog
+from exporter.config import TIERS
+
+LOCATIONS = ("local", "secondary", "offsite")
+
+
+class BackupCollector:
+    name = "backup"
+
+    def __init__(self, directory: Path, database: str, read=read_catalog):
+        self._directory = Path(directory)
+        self._database = database
+        self._read = read
+
+    def describe(self):
+        return []
+
+    def _gauge(self, name, documentation, extra_label=None):
+        return GaugeMetricFamily(name, documentation, labels=["database", *([extra_label] if extra_label else [])])
+
+    def collect(self):
+        catalog = self._read(self._directory)
+        yield from self._tiers(catalog)
+        db = [self._database]
+
+        verify_ok = self._gauge("opsmon_backup_verify_last_success_timestamp_seconds",
+                                "When a verification of all retained backups last passed, in Unix seconds; 0 never.")
+        verify_ok.add_metric(db, catalog.status_time("verify", "last_success_at") or 0)
+        failing = self._gauge("opsmon_backup_verify_failures", "Retained backups whose last verification failed.")
+        failing.add_metric(db, sum(1 for b in catalog.backups if b.verified is False))
+
+        copies = self._gauge("opsmon_backup_copy_last_success_timestamp_seconds",
+                             "When a verified copy last reached each location, in Unix seconds; 0 never.", "location")
+        newest_local = max((b.finished_at for b in catalog.backups if b.verified), default=0)
+        for location in LOCATIONS:
+            at = newest_local if location == "local" else catalog.status_time("copies", location, "last_success_at")
+            copies.add_metric([self._database, location], at or 0)
+
+        drill = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
+                            "When a restore drill last restored and verified a backup, in Unix seconds; 0 never.")
+        drill.add_metric(db, catalog.status_time("drill", "last_success_at") or 0)
+        pitr = self._gauge("opsmon_pitr_last_replicated_timestamp_seconds",
+                           "Newest moment the point-in-time replica holds, in Unix seconds; 0 never.")
+        pitr.add_metric(db, catalog.status_time("pitr", "last_replicated_at") or 0)
+        yield from (verify_ok, failing, copies, drill, pitr)
+
+    def _tiers(self, catalog: Catalog):
+        success = self._gauge("opsmon_backup_last_success_timestamp_seconds",
+                              "When the newest verified backup of the tier finished, in Unix seconds; 0 never.", "tier")
+        failure = self._gauge("opsmon_backup_last_failure_timestamp_seconds",
+                              "When a backup of the tier last failed, in Unix seconds; 0 never.", "tier")
+        duration = self._gauge("opsmon_backup_last_duration_seconds",
+                               "How long the newest backup of the tier took.", "tier")
+        size = self._gauge("opsmon_backup_last_size_bytes", "Compressed size of the newest backup of the tier.", "tier")
+        retained = self._gauge("opsmon_backup_retained", "Backups of the tier kept now.", "tier")
+        for tier in TIERS:
+            labels = [self._database, tier]
+            backups = catalog.of_tier(tier)
+            verified = [b for b in backups if b.verified]
+            success.add_metric(labels, verified[-1].finished_at if verified else 0)
+            failure.add_metric(labels, catalog.status_time("tiers", tier, "last_failure_at") or 0)
+            retained.add_metric(labels, len(backups))
+            if backups:
+                duration.add_metric(labels, backups[-1].finished_at - backups[-1].started_at)
+                size.add_metric(labels, backups[-1].size_bytes)
+        yield from (success, failure, duration, size, retained)
+
+
+def build(config):
+    if config.backups is None:
+        return None  # nothing to read without a backups section
+    return BackupCollector(config.backups.directory, config.database.label)

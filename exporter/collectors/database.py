@@ -1,0 +1,61 @@
+"""The app's SQLite file and the integrity results backup_jobs records, e.g. `opsmon_db_size_bytes{database="demo"} 4.1e+06`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
+
+from backup_jobs.catalog import read_status
+
+
+class DatabaseCollector:
+    name = "database"
+
+    def __init__(self, path: Path, label: str, backup_directory: Path | None):
+        self._path = Path(path)
+        self._label = label
+        self._backup_directory = backup_directory
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        # Raises when the database is gone: that is a failure the success gauge must show.
+        size = os.stat(self._path).st_size
+        try:
+            wal = os.stat(f"{self._path}-wal").st_size
+        except FileNotFoundError:
+            wal = 0  # rollback-journal mode, or checkpointed and closed
+        yield self._family("opsmon_db_size_bytes", "Size of the database file.", size)
+        yield self._family("opsmon_db_wal_size_bytes", "Size of the write-ahead log not yet checkpointed.", wal)
+        if self._backup_directory is not None:
+            yield from self._integrity(read_status(self._backup_directory).get("integrity") or {})
+
+    def _family(self, name, documentation, value):
+        family = GaugeMetricFamily(name, documentation, labels=["database"])
+        family.add_metric([self._label], value)
+        return family
+
+    def _integrity(self, integrity: dict):
+        """Published once a check has run; before that there is nothing true to say."""
+        if "checked_at" not in integrity:
+            return
+        yield self._family("opsmon_db_integrity_check_success",
+                           "1 when the last integrity check (opsmon-backup check) passed.",
+                           1 if integrity.get("ok") else 0)
+        yield self._family("opsmon_db_integrity_check_last_timestamp_seconds",
+                           "When the last integrity check ran, in Unix seconds.", integrity["checked_at"])
+        yield self._family("opsmon_db_foreign_key_violations", "Rows failing foreign_key_check at the last check.",
+                           integrity.get("foreign_key_violations", 0))
+        rules = GaugeMetricFamily("opsmon_db_rule_violations", "Rows breaking each business rule at the last check.",
+                                  labels=["database", "rule"])
+        for rule, count in sorted((integrity.get("rule_violations") or {}).items()):
+            rules.add_metric([self._label, rule], count)
+        yield rules
+
+
+def build(config):
+    directory = config.backups.directory if config.backups else None
+    return DatabaseCollector(config.database.path, config.database.label, directory)

@@ -1,0 +1,251 @@
+"""The one opsmon.yml: loaded once, validated strictly, every problem reported with file and key."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PositiveFloat,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+DEFAULT_CONFIG_FILE = "opsmon.yml"
+TIERS = ("daily", "weekly", "monthly")
+METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+class InvalidConfig(Exception):
+    """The config file cannot be used; `problems` lists every reason, each naming file and key."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file, so the file means the same from any directory."""
+    base = (info.context or {}).get("base", Path.cwd())
+    return path if path.is_absolute() else (base / path)
+
+
+def _usable_location(path: Path) -> Path:
+    """A path we may create or read later: whatever exists of it must be readable, its parent a folder."""
+    if path.exists() and not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not readable")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"{path.parent} is not a directory")
+    return path
+
+
+def _readable_file(path: Path) -> Path:
+    """A path we must read at start (certificates, password files): it has to be there now."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not readable")
+    return path
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+        raise ValueError(f"must be host:port (':9877' for every interface), got {value!r}")
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression: {err}") from None
+    return value
+
+
+Location = Annotated[Path, AfterValidator(_resolve), AfterValidator(_usable_location)]
+ReadableFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_readable_file)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    # validate_default: defaults go through the same checks, so default paths resolve against the file too.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DatabaseConfig(Strict):
+    path: Location
+    name: Name | None = None
+
+    @property
+    def label(self) -> str:
+        """The value of the `database` label: the configured name, else the file's stem."""
+        return self.name or self.path.stem
+
+
+class ProcessConfig(Strict):
+    name: Name
+    pidfile: Location | None = None
+    match: Regex | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ProcessConfig:
+        if (self.pidfile is None) == (self.match is None):
+            raise ValueError("give exactly one of pidfile or match")
+        return self
+
+
+class ProbeConfig(Strict):
+    service: Name
+    url: HttpUrl
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = [200]
+    timeout_seconds: PositiveFloat = 5.0
+    body_regex: Regex | None = None
+
+
+class LogSourceConfig(Strict):
+    source: Name
+    path: Location
+    format: Literal["json", "text"] = "text"
+
+
+class BusinessQueryConfig(Strict):
+    name: Annotated[str, Field(pattern=METRIC_NAME)]
+    help: Name
+    type: Literal["counter", "gauge"] = "gauge"
+    query: Name
+    labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
+    value_column: Name = "value"
+    refresh_seconds: PositiveFloat = 60.0
+    timeout_seconds: PositiveFloat = 5.0
+
+
+class Thresholds(Strict):
+    """Warning and critical levels of one health check."""
+
+    warning: float
+    critical: float
+
+
+class HealthConfig(Strict):
+    disk_free_ratio: Thresholds = {"warning": 0.10, "critical": 0.03}
+    memory_available_ratio: Thresholds = {"warning": 0.10, "critical": 0.03}
+    cpu_load_per_core: Thresholds = {"warning": 2.0, "critical": 4.0}
+    # The newest backup of a tier older than this makes the backups check degraded.
+    backup_max_age_seconds: dict[Literal["daily", "weekly", "monthly"], PositiveFloat] = {
+        "daily": 26 * 3600,
+        "weekly": 8 * 86400,
+        "monthly": 32 * 86400,
+    }
+
+
+class WebConfig(Strict):
+    tls_cert_file: ReadableFile | None = None
+    tls_key_file: ReadableFile | None = None
+    basic_auth_username: Name | None = None
+    basic_auth_password_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> WebConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if (self.basic_auth_username is None) != (self.basic_auth_password_file is None):
+            raise ValueError("basic_auth_username and basic_auth_password_file go together")
+        return self
+
+
+class ExporterConfig(Strict):
+    listen_address: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:9877"
+    # Used when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.
+    scrape_timeout_seconds: PositiveFloat = 10.0
+    state_directory: Location = Path(".opsmon-state")
+    app_metrics_directory: Location | None = None
+    processes: list[ProcessConfig] = []
+    probes: list[ProbeConfig] = []
+    logs: list[LogSourceConfig] = []
+    health: HealthConfig = {}
+    web: WebConfig = {}
+
+
+class BackupsConfig(Strict):
+    directory: Location
+
+
+class OpsmonConfig(Strict):
+    database: DatabaseConfig
+    exporter: ExporterConfig = {}
+    backups: BackupsConfig | None = None
+    business: list[BusinessQueryConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OpsmonConfig:
+        for what, names in (
+            ("exporter.probes service", [p.service for p in self.exporter.probes]),
+            ("exporter.processes name", [p.name for p in self.exporter.processes]),
+            ("exporter.logs source", [s.source for s in self.exporter.logs]),
+            ("business name", [q.name for q in self.business]),
+        ):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+        return self
+
+
+def _key(loc: tuple) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += f".{part}" if key else str(part)
+    return key
+
+
+def _message(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return error["msg"].removeprefix("Value error, ")
+
+
+def parse_config(data: object, source: str, base: Path) -> OpsmonConfig:
+    """Validate already-parsed YAML; InvalidConfig lists every problem as 'source: key: message'."""
+    if not isinstance(data, dict):
+        raise InvalidConfig([f"{source}: the file must hold a mapping of sections"])
+    try:
+        return OpsmonConfig.model_validate(data, context={"base": base})
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            key = _key(error["loc"])
+            problems.append(f"{source}: {key}: {_message(error)}" if key else f"{source}: {_message(error)}")
+        raise InvalidConfig(problems) from None
+
+
+def load_config(path: str | os.PathLike) -> OpsmonConfig:
+    """Read and validate a config file, or raise InvalidConfig naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidConfig([f"{path}: cannot read config file: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise InvalidConfig([f"{path}: {where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    return parse_config(data, str(path), path.resolve().parent)

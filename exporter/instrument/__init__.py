@@ -1,0 +1,55 @@
+"""What an application imports to be monitored by opsmon: timing, counting, errors and JSON logs.
+
+    from exporter import instrument
+
+    @instrument.track("process_video")
+    def process(video): ...
+
+    with instrument.track("upload"):
+        ...
+
+Metrics go to prometheus_client's multiprocess files, so worker processes and short jobs add up:
+set PROMETHEUS_MULTIPROC_DIR (or call prepare_multiprocess_dir) before the app imports this
+module, and point the exporter's `app_metrics_directory` at the same folder.
+"""
+
+from __future__ import annotations
+
+from exporter.instrument.errors import (
+    BackupError,
+    ConfigError,
+    DataIntegrityError,
+    ExternalServiceError,
+    OpsmonError,
+    ResourceExhaustedError,
+    Severity,
+    ValidationError,
+    classify,
+)
+from exporter.instrument.jsonlog import JsonFormatter, setup_logging
+from exporter.instrument.metrics import AppMetrics, Track, prepare_multiprocess_dir, process_exited
+
+__all__ = [
+    "AppMetrics", "BackupError", "ConfigError", "DataIntegrityError", "ExternalServiceError", "JsonFormatter",
+    "OpsmonError", "ResourceExhaustedError", "Severity", "Track", "ValidationError", "classify", "metrics",
+    "prepare_multiprocess_dir", "process_exited", "record_error", "setup_logging", "track",
+]
+
+_metrics: AppMetrics | None = None
+
+
+def metrics() -> AppMetrics:
+    """The process's app_* metrics, created at first use."""
+    global _metrics
+    if _metrics is None:
+        _metrics = AppMetrics()
+    return _metrics
+
+
+def track(handler: str) -> Track:
+    return Track(metrics(), handler)
+
+
+def record_error(error: BaseException) -> None:
+    """Count an error handled without letting it escape a tracked block."""
+    metrics().record_error(error)

@@ -1,0 +1,62 @@
+"""JSON-lines logging through a queue, so the app's threads never wait on log I/O."""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+from datetime import datetime, timezone
+
+# Attributes every LogRecord has; anything else came in through `extra=` and is kept as a field.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Queue a record with its message and traceback as plain fields (the stock one folds them together)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exception = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = record.exc_text = None
+        return record
+
+
+def setup_logging(path: str | None = None, level: str = "INFO") -> logging.handlers.QueueListener:
+    """Send the root logger's records through a queue to one writer thread (a file, or stderr).
+
+    The file handler reopens the file when logrotate moves it. The listener is stopped at exit,
+    after it wrote out what was queued.
+    """
+    target = logging.handlers.WatchedFileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    target.setFormatter(JsonFormatter())
+    records: queue.Queue = queue.Queue(-1)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_QueueHandler(records))
+    root.setLevel(level.upper())
+    listener = logging.handlers.QueueListener(records, target, respect_handler_level=True)
+    listener.start()
+    atexit.register(listener.stop)
+    return listener

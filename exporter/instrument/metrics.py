@@ -1,0 +1,98 @@
+"""Request and error metrics recorded in the app's processes, in prometheus_client's multiprocess mode."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from pathlib import Path
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, multiprocess, values
+
+from exporter.instrument.errors import ConfigError, classify
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Finer at the low end, where a healthy handler lives, and up to a minute for pipeline stages.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class AppMetrics:
+    """The CONTRACT's app_* metrics under one namespace; create once per process."""
+
+    def __init__(self, namespace: str = "app", registry=REGISTRY):
+        kwargs = {"namespace": namespace, "registry": registry}
+        self.requests = Counter("requests_total", "Requests or jobs handled.", ["handler"], **kwargs)
+        self.request_errors = Counter("request_errors_total", "Requests or jobs that ended in an error.",
+                                      ["handler"], **kwargs)
+        self.duration = Histogram("request_duration_seconds", "Time to handle a request or job.", ["handler"],
+                                  buckets=BUCKETS, **kwargs)
+        # livesum: in-progress counts of processes that have exited drop out of the sum.
+        self.in_progress = Gauge("requests_in_progress", "Requests or jobs being handled now.", ["handler"],
+                                 multiprocess_mode="livesum", **kwargs)
+        self.errors = Counter("errors_total", "Errors by category and severity.", ["category", "severity"],
+                              **kwargs)
+
+    def record_error(self, error: BaseException) -> None:
+        """Count an error once, however many tracked blocks it passes through."""
+        if getattr(error, "_opsmon_counted", False):
+            return
+        category, severity = classify(error)
+        self.errors.labels(category, severity.value).inc()
+        try:
+            error._opsmon_counted = True
+        except AttributeError:
+            pass  # an exception type with __slots__: it may be counted again, which is the lesser harm
+
+
+class Track:
+    """Time and count one handler; use as `with track("h"):` or as `@track("h")`."""
+
+    def __init__(self, metrics: AppMetrics, handler: str):
+        self._metrics = metrics
+        self._handler = handler
+        self._started: list[float] = []  # a stack, so one Track may be entered again while in use
+
+    def __enter__(self):
+        self._metrics.in_progress.labels(self._handler).inc()
+        self._started.append(time.perf_counter())
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        elapsed = time.perf_counter() - self._started.pop()
+        metrics, handler = self._metrics, self._handler
+        metrics.in_progress.labels(handler).dec()
+        metrics.requests.labels(handler).inc()
+        metrics.duration.labels(handler).observe(elapsed)
+        if exc is not None:
+            metrics.request_errors.labels(handler).inc()
+            metrics.record_error(exc)
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with Track(self._metrics, self._handler):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Empty the folder named by PROMETHEUS_MULTIPROC_DIR before the app's processes start, as
+    prometheus_client asks. The variable must be set before prometheus_client is imported."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory or values.ValueClass is values.MutexValue:
+        raise ConfigError(f"set {MULTIPROC_ENV} before the app imports exporter.instrument, or the app's "
+                          "metrics stay inside each process and the exporter never sees them")
+    path = Path(directory)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def process_exited(pid: int) -> None:
+    """Tell the multiprocess files that a worker has gone, so its live gauges stop counting."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)
