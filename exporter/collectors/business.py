@@ -39,10 +39,11 @@ def run_query(path: Path, sql: str, timeout: float) -> tuple[list[str], list[tup
 
 
 class CachedQuery:
-    def __init__(self, config, database: Path, clock=time.monotonic):
+    def __init__(self, config, database: Path, clock=time.monotonic, wall=time.time):
         self.config = config
         self._database = database
         self._clock = clock
+        self._wall = wall
         self._family = None
         self._next_refresh = 0.0
         self.last_success = 0  # 1 when the last refresh worked
@@ -65,7 +66,7 @@ class CachedQuery:
             self._next_refresh = self._clock() + min(config.refresh_seconds, RETRY_AFTER_FAILURE_SECONDS)
             return
         self.last_success = 1
-        self.last_refresh_timestamp = time.time()
+        self.last_refresh_timestamp = self._wall()
         self._next_refresh = self._clock() + config.refresh_seconds
 
     def _to_family(self, columns, rows):
@@ -86,8 +87,8 @@ class CachedQuery:
 class BusinessCollector:
     name = "business"
 
-    def __init__(self, queries, database: Path, clock=time.monotonic):
-        self._queries = [CachedQuery(q, Path(database), clock) for q in queries]
+    def __init__(self, queries, database: Path, clock=time.monotonic, wall=time.time):
+        self._queries = [CachedQuery(q, Path(database), clock, wall) for q in queries]
 
     def describe(self):
         return []

@@ -25,15 +25,15 @@ class ProbeResult:
     detail: str
 
 
-def probe(session: requests.Session, config, budget: float) -> ProbeResult:
+def probe(session: requests.Session, config, budget: float, clock=time.monotonic) -> ProbeResult:
     """One check: the expected status and, when configured, a body matching the regex, within the timeout."""
     timeout = max(0.001, min(config.timeout_seconds, budget))
-    started = time.monotonic()
+    started = clock()
     try:
         response = session.request(config.method, str(config.url), timeout=timeout, allow_redirects=True)
     except requests.RequestException as err:
-        return ProbeResult(config.service, False, time.monotonic() - started, 0, f"no answer: {type(err).__name__}")
-    duration = time.monotonic() - started
+        return ProbeResult(config.service, False, clock() - started, 0, f"no answer: {type(err).__name__}")
+    duration = clock() - started
     if response.status_code not in config.expected_status:
         return ProbeResult(config.service, False, duration, response.status_code,
                            f"status {response.status_code}, expected {config.expected_status}")
@@ -43,12 +43,12 @@ def probe(session: requests.Session, config, budget: float) -> ProbeResult:
     return ProbeResult(config.service, True, duration, response.status_code, f"status {response.status_code}")
 
 
-def run_probes(session: requests.Session, probes, budget: float) -> list[ProbeResult]:
+def run_probes(session: requests.Session, probes, budget: float, clock=time.monotonic) -> list[ProbeResult]:
     """All checks at once, so the total takes as long as the slowest, never longer than `budget`."""
     if not probes:
         return []
     pool = ThreadPoolExecutor(max_workers=min(len(probes), 16), thread_name_prefix="probe")
-    futures = [pool.submit(probe, session, config, budget) for config in probes]
+    futures = [pool.submit(probe, session, config, budget, clock) for config in probes]
     # requests' timeout bounds each socket read, not the whole answer: a server that trickles
     # bytes could outlast it, so the wait itself is bounded too and such a probe counts as failed.
     wait(futures, timeout=budget + 0.05)
@@ -60,10 +60,12 @@ def run_probes(session: requests.Session, probes, budget: float) -> list[ProbeRe
 class ProbesCollector:
     name = "probes"
 
-    def __init__(self, probes, session: requests.Session | None = None, default_budget: float = 10.0):
+    def __init__(self, probes, session: requests.Session | None = None, default_budget: float = 10.0,
+                 clock=time.monotonic):
         self._probes = probes
         self._session = session or requests.Session()
         self._default_budget = default_budget
+        self._clock = clock
 
     def describe(self):
         return []
@@ -77,7 +79,7 @@ class ProbesCollector:
         duration = GaugeMetricFamily("opsmon_probe_duration_seconds", "How long the check took.", labels=labels)
         status = GaugeMetricFamily("opsmon_probe_http_status_code", "HTTP status of the answer; 0 when none came.",
                                    labels=labels)
-        for result in run_probes(self._session, self._probes, budget):
+        for result in run_probes(self._session, self._probes, budget, self._clock):
             success.add_metric([result.service], 1 if result.success else 0)
             duration.add_metric([result.service], result.duration_seconds)
             status.add_metric([result.service], result.status_code)

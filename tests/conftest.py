@@ -1,0 +1,92 @@
+"""Shared helpers: free loopback ports, config files, polling with a deadline, golden comparison."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+    """Poll until condition() is truthy, and return it; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception:  # noqa: BLE001 - not ready yet (connection refused, missing file...)
+            result = None
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def write_config(path: Path, document: dict) -> Path:
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+class _Sorted:
+    def __init__(self, registry):
+        self._registry = registry
+
+    def collect(self):
+        return sorted(self._registry.collect(), key=lambda family: family.name)
+
+
+def exposition(*collectors, sort: bool = False) -> str:
+    """The text exposition of collectors, as Prometheus would scrape it; `sort` orders families by name."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return generate_latest(_Sorted(registry) if sort else registry).decode()
+
+
+def assert_golden(case: str, text: str) -> None:
+    """Compare with tests/golden/<case>.prom; UPDATE_GOLDEN=1 rewrites the file instead."""
+    path = GOLDEN / f"{case}.prom"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"
+    assert text == path.read_text()
+
+
+@pytest.fixture
+def python_env():
+    """The environment for child Python processes, without a multiprocess folder of ours leaking in."""
+    env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start(args: list[str], env: dict, cwd: Path = REPO, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,143 @@
+"""Each collector's exposition from fixed inputs, compared with tests/golden/*.prom, which promtool accepts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import pytest
+import requests
+
+from exporter.collectors.backup import BackupCollector
+from exporter.collectors.business import BusinessCollector
+from exporter.collectors.database import DatabaseCollector
+from exporter.collectors.gpu import GpuCollector
+from exporter.collectors.logs import LogsCollector
+from exporter.collectors.probes import ProbesCollector
+from exporter.collectors.process import ProcessCollector
+from exporter.collectors.system import SystemCollector
+from exporter.config import BusinessQueryConfig, LogSourceConfig, ProbeConfig, ProcessConfig
+from tests.conftest import FIXTURES, GOLDEN, assert_golden, exposition
+from tests.fakes import (FakeClock, FakeNvml, FakeProcess, FakeResponse, FakeSession, fake_process_table,
+                         fake_psutil, fake_statvfs)
+
+
+def test_system():
+    assert_golden("system", exposition(SystemCollector(ps=fake_psutil(), statvfs=fake_statvfs)))
+
+
+def test_process(tmp_path):
+    pidfile = tmp_path / "app.pid"
+    pidfile.write_text("100\n")
+    table = fake_process_table([
+        FakeProcess(100, "python3", ["python3", "-m", "demo", "serve"]),
+        FakeProcess(200, "nginx", ["nginx: master process"], rss=10 * 2**20, created=1_700_000_000.0),
+        FakeProcess(201, "nginx", ["nginx: worker process"], rss=20 * 2**20),
+    ])
+    watched = [ProcessConfig(name="demo", pidfile=pidfile), ProcessConfig(name="nginx", match="^nginx"),
+               ProcessConfig(name="gone", pidfile=tmp_path / "missing.pid")]
+    assert_golden("process", exposition(ProcessCollector(watched, ps=table)))
+
+
+@pytest.mark.gpu
+def test_gpu_with_a_fake_nvml():
+    """CI has no GPU: a fake NVML module stands in for the driver, one reading answering NotSupported."""
+    assert_golden("gpu", exposition(GpuCollector(nvml=FakeNvml())))
+
+
+@pytest.mark.gpu
+def test_gpu_absent_publishes_nothing():
+    assert exposition(GpuCollector(nvml=FakeNvml(present=False))) == ""
+
+
+def test_probes():
+    clock = FakeClock()
+    session = FakeSession({
+        "http://api.test/ok": FakeResponse(200, '{"status": "ok"}'),
+        "http://api.test/degraded": FakeResponse(200, '{"status": "degraded"}'),
+        "http://api.test/broken": FakeResponse(503),
+        "http://api.test/down": requests.ConnectionError("refused"),
+    }, clock=clock)
+    probes = [
+        ProbeConfig(service="ok", url="http://api.test/ok", body_regex='"ok"'),
+        ProbeConfig(service="wrong-body", url="http://api.test/degraded", body_regex='"ok"'),
+        ProbeConfig(service="broken", url="http://api.test/broken"),
+        ProbeConfig(service="down", url="http://api.test/down"),
+    ]
+    assert_golden("probes", exposition(ProbesCollector(probes, session=session, clock=clock)))
+
+
+def test_logs(tmp_path):
+    (tmp_path / "app.jsonl").write_text(
+        '{"level": "INFO", "message": "started"}\n{"level": "warn", "message": "slow"}\n'
+        '{"levelname": "ERROR", "message": "failed"}\nnot json at all\n{"level": "INFO", "message": "part')
+    (tmp_path / "app.log").write_text(
+        "2026-11-26 10:00:00 INFO started\n2026-11-26 10:00:01 ERROR disk failed\n"
+        "ts=1 level=warning msg=slow\nthe info word in prose is no level\nFATAL out of memory\n")
+    sources = [LogSourceConfig(source="json-app", path=tmp_path / "app.jsonl", format="json"),
+               LogSourceConfig(source="text-app", path=tmp_path / "app.log", format="text")]
+    assert_golden("logs", exposition(LogsCollector(sources, tmp_path / "state.json")))
+
+
+def test_database():
+    assert_golden("database", exposition(DatabaseCollector(FIXTURES / "app.db", "demo", FIXTURES / "catalog")))
+
+
+def test_backup():
+    assert_golden("backup", exposition(BackupCollector(FIXTURES / "catalog", "demo")))
+
+
+def test_backup_with_an_empty_catalog_says_never(tmp_path):
+    text = exposition(BackupCollector(tmp_path / "none-yet", "demo"))
+    assert 'opsmon_backup_last_success_timestamp_seconds{database="demo",tier="monthly"} 0.0' in text
+    assert 'opsmon_backup_retained{database="demo",tier="daily"} 0.0' in text
+
+
+def test_business(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as connection:
+        connection.executescript(
+            "CREATE TABLE processed (id INTEGER PRIMARY KEY, kind TEXT);"
+            "INSERT INTO processed (kind) VALUES ('short'), ('short'), ('long');")
+    queries = [
+        BusinessQueryConfig(name="business_videos_processed_total", help="Videos processed.", type="counter",
+                            query="SELECT count(*) AS value FROM processed", refresh_seconds=60),
+        BusinessQueryConfig(name="business_videos_by_kind", help="Videos by kind.", labels=["kind"],
+                            query="SELECT kind, count(*) AS value FROM processed GROUP BY kind ORDER BY kind",
+                            refresh_seconds=86400),
+        BusinessQueryConfig(name="business_broken", help="A query on a table that is not there.",
+                            query="SELECT count(*) AS value FROM nowhere"),
+    ]
+    collector = BusinessCollector(queries, db, clock=FakeClock(), wall=lambda: 1_764_150_000.0)
+    assert_golden("business", exposition(collector))
+
+
+def test_app_metrics_from_worker_processes(tmp_path):
+    """Recorded by three real processes in multiprocess mode, summed by the exporter's app collector."""
+    from exporter.collectors.app import AppCollector
+
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    record = (
+        "from exporter import instrument\n"
+        "import sys\n"
+        "m = instrument.metrics()\n"
+        "m.requests.labels('process_video').inc(10)\n"
+        "m.request_errors.labels('process_video').inc()\n"
+        "m.duration.labels('process_video').observe(0.2)\n"
+        "instrument.record_error(instrument.ExternalServiceError('down'))\n"
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", record], check=True,
+                       env={"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"})
+    # The order of families follows the order the folder lists its files: sort for a stable file.
+    assert_golden("app", exposition(AppCollector(directory), sort=True))
+
+
+def test_golden_files_pass_promtool():
+    goldens = sorted(GOLDEN.glob("*.prom"))
+    assert len(goldens) == 9, [g.name for g in goldens]
+    for golden in goldens:
+        result = subprocess.run(["promtool", "check", "metrics"], stdin=golden.open("rb"), capture_output=True)
+        assert result.returncode == 0, f"{golden.name}: {result.stdout.decode()}{result.stderr.decode()}"
