@@ -26,6 +26,9 @@ JSON_LEVEL_KEYS = ("level", "levelname", "severity", "lvl")
 # in a sentence is not a level.
 TEXT_LEVEL = re.compile(r"\b(DEBUG|TRACE|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|\blevel=\"?(\w+)", re.I)
 MAX_BYTES_PER_READ = 8 * 1024 * 1024  # a huge backlog is worked off over several scrapes
+# The last bytes read are kept and compared before reading on: a file truncated and written past
+# our offset again (copytruncate between two scrapes) is noticed although it is not smaller.
+FINGERPRINT_BYTES = 64
 
 
 def normalise(level: str | None) -> str | None:
@@ -68,11 +71,13 @@ class LogTail:
         saved = saved or {}
         self.inode = saved.get("inode")
         self.offset = int(saved.get("offset", 0))
+        self.fingerprint = bytes.fromhex(saved.get("fingerprint", ""))
         self.counts = {level: int(saved.get("counts", {}).get(level, 0)) for level in LEVELS}
         self._handle = None
 
     def state(self) -> dict:
-        return {"inode": self.inode, "offset": self.offset, "counts": dict(self.counts)}
+        return {"inode": self.inode, "offset": self.offset, "fingerprint": self.fingerprint.hex(),
+                "counts": dict(self.counts)}
 
     def read_new(self) -> None:
         try:
@@ -83,17 +88,27 @@ class LogTail:
         if self._handle is None or stat.st_ino != self.inode:
             self._drain_and_close()
             self._open(stat)
-        elif stat.st_size < self.offset:
+        elif not self._still_same_content(stat):
             log.info("%s was truncated; reading it from the start", self.path)
-            self.offset = 0
+            self._restart()
         self._count_lines()
 
+    def _still_same_content(self, stat) -> bool:
+        if stat.st_size < self.offset:
+            return False
+        self._handle.seek(self.offset - len(self.fingerprint))
+        return self._handle.read(len(self.fingerprint)) == self.fingerprint
+
+    def _restart(self) -> None:
+        self.offset = 0
+        self.fingerprint = b""
+
     def _open(self, stat) -> None:
-        resuming = stat.st_ino == self.inode and stat.st_size >= self.offset
-        if not resuming:
-            self.offset = 0
+        resuming = stat.st_ino == self.inode
         self.inode = stat.st_ino
         self._handle = open(self.path, "rb")
+        if not (resuming and self._still_same_content(stat)):
+            self._restart()
 
     def _drain_and_close(self) -> None:
         if self._handle is not None:
@@ -110,6 +125,8 @@ class LogTail:
             if level:
                 self.counts[level] += 1
         self.offset += len(complete)
+        if complete:
+            self.fingerprint = complete[-FINGERPRINT_BYTES:]
 
     def close(self) -> None:
         if self._handle is not None:
