@@ -134,14 +134,16 @@ def process_video(connection, session, video_id: int, faults: Faults, api_url: s
             raise
 
 
-def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, stop) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, stop, listening) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us in order
+    listening.close()  # the parent's HTTP socket, inherited through fork; only the parent serves
+    parent = os.getppid()
     instrument.setup_logging(log_file)
     connection = connect(db_path)
     session = requests.Session()
     rng = random.Random()
     log.info("worker %s started", os.getpid())
-    while not stop.is_set():
+    while not stop.is_set() and os.getppid() == parent:  # a parent killed with -9 leaves no orphans
         try:
             video_id = claim_video(connection)
             if video_id is None:
@@ -285,19 +287,21 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
     """Start everything; stop on SIGTERM or SIGINT."""
     instrument.prepare_multiprocess_dir()
     create_schema(db_path)
+    server = ThreadingHTTPServer((host, port), Handler)  # bind first: a busy port fails before any fork
+    server.daemon_threads = True
     context = multiprocessing.get_context("fork")
     faults = Faults(context)
     stop = context.Event()
     api_url = f"http://127.0.0.1:{port}/external/api"
-    processes = [context.Process(target=worker, args=(db_path, faults, api_url, log_file, stop), name=f"worker-{i}")
-                 for i in range(workers)]
+    processes = [context.Process(target=worker, args=(db_path, faults, api_url, log_file, stop, server.socket),
+                                 name=f"worker-{i}") for i in range(workers)]
     for process in processes:
         process.start()
+    # Signals are taken by sigtimedwait below, never by a handler that could interrupt a lock holder.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     instrument.setup_logging(log_file)  # after the fork: each process has its own writer thread
 
     Handler.app = DemoApp(db_path, faults)
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if rate > 0:
         threading.Thread(target=generate_traffic, args=(f"http://127.0.0.1:{port}", rate, stop), daemon=True).start()
@@ -306,17 +310,16 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
             out.write(f"{os.getpid()}\n")
     log.info("demo app serving on http://%s:%s with %d workers", host, port, workers)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(1):
-        for process in processes:
-            if not process.is_alive():
-                log.error("worker %s died with exit code %s", process.pid, process.exitcode)
-                stop.set()
-    server.shutdown()
-    for process in processes:
+    while signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, 1) is None:
+        dead = [p for p in processes if not p.is_alive()]
+        if dead:
+            log.error("worker %s died with exit code %s; stopping", dead[0].pid, dead[0].exitcode)
+            break
+    stop.set()
+    for process in processes:  # workers first: they still call the external API this server answers
         process.join(10)
         instrument.process_exited(process.pid)
+    server.shutdown()
     if pidfile and os.path.exists(pidfile):
         os.unlink(pidfile)
     log.info("demo app stopped")

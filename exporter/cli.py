@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import queue
 import signal
 import sys
 import threading
@@ -63,16 +62,13 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"--web.listen-address {address}: cannot listen: {err.strerror}", file=sys.stderr)
         return 1
+    # Signals are taken by sigwait in this thread, never by a handler that could interrupt a lock
+    # holder; the mask is set before the HTTP thread starts so that thread inherits it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGTERM, signal.SIGINT})
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     log.info("opsmon-exporter %s serving on %s://%s with collectors %s", __version__,
              "https" if tls else "http", address, ", ".join(exporter.collector_names))
-
-    # Signals only queue work: the main thread does it, outside the signal handler.
-    actions: queue.Queue[str] = queue.Queue()
-    signal.signal(signal.SIGHUP, lambda *_: actions.put("reload"))
-    signal.signal(signal.SIGTERM, lambda *_: actions.put("stop"))
-    signal.signal(signal.SIGINT, lambda *_: actions.put("stop"))
-    while (action := actions.get()) != "stop":
+    while signal.sigwait({signal.SIGHUP, signal.SIGTERM, signal.SIGINT}) == signal.SIGHUP:
         exporter.reload()
     server.shutdown()
     log.info("stopped")

@@ -25,17 +25,20 @@ def free_port() -> int:
 
 
 def wait_for(condition, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    """Poll until condition() is truthy, and return it; fail with `what` after `timeout` seconds."""
+    """Poll until condition() is truthy, and return it; fail with `what` (text, or a function giving
+    it at the time of failure) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    last_error = None
     while time.monotonic() < deadline:
         try:
             result = condition()
-        except Exception:  # noqa: BLE001 - not ready yet (connection refused, missing file...)
-            result = None
+        except Exception as err:  # noqa: BLE001 - not ready yet (connection refused, missing file...)
+            result, last_error = None, err
         if result:
             return result
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    what = what() if callable(what) else what
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
 
 
 def write_config(path: Path, document: dict) -> Path:

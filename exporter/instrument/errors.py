@@ -84,3 +84,14 @@ def classify(error: BaseException) -> tuple[str, Severity]:
     if isinstance(error, OpsmonError):
         return error.category, error.severity
     return "unhandled", Severity.HIGH
+
+
+def known_kinds() -> list[tuple[str, Severity]]:
+    """(category, severity) of every error class defined so far, and of unhandled errors."""
+    kinds = {("unhandled", Severity.HIGH)}
+    classes = [OpsmonError]
+    while classes:
+        cls = classes.pop()
+        kinds.add((cls.category, cls.severity))
+        classes.extend(cls.__subclasses__())
+    return sorted(kinds, key=lambda kind: (kind[0], kind[1].value))

@@ -42,6 +42,13 @@ class _QueueHandler(logging.handlers.QueueHandler):
         return record
 
 
+class _Listener(logging.handlers.QueueListener):
+    def stop(self) -> None:
+        """Stop once: at exit, or earlier by the app; a second call does nothing."""
+        if self._thread is not None:
+            super().stop()
+
+
 def setup_logging(path: str | None = None, level: str = "INFO") -> logging.handlers.QueueListener:
     """Send the root logger's records through a queue to one writer thread (a file, or stderr).
 
@@ -56,7 +63,7 @@ def setup_logging(path: str | None = None, level: str = "INFO") -> logging.handl
         root.removeHandler(handler)
     root.addHandler(_QueueHandler(records))
     root.setLevel(level.upper())
-    listener = logging.handlers.QueueListener(records, target, respect_handler_level=True)
+    listener = _Listener(records, target, respect_handler_level=True)
     listener.start()
     atexit.register(listener.stop)
     return listener

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, multiprocess, values
 
-from exporter.instrument.errors import ConfigError, classify
+from exporter.instrument.errors import ConfigError, classify, known_kinds
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Finer at the low end, where a healthy handler lives, and up to a minute for pipeline stages.
@@ -21,6 +21,7 @@ class AppMetrics:
     """The CONTRACT's app_* metrics under one namespace; create once per process."""
 
     def __init__(self, namespace: str = "app", registry=REGISTRY):
+        self.registry = registry
         kwargs = {"namespace": namespace, "registry": registry}
         self.requests = Counter("requests_total", "Requests or jobs handled.", ["handler"], **kwargs)
         self.request_errors = Counter("request_errors_total", "Requests or jobs that ended in an error.",
@@ -32,6 +33,9 @@ class AppMetrics:
                                  multiprocess_mode="livesum", **kwargs)
         self.errors = Counter("errors_total", "Errors by category and severity.", ["category", "severity"],
                               **kwargs)
+        # Series that exist at 0 from the start, so error ratios read 0 rather than "no data".
+        for category, severity in known_kinds():
+            self.errors.labels(category, severity.value)
 
     def record_error(self, error: BaseException) -> None:
         """Count an error once, however many tracked blocks it passes through."""
@@ -54,6 +58,7 @@ class Track:
         self._started: list[float] = []  # a stack, so one Track may be entered again while in use
 
     def __enter__(self):
+        self._metrics.request_errors.labels(self._handler)  # present at 0 before the first error
         self._metrics.in_progress.labels(self._handler).inc()
         self._started.append(time.perf_counter())
         return self
