@@ -48,10 +48,13 @@ class NotFound(OpsmonError):
 
 
 class Faults:
-    """Fault settings shared by every process of the app (shared memory, set before the workers fork)."""
+    """Fault settings shared by every process of the app (shared memory, set before the workers fork).
+
+    Lock-free on purpose: a worker killed while holding a shared lock would leave it held forever.
+    """
 
     def __init__(self, context):
-        self._values = context.Array("d", list(FAULT_DEFAULTS.values()))
+        self._values = context.RawArray("d", list(FAULT_DEFAULTS.values()))
 
     def get(self) -> dict:
         values = dict(zip(FAULT_DEFAULTS, self._values[:]))
@@ -135,19 +138,30 @@ def process_video(connection, session, video_id: int, faults: Faults, api_url: s
 
 
 def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, stop, listening) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us in order
+    # Ctrl-C and a supervisor's SIGTERM reach the whole group; the parent stops us in order instead,
+    # so no video is left half-processed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     listening.close()  # the parent's HTTP socket, inherited through fork; only the parent serves
     parent = os.getppid()
-    instrument.setup_logging(log_file)
+    # Forked children end with os._exit, which skips atexit: the worker stops its log writer itself.
+    logs = instrument.setup_logging(log_file)
+    try:
+        work(db_path, faults, api_url, stop, parent)
+    finally:
+        logs.stop()
+
+
+def work(db_path: str, faults: Faults, api_url: str, stop, parent: int) -> None:
     connection = connect(db_path)
     session = requests.Session()
     rng = random.Random()
     log.info("worker %s started", os.getpid())
-    while not stop.is_set() and os.getppid() == parent:  # a parent killed with -9 leaves no orphans
+    while not stop.value and os.getppid() == parent:  # a parent killed with -9 leaves no orphans
         try:
             video_id = claim_video(connection)
             if video_id is None:
-                stop.wait(0.2)
+                time.sleep(0.2)
                 continue
             process_video(connection, session, video_id, faults, api_url, rng)
         except OpsmonError as err:
@@ -155,7 +169,7 @@ def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, sto
                                         "reference": err.reference})
         except Exception:  # noqa: BLE001 - a worker logs and goes on; it never dies of one video
             log.exception("unexpected error in the pipeline")
-            stop.wait(1)
+            time.sleep(1)
     log.info("worker %s stopped", os.getpid())
 
 
@@ -274,7 +288,8 @@ def generate_traffic(base_url: str, rate: float, stop) -> None:
     """Queue videos through the API at `rate` per second, as users would (loopback only)."""
     session = requests.Session()
     number = 0
-    while not stop.wait(1.0 / rate):
+    while not stop.value:
+        time.sleep(1.0 / rate)
         number += 1
         try:
             session.post(f"{base_url}/videos", json={"title": f"upload {number}"}, timeout=5)
@@ -291,7 +306,7 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
     server.daemon_threads = True
     context = multiprocessing.get_context("fork")
     faults = Faults(context)
-    stop = context.Event()
+    stop = context.RawValue("b", 0)  # set to 1 to stop; lock-free like Faults
     api_url = f"http://127.0.0.1:{port}/external/api"
     processes = [context.Process(target=worker, args=(db_path, faults, api_url, log_file, stop, server.socket),
                                  name=f"worker-{i}") for i in range(workers)]
@@ -315,7 +330,7 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
         if dead:
             log.error("worker %s died with exit code %s; stopping", dead[0].pid, dead[0].exitcode)
             break
-    stop.set()
+    stop.value = 1
     for process in processes:  # workers first: they still call the external API this server answers
         process.join(10)
         instrument.process_exited(process.pid)
