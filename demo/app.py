@@ -248,32 +248,33 @@ class Handler(BaseHTTPRequestHandler):
 
 class DemoApp:
     def __init__(self, db_path: str, faults: Faults):
-        self.db_path = db_path
         self.faults = faults
-        self._local = threading.local()
+        # One connection for every request thread (the server starts a thread per request), used
+        # under a lock: SQLite serialises writers anyway, and requests are short.
+        self._connection = connect(db_path)
+        self._lock = threading.Lock()
 
-    def _db(self):
-        if not hasattr(self._local, "connection"):
-            self._local.connection = connect(self.db_path)
-        return self._local.connection
+    def _query(self, sql: str, parameters=()):
+        with self._lock:
+            return self._connection.execute(sql, parameters).fetchall()
 
     def create_video(self, body: dict) -> dict:
         title = body.get("title")
         if not isinstance(title, str) or not 0 < len(title) <= 200:
             raise ValidationError("title missing or too long", user_message="Give a title of 1 to 200 characters.")
         now = time.time()
-        row = self._db().execute("INSERT INTO videos (title, status, created_at, updated_at) "
-                                 "VALUES (?, 'queued', ?, ?) RETURNING id", (title, now, now)).fetchone()
-        return {"id": row[0], "status": "queued"}
+        rows = self._query("INSERT INTO videos (title, status, created_at, updated_at) "
+                           "VALUES (?, 'queued', ?, ?) RETURNING id", (title, now, now))
+        return {"id": rows[0][0], "status": "queued"}
 
     def get_video(self, video_id: int) -> dict:
-        row = self._db().execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT * FROM videos WHERE id = ?", (video_id,))
+        if not rows:
             raise NotFound(f"video {video_id} does not exist")
-        return dict(row)
+        return dict(rows[0])
 
     def stats(self):
-        counts = dict(self._db().execute("SELECT status, count(*) FROM videos GROUP BY status").fetchall())
+        counts = dict(self._query("SELECT status, count(*) FROM videos GROUP BY status"))
         return 200, {"videos": counts}
 
     def external_api(self):
