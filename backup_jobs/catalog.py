@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+TIERS = ("daily", "weekly", "monthly")
+SAFETY = "safety"  # taken before a restore or a fix; kept apart from the scheduled tiers
 STATUS_FILE = "status.json"
 LOCK_FILE = ".status.lock"
 BACKUP_SUFFIX = ".db.gz"
@@ -64,6 +66,11 @@ class BackupRecord:
 class Catalog:
     backups: list[BackupRecord]
     status: dict = field(default_factory=dict)
+
+    @property
+    def scheduled(self) -> list[BackupRecord]:
+        """The backups of the scheduled tiers (safety backups left out)."""
+        return [b for b in self.backups if b.tier in TIERS]
 
     def of_tier(self, tier: str) -> list[BackupRecord]:
         """A tier's backups, oldest first."""
@@ -134,11 +141,16 @@ def write_json_atomically(path: Path, document: dict) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable: without it a power cut can undo the rename."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -15,13 +17,13 @@ from pydantic import (
     Field,
     HttpUrl,
     PositiveFloat,
+    PositiveInt,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 
 DEFAULT_CONFIG_FILE = "opsmon.yml"
-TIERS = ("daily", "weekly", "monthly")
 METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
@@ -65,6 +67,20 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"not a cron expression (minute hour day month weekday): {value!r}")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+    return value
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -76,6 +92,8 @@ def _regex(value: str) -> str:
 Location = Annotated[Path, AfterValidator(_resolve), AfterValidator(_usable_location)]
 ReadableFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_readable_file)]
 Regex = Annotated[str, AfterValidator(_regex)]
+Cron = Annotated[str, AfterValidator(_cron)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -167,7 +185,7 @@ class WebConfig(Strict):
 
 
 class ExporterConfig(Strict):
-    listen_address: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:9877"
+    listen_address: HostPort = "127.0.0.1:9877"
     # Used when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.
     scrape_timeout_seconds: PositiveFloat = 10.0
     state_directory: Location = Path(".opsmon-state")
@@ -179,8 +197,93 @@ class ExporterConfig(Strict):
     web: WebConfig = {}
 
 
+class TierSchedule(Strict):
+    """Cron expressions, read in backups.timezone; the requirement's times by default."""
+
+    daily: Cron = "0 2 * * *"
+    weekly: Cron = "0 3 * * 0"
+    monthly: Cron = "0 4 1 * *"
+
+
+class Retention(Strict):
+    """How many backups of each tier to keep; safety backups are those taken before a restore or fix."""
+
+    daily: PositiveInt = 7
+    weekly: PositiveInt = 4
+    monthly: PositiveInt = 12
+    safety: PositiveInt = 3
+
+
+class OffsiteConfig(Strict):
+    """An S3-compatible bucket. Credentials come from the files named here, else boto3's usual
+    environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from this file."""
+
+    bucket: Name
+    prefix: str = "opsmon"
+    endpoint_url: HttpUrl | None = None
+    region: Name = "us-east-1"
+    access_key_id_file: ReadableFile | None = None
+    secret_access_key_file: ReadableFile | None = None
+
+
+class LitestreamConfig(Strict):
+    enabled: bool = False
+    binary: Name = "litestream"
+    # Where the WAL is replicated to: a folder (another disk), and/or the offsite bucket.
+    replica_directory: Location | None = None
+    replicate_offsite: bool = False
+    sync_interval_seconds: PositiveFloat = 1.0
+    metrics_address: HostPort = "127.0.0.1:9879"
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> LitestreamConfig:
+        if self.enabled and self.replica_directory is None and not self.replicate_offsite:
+            raise ValueError("enabled Litestream needs replica_directory or replicate_offsite")
+        return self
+
+
 class BackupsConfig(Strict):
     directory: Location
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    schedule: TierSchedule = {}
+    retention: Retention = {}
+    verify_schedule: Cron = "30 5 * * *"
+    drill_schedule: Cron = "0 6 * * *"
+    check_schedule: Cron = "15 * * * *"
+    # python-isal's levels: 0 (fastest) to 3 (smallest); the output is standard gzip either way.
+    compression_level: Annotated[int, Field(ge=0, le=3)] = 1
+    secondary_directory: Location | None = None
+    offsite: OffsiteConfig | None = None
+    litestream: LitestreamConfig = {}
+    listen_address: HostPort = "127.0.0.1:9878"
+
+    @model_validator(mode="after")
+    def _offsite_for_litestream(self) -> BackupsConfig:
+        if self.litestream.replicate_offsite and self.offsite is None:
+            raise ValueError("litestream.replicate_offsite needs an offsite section")
+        return self
+
+
+class IntegrityRule(Strict):
+    """A business rule: `query` returns the rows that break it; `fix` repairs them when `fixable`."""
+
+    name: Annotated[str, Field(pattern=LABEL_NAME)]
+    description: Name
+    query: Name
+    fix: str | None = None
+    fixable: bool = False
+
+    @model_validator(mode="after")
+    def _fix_given(self) -> IntegrityRule:
+        if self.fixable and not self.fix:
+            raise ValueError("a fixable rule needs a fix statement")
+        return self
+
+
+class IntegrityConfig(Strict):
+    # quick_check skips the index cross-checks: much faster on a big database, a little less thorough.
+    quick: bool = False
+    rules: list[IntegrityRule] = []
 
 
 class OpsmonConfig(Strict):
@@ -188,6 +291,7 @@ class OpsmonConfig(Strict):
     exporter: ExporterConfig = {}
     backups: BackupsConfig | None = None
     business: list[BusinessQueryConfig] = []
+    integrity: IntegrityConfig = {}
 
     @model_validator(mode="after")
     def _unique_names(self) -> OpsmonConfig:
@@ -196,6 +300,7 @@ class OpsmonConfig(Strict):
             ("exporter.processes name", [p.name for p in self.exporter.processes]),
             ("exporter.logs source", [s.source for s in self.exporter.logs]),
             ("business name", [q.name for q in self.business]),
+            ("integrity.rules name", [r.name for r in self.integrity.rules]),
         ):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:

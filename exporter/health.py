@@ -8,9 +8,8 @@ import time
 
 import psutil
 
-from backup_jobs.catalog import read_catalog
+from backup_jobs.catalog import TIERS, read_catalog
 from exporter.collectors.probes import run_probes
-from exporter.config import TIERS
 
 ORDER = {"ok": 0, "degraded": 1, "down": 2}
 PROBE_BUDGET_SECONDS = 3.0
@@ -82,10 +81,10 @@ def backup_check(directory, max_age: dict, now: float) -> dict:
             problems.append(f"no verified {tier} backup")
         elif now - verified[-1].finished_at > max_age[tier]:
             problems.append(f"newest {tier} backup is {(now - verified[-1].finished_at) / 3600:.1f}h old")
-    failing = sum(1 for b in catalog.backups if b.verified is False)
+    failing = sum(1 for b in catalog.scheduled if b.verified is False)
     if failing:
         problems.append(f"{failing} backup(s) fail verification")
-    detail = "; ".join(problems) or f"{len(catalog.backups)} backups, all tiers fresh and verified"
+    detail = "; ".join(problems) or f"{len(catalog.scheduled)} backups, all tiers fresh and verified"
     return _check("backups", "degraded" if problems else "ok", detail,
                   **{f"max_age_seconds_{tier}": max_age[tier] for tier in TIERS})
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from backup_jobs.catalog import Catalog, read_catalog
-from exporter.config import TIERS
+from backup_jobs.catalog import TIERS, Catalog, read_catalog
 
 LOCATIONS = ("local", "secondary", "offsite")
 
@@ -38,11 +37,11 @@ class BackupCollector:
                                 "When a verification of all retained backups last passed, in Unix seconds; 0 never.")
         verify_ok.add_metric(db, catalog.status_time("verify", "last_success_at") or 0)
         failing = self._gauge("opsmon_backup_verify_failures", "Retained backups whose last verification failed.")
-        failing.add_metric(db, sum(1 for b in catalog.backups if b.verified is False))
+        failing.add_metric(db, sum(1 for b in catalog.scheduled if b.verified is False))
 
         copies = self._gauge("opsmon_backup_copy_last_success_timestamp_seconds",
                              "When a verified copy last reached each location, in Unix seconds; 0 never.", "location")
-        newest_local = max((b.finished_at for b in catalog.backups if b.verified), default=0)
+        newest_local = max((b.finished_at for b in catalog.scheduled if b.verified), default=0)
         for location in LOCATIONS:
             at = newest_local if location == "local" else catalog.status_time("copies", location, "last_success_at")
             copies.add_metric([self._database, location], at or 0)

@@ -1,0 +1,202 @@
+"""`opsmon-backup`: create, list, verify, restore, prune, check, drill and serve, with exit statuses by kind.
+
+Exit statuses: 0 done; 1 the job failed (nothing was lost: the message says what was kept);
+2 bad arguments or config; 3 damaged backups, data problems or a failed drill found; 4 another
+job holds the lock; 5 a restore did not happen (the database is as it was; rolled back if need be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from backup_jobs.catalog import TIERS, to_iso
+from backup_jobs.integrity import FixFailed
+from backup_jobs.locks import LockHeld
+from backup_jobs.restore import BadRequest, RestoreFailed
+from backup_jobs.store import BackupFailed, UnknownBackup
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_BUSY, EXIT_ROLLED_BACK = range(6)
+
+log = logging.getLogger("backup_jobs")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_moment(text: str) -> float:
+    """An ISO 8601 moment with its time zone, e.g. 2026-11-26T10:00:00Z; anything else is refused."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--at {text!r}: give the time zone too, e.g. {text}Z for UTC")
+    return moment.timestamp()
+
+
+def parse_tables(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    tables = [t.strip() for t in text.split(",")]
+    if not all(tables):
+        raise UsageError(f"--tables {text!r}: give table names separated by commas, e.g. videos,approvals")
+    return tables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opsmon-backup", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config.file", dest="config_file",
+                        help="the opsmon YAML config (default: opsmon.yml when it exists)")
+    parser.add_argument("--database", help="the SQLite database (overrides the config)")
+    parser.add_argument("--backup-dir", help="the backup directory (overrides the config)")
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    create = commands.add_parser("create", help="back up the database now; prints the new backup's id")
+    create.add_argument("--tier", choices=TIERS, default="daily")
+    listing = commands.add_parser("list", help="list the backups")
+    listing.add_argument("--json", action="store_true")
+    verify = commands.add_parser("verify", help="verify backups: hash, size, gzip stream, integrity, row counts")
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("backup_id", nargs="?", metavar="ID")
+    which.add_argument("--all", action="store_true")
+    restore = commands.add_parser("restore", help="restore a backup, or the database as it was at a moment")
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument("backup_id", nargs="?", metavar="ID")
+    source.add_argument("--at", metavar="TIME", help="ISO 8601 moment with time zone, e.g. 2026-11-26T10:00:00Z")
+    restore.add_argument("--tables", help="only these tables, comma-separated")
+    restore.add_argument("--dry-run", action="store_true", help="restore into a temporary file, verify, report")
+    commands.add_parser("prune", help="delete backups the retention policy lets go, here and in the copies")
+    check = commands.add_parser("check", help="integrity_check, foreign_key_check and the business rules")
+    check.add_argument("--fix", action="store_true", help="apply the fixable rules' fixes (after a safety backup)")
+    check.add_argument("--json", action="store_true")
+    commands.add_parser("drill", help="restore the newest backup to a temporary place and verify it")
+    commands.add_parser("serve", help="run the schedules, Litestream, and /metrics on the backup service port")
+    return parser
+
+
+def load(args):
+    """The config: the file, with --database and --backup-dir over it; or those two alone."""
+    from exporter.config import load_config, parse_config
+
+    config_file = args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
+    if config_file:
+        config = load_config(config_file)
+        document = config.model_dump(mode="json", exclude_defaults=True)
+        source, base = config_file, Path(config_file).resolve().parent
+    else:
+        if not (args.database and args.backup_dir):
+            raise UsageError("give --config.file, or both --database and --backup-dir")
+        document, source, base = {}, "command line", Path.cwd()
+    if args.database:
+        document.setdefault("database", {})["path"] = str(Path(args.database).absolute())
+    if args.backup_dir:
+        document.setdefault("backups", {})["directory"] = str(Path(args.backup_dir).absolute())
+    config = parse_config(document, source, base)
+    if config.backups is None:
+        raise UsageError(f"{source}: backups: required to run opsmon-backup (or give --backup-dir)")
+    return config
+
+
+def backup_json(record) -> dict:
+    return {"id": record.id, "tier": record.tier, "created_at": to_iso(record.started_at),
+            "finished_at": to_iso(record.finished_at), "path": str(record.path), "size_bytes": record.size_bytes,
+            "sha256": record.sha256, "verified": bool(record.verified), "verify_error": record.verify_error}
+
+
+def run(args, jobs) -> int:
+    command = args.command
+    if command == "list":
+        records = jobs.store.records()
+        if args.json:
+            print(json.dumps([backup_json(r) for r in records], indent=2))
+        else:
+            for r in records:
+                state = "verified" if r.verified else f"FAILED: {r.verify_error}"
+                print(f"{r.id:36} {r.tier:8} {to_iso(r.started_at)}  {r.size_bytes:>12,} bytes  {state}")
+        return EXIT_OK
+    if command == "serve":
+        from backup_jobs.service import serve
+
+        return serve(jobs)
+    with jobs.locked(_describe(args)):
+        if command == "create":
+            print(jobs.backup(args.tier).id)
+            return EXIT_OK
+        if command == "verify":
+            problems = jobs.verify([args.backup_id] if args.backup_id else None)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return EXIT_PROBLEMS if problems else EXIT_OK
+        if command == "restore":
+            tables = parse_tables(args.tables)
+            if args.at:
+                report = jobs.restore_moment(parse_moment(args.at), tables, args.dry_run)
+            else:
+                report = jobs.restore_backup(args.backup_id, tables, args.dry_run)
+            print(report.summary())
+            return EXIT_OK
+        if command == "prune":
+            for record in jobs.prune():
+                print(f"deleted {record.id}")
+            return EXIT_OK
+        if command == "check":
+            result = jobs.check(fix=args.fix)
+            _print_check(result, args.json)
+            return EXIT_OK if result.ok else EXIT_PROBLEMS
+        if command == "drill":
+            try:
+                record = jobs.drill()
+            except RestoreFailed as err:
+                print(f"drill failed: {err}", file=sys.stderr)
+                return EXIT_PROBLEMS
+            print(f"drill passed: backup {record.id} restores and verifies")
+            return EXIT_OK
+    raise UsageError(f"unknown command {command}")
+
+
+def _describe(args) -> str:
+    return " ".join(str(a) for a in sys.argv[1:]) or args.command
+
+
+def _print_check(result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+        return
+    print("integrity: " + ("ok" if not result.integrity_problems else "; ".join(result.integrity_problems[:5])))
+    print(f"foreign keys: {len(result.foreign_key_problems)} broken reference(s)")
+    for problem in result.foreign_key_problems[:10]:
+        print(f"  {problem}")
+    for rule, count in result.rule_violations.items():
+        print(f"rule {rule}: {count} violation(s)")
+    for rule, count in result.fixed.items():
+        print(f"fixed {count} row(s) of rule {rule} (safety backup {result.safety_backup})")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from backup_jobs.jobs import Jobs
+    from exporter.config import InvalidConfig
+
+    try:
+        return run(args, Jobs(load(args)))
+    except (InvalidConfig, UsageError, UnknownBackup, BadRequest) as err:
+        print(f"opsmon-backup: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockHeld as err:
+        print(f"opsmon-backup: {err}", file=sys.stderr)
+        return EXIT_BUSY
+    except RestoreFailed as err:
+        print(f"opsmon-backup: {err}", file=sys.stderr)
+        return EXIT_ROLLED_BACK
+    except (BackupFailed, FixFailed, OSError) as err:
+        print(f"opsmon-backup: {err}", file=sys.stderr)
+        return EXIT_FAILED

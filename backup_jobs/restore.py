@@ -1,0 +1,256 @@
+"""Restores into the live database, whole or by tables, with a safety backup first and a rollback on failure.
+
+The sequence for every restore:
+1. the source (a backup, or the Litestream replica at a moment) becomes a verified database
+   file under `.tmp/`;
+2. a safety backup of the live database is taken, and a marker file names it;
+3. the source is written into the live database through SQLite (never a file swap);
+4. integrity_check, foreign_key_check and the row counts are checked; any failure writes the
+   safety backup back;
+5. the marker is removed. A restore killed before this point is rolled back by the next
+   opsmon-backup command (`recover_interrupted`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backup_jobs import catalog, sqlitefile
+from backup_jobs.catalog import SAFETY, to_iso
+from backup_jobs.store import BackupRecord, BackupStore, VerifyFailed
+
+log = logging.getLogger(__name__)
+
+MARKER = "restore-in-progress.json"
+
+
+class RestoreFailed(Exception):
+    """The restore did not happen; the live database is as it was before (the message says why)."""
+
+
+class BadRequest(ValueError):
+    """The restore asked for something that does not exist (a table); nothing was changed."""
+
+
+@dataclass
+class Report:
+    """What a restore did or, with dry_run, would do."""
+
+    source: str
+    tables: list[str] | None
+    dry_run: bool
+    safety_backup: str | None = None
+    row_counts_before: dict[str, int] = field(default_factory=dict)
+    row_counts_after: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def changes(self) -> dict[str, int]:
+        """Rows per table that the restore adds (positive) or takes away (negative)."""
+        names = sorted(set(self.row_counts_before) | set(self.row_counts_after))
+        return {n: self.row_counts_after.get(n, 0) - self.row_counts_before.get(n, 0) for n in names
+                if self.row_counts_after.get(n, 0) != self.row_counts_before.get(n, 0)}
+
+    def summary(self) -> str:
+        what = f"tables {', '.join(self.tables)} of " if self.tables else ""
+        verb = "would restore" if self.dry_run else "restored"
+        lines = [f"{verb} {what}{self.source}"]
+        if self.safety_backup:
+            lines.append(f"safety backup of the database as it was: {self.safety_backup}")
+        changes = self.changes()
+        lines.append("row changes: " + (", ".join(f"{t} {d:+d}" for t, d in changes.items()) or "none"))
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+class Restorer:
+    def __init__(self, store: BackupStore, keep_safety: int = 3):
+        self.store = store
+        self.keep_safety = keep_safety
+        self.marker = store.directory / MARKER
+
+    @property
+    def live(self) -> Path:
+        return self.store.database
+
+    # ---- the sources ------------------------------------------------------------------------
+
+    def verified_copy(self, record: BackupRecord) -> Path:
+        """The backup decompressed and verified into a temporary file."""
+        target = self.store.tmp / f"restore-{record.id}.db"
+        try:
+            self.store.check(record, into=target)
+        except VerifyFailed as err:
+            raise RestoreFailed(f"{err}; nothing was changed") from None
+        return target
+
+    def newest_before(self, moment: float) -> BackupRecord:
+        candidates = [r for r in self.store.records() if r.verified and r.started_at <= moment]
+        if not candidates:
+            raise RestoreFailed(f"no verified backup was taken at or before {to_iso(moment)}; nothing was changed")
+        return max(candidates, key=lambda r: r.started_at)
+
+    # ---- restoring --------------------------------------------------------------------------
+
+    def restore(self, candidate: Path, source: str, tables: list[str] | None = None, dry_run: bool = False,
+                expected_counts: dict[str, int] | None = None) -> Report:
+        """Write a verified database file into the live one (all of it, or `tables`)."""
+        report = Report(source=source, tables=tables, dry_run=dry_run)
+        try:
+            if not self.live.exists() and not tables:
+                return self._restore_missing(candidate, report)
+            with closing(sqlitefile.open_readonly(self.live)) as live:
+                report.row_counts_before = sqlitefile.row_counts(live)
+            if tables:
+                self._check_tables(candidate, tables)
+            if dry_run:
+                report.row_counts_after = self._dry_run(candidate, tables)
+                return report
+            safety = self.store.create(SAFETY)
+            report.safety_backup = safety.record.id
+            catalog.write_json_atomically(self.marker, {"safety_backup": safety.record.id, "source": source,
+                                                        "started_at": to_iso(self.store.clock())})
+            try:
+                report.row_counts_after = self._write(candidate, tables, expected_counts, report.notes)
+            except Exception as err:  # noqa: BLE001 - whatever broke, the database goes back
+                self._roll_back(safety.record)
+                raise RestoreFailed(f"restoring {source} failed ({err}); the database was rolled back to the "
+                                    f"safety backup {safety.record.id}, as it was before") from None
+            self.marker.unlink()
+            self.store.prune({SAFETY: self.keep_safety})
+            return report
+        finally:
+            candidate.unlink(missing_ok=True)
+
+    def _restore_missing(self, candidate: Path, report: Report) -> Report:
+        """The database is gone (a lost disk): there is nothing to keep safe, only something to bring back."""
+        with closing(sqlitefile.open_readonly(candidate)) as source:
+            report.row_counts_after = sqlitefile.row_counts(source)
+        report.notes.append(f"{self.live} did not exist: no safety backup was needed")
+        if not report.dry_run:
+            sqlitefile.copy_into(candidate, self.live)
+        return report
+
+    def _check_tables(self, candidate: Path, tables: list[str]) -> None:
+        with closing(sqlitefile.open_readonly(self.live)) as live, \
+                closing(sqlitefile.open_readonly(candidate)) as source:
+            live_tables, source_tables = set(sqlitefile.tables(live)), set(sqlitefile.tables(source))
+        unknown = [t for t in tables if t not in live_tables or t not in source_tables]
+        if unknown:
+            raise BadRequest(f"no table {', '.join(unknown)} in both the database and the backup "
+                                f"(tables: {', '.join(sorted(live_tables))}); nothing was changed")
+
+    def _dry_run(self, candidate: Path, tables: list[str] | None) -> dict[str, int]:
+        """Row counts the live database would have; table restores are tried on a copy of it."""
+        if not tables:
+            with closing(sqlitefile.open_readonly(candidate)) as source:
+                return sqlitefile.row_counts(source)
+        trial = self.store.tmp / "dry-run.db"
+        sqlitefile.snapshot(self.live, trial)
+        try:
+            return _replace_tables(trial, candidate, tables)
+        finally:
+            trial.unlink(missing_ok=True)
+
+    def _write(self, candidate: Path, tables, expected_counts, notes: list[str]) -> dict[str, int]:
+        if tables:
+            return _replace_tables(self.live, candidate, tables)
+        with closing(sqlitefile.open_readonly(candidate)) as source:
+            expected = expected_counts or sqlitefile.row_counts(source)
+            allowed_fk = len(sqlitefile.foreign_key_problems(source))
+        with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
+            before = _data_version(watcher)
+            sqlitefile.copy_into(candidate, self.live)
+            watcher.execute("BEGIN")
+            try:
+                # data_version grows by one for each commit of another connection: by exactly one,
+                # only our copy committed, and the counts must be the backup's to the row.
+                only_ours = _data_version(watcher) == before + 1
+                _check_live(watcher, allowed_fk)
+                counts = sqlitefile.row_counts(watcher)
+            finally:
+                watcher.execute("COMMIT")
+        if only_ours and counts != expected:
+            raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected}")
+        if not only_ours:
+            notes.append("the application wrote during the restore: row counts were checked in the backup, "
+                         "integrity and foreign keys in the live database")
+        return counts
+
+    def _roll_back(self, safety: BackupRecord) -> None:
+        sqlitefile.copy_into(self.verified_copy(safety), self.live)
+        log.warning("rolled the database back to the safety backup %s", safety.id)
+
+    def recover_interrupted(self) -> str | None:
+        """Roll back a restore that was killed midway; a message when there was one to roll back."""
+        if not self.marker.exists():
+            return None
+        try:
+            marker = json.loads(self.marker.read_text())
+            safety = self.store.find(marker["safety_backup"])
+        except Exception as err:  # noqa: BLE001 - a marker we cannot follow must be seen by a person
+            raise RestoreFailed(f"{self.marker} names an interrupted restore that cannot be rolled back "
+                                f"automatically ({err}); restore a backup by hand, then delete the marker") from None
+        copy = self.verified_copy(safety)
+        try:
+            sqlitefile.copy_into(copy, self.live)
+        finally:
+            copy.unlink(missing_ok=True)
+        self.marker.unlink()
+        return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
+                f"the database was rolled back to the safety backup {safety.id}")
+
+    def drill(self) -> BackupRecord:
+        """Restore the newest verified backup to a temporary file and check it; the live database is untouched."""
+        verified = [r for r in self.store.records() if r.verified and r.tier != SAFETY]
+        if not verified:
+            raise RestoreFailed("no verified backup to drill with")
+        newest = max(verified, key=lambda r: r.started_at)
+        copy = self.verified_copy(newest)
+        try:
+            with closing(sqlitefile.open_readonly(copy)) as restored:
+                _check_live(restored, allowed_fk=self.store.manifest(newest)["database"]["foreign_key_violations"])
+        finally:
+            copy.unlink(missing_ok=True)
+        return newest
+
+
+def _data_version(connection: sqlite3.Connection) -> int:
+    return connection.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _check_live(connection: sqlite3.Connection, allowed_fk: int) -> None:
+    problems = sqlitefile.integrity_problems(connection)
+    if problems:
+        raise RestoreFailed(f"integrity_check fails: {'; '.join(problems[:5])}")
+    violations = sqlitefile.foreign_key_problems(connection)
+    if len(violations) > allowed_fk:
+        raise RestoreFailed(f"foreign_key_check finds {len(violations)} broken references "
+                            f"(the backup had {allowed_fk}): {'; '.join(violations[:5])}")
+
+
+def _replace_tables(target: Path, source: Path, tables: list[str]) -> dict[str, int]:
+    """Replace `tables` of `target` with those of `source` in one transaction, checked before commit."""
+    with closing(sqlite3.connect(target, isolation_level=None, timeout=60)) as connection:
+        allowed_fk = len(sqlitefile.foreign_key_problems(connection))
+        connection.execute("ATTACH DATABASE ? AS restored", (str(source),))
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for table in map(sqlitefile.quote, tables):
+                columns = ", ".join(sqlitefile.quote(row[1])
+                                    for row in connection.execute(f"PRAGMA main.table_info({table})"))
+                connection.execute(f"DELETE FROM main.{table}")
+                connection.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM restored.{table}")
+            _check_live(connection, allowed_fk)
+            counts = sqlitefile.row_counts(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.execute("DETACH DATABASE restored")
+    return counts

@@ -1,0 +1,79 @@
+"""SQLite files: consistent snapshots of a live database, copies into one, and what a check sees in one."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+
+def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
+    """A read-only connection that never creates the file: a missing database is an error."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"database {path} does not exist")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+
+
+def snapshot(source: Path, target: Path) -> None:
+    """Copy a live database through SQLite's backup API in one step.
+
+    One step is one read transaction: the copy is the database at one moment, while the
+    application keeps writing (in WAL mode writers are never blocked by it). A copy in several
+    steps would restart whenever another connection writes, and might never finish.
+    """
+    with closing(open_readonly(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+        # A file on its own: no -wal or -shm beside it when it is opened later (the live
+        # database keeps its own journal mode when this copy is written back into it).
+        dst.execute("PRAGMA journal_mode = DELETE")
+
+
+def copy_into(source: Path, live: Path, timeout: float = 60) -> None:
+    """Replace the content of `live` with `source`, through SQLite, as one write transaction.
+
+    Other connections to `live` keep working: they see the old content until the commit and the
+    new one after, never a mix, and the file is never swapped under them. A process killed
+    midway leaves an uncommitted transaction, which SQLite rolls back at the next open.
+    """
+    with closing(open_readonly(source)) as src, closing(sqlite3.connect(live, timeout=timeout)) as dst:
+        src.backup(dst)
+
+
+def integrity_problems(connection: sqlite3.Connection, quick: bool = False) -> list[str]:
+    """What PRAGMA integrity_check (or quick_check) reports of the main database; empty when it is sound."""
+    pragma = "quick_check" if quick else "integrity_check"
+    rows = [row[0] for row in connection.execute(f"PRAGMA main.{pragma}")]
+    return [] if rows == ["ok"] else rows
+
+
+def foreign_key_problems(connection: sqlite3.Connection) -> list[str]:
+    """One line per row of the main database whose foreign key points nowhere."""
+    return [f"{table} row {rowid} points at a missing row of {parent}"
+            for table, rowid, parent, _ in connection.execute("PRAGMA main.foreign_key_check")]
+
+
+def quote(name: str) -> str:
+    """An identifier for SQL, quoted so any table or column name is taken as a name."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def tables(connection: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in connection.execute(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def row_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    return {name: connection.execute(f"SELECT count(*) FROM main.{quote(name)}").fetchone()[0]
+            for name in tables(connection)}
+
+
+def describe(path: Path) -> dict:
+    """Page size and count, row counts and integrity of a database file nobody else uses."""
+    with closing(open_readonly(path)) as connection:
+        return {
+            "page_size": connection.execute("PRAGMA page_size").fetchone()[0],
+            "page_count": connection.execute("PRAGMA page_count").fetchone()[0],
+            "tables": row_counts(connection),
+            "integrity_problems": integrity_problems(connection),
+            "foreign_key_problems": foreign_key_problems(connection),
+        }

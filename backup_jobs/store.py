@@ -1,0 +1,268 @@
+"""Backups on disk: create (snapshot, compress, verify), verify, find and prune, and their manifests.
+
+A backup is `<tier>/<id>.db.gz` plus `<tier>/<id>.json`, its manifest. The backup file is
+written under `.tmp/`, fsynced and renamed into place first; the manifest is written last.
+A job killed at any moment leaves at most a temporary file or a backup without a manifest,
+and neither is in the catalog: the next job removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from backup_jobs import catalog, gzipfile, sqlitefile
+from backup_jobs.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupRecord, to_iso
+
+log = logging.getLogger(__name__)
+
+TMP_DIR = ".tmp"
+
+
+class BackupFailed(Exception):
+    """A backup could not be made; nothing was added to the catalog."""
+
+
+class VerifyFailed(Exception):
+    """A backup is damaged; the message names the backup and the problem."""
+
+
+class UnknownBackup(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Created:
+    record: BackupRecord
+    # The uncompressed, verified snapshot, kept only when asked for (a restore's safety copy).
+    snapshot: Path | None
+
+
+def progress_bar(description: str, total: int) -> tqdm:
+    """A byte progress bar on a terminal; nothing at all when stderr is not one."""
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, disable=None,
+                leave=False)
+
+
+class BackupStore:
+    def __init__(self, database: Path, directory: Path, compression_level: int = 1, clock=time.time):
+        self.database = Path(database).absolute()
+        self.directory = Path(directory).absolute()
+        self.compression_level = compression_level
+        self.clock = clock
+        self.tmp = self.directory / TMP_DIR
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def records(self) -> list[BackupRecord]:
+        """Every backup in the catalog, oldest first."""
+        return sorted(catalog.read_manifests(self.directory), key=lambda r: (r.started_at, r.id))
+
+    def find(self, backup_id: str) -> BackupRecord:
+        """The backup with this id; ids come only from the catalog, never from a path."""
+        for record in self.records():
+            if record.id == backup_id:
+                return record
+        raise UnknownBackup(f"no backup with id {backup_id!r} in {self.directory} (see: opsmon-backup list)")
+
+    def manifest_path(self, record: BackupRecord) -> Path:
+        return record.path.with_name(record.id + MANIFEST_SUFFIX)
+
+    def manifest(self, record: BackupRecord) -> dict:
+        return json.loads(self.manifest_path(record).read_text())
+
+    # ---- housekeeping ----------------------------------------------------------------------
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove what killed jobs left: temporary files, and backup files no manifest names.
+
+        Call it only under the job lock, when no other job can be writing.
+        """
+        removed = []
+        if self.tmp.exists():
+            for path in self.tmp.iterdir():
+                path.unlink() if path.is_file() else shutil.rmtree(path)
+                removed.append(path)
+        for backup in self.directory.glob(f"*/*{BACKUP_SUFFIX}"):
+            if not backup.with_name(backup.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists():
+                backup.unlink()
+                removed.append(backup)
+        for path in removed:
+            log.warning("removed %s, left by an interrupted job", path)
+        return removed
+
+    def _new_id(self, tier: str, now: float) -> str:
+        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        backup_id, n = f"{stamp}-{tier}", 1
+        while (self.directory / tier / f"{backup_id}{MANIFEST_SUFFIX}").exists():
+            n += 1
+            backup_id = f"{stamp}-{tier}-{n}"
+        return backup_id
+
+    # ---- creating --------------------------------------------------------------------------
+
+    def create(self, tier: str, keep_snapshot: bool = False) -> Created:
+        """Snapshot the live database, compress it, verify it, and add it to the catalog."""
+        if tier not in (*TIERS, SAFETY):
+            raise BackupFailed(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
+        if not self.database.is_file():
+            raise BackupFailed(f"database {self.database} does not exist")
+        started = self.clock()
+        backup_id = self._new_id(tier, started)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        snapshot = self.tmp / f"{backup_id}.db"
+        packed = self.tmp / f"{backup_id}{BACKUP_SUFFIX}"
+        try:
+            sqlitefile.snapshot(self.database, snapshot)
+            # The database check reads the snapshot while the compressor reads it too: on two
+            # cores the check costs almost no extra time.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                facts = pool.submit(sqlitefile.describe, snapshot)
+                with progress_bar(f"backup {backup_id}", snapshot.stat().st_size) as bar:
+                    raw, compressed = gzipfile.compress(snapshot, packed, self.compression_level, bar.update)
+                facts = facts.result()
+            if facts["integrity_problems"]:
+                raise BackupFailed(f"the database fails integrity_check, so no backup was kept: "
+                                   f"{'; '.join(facts['integrity_problems'][:5])}")
+            final = self.directory / tier / f"{backup_id}{BACKUP_SUFFIX}"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(packed, final)
+            catalog.fsync_dir(final.parent)
+            # Read back what is on disk now: its hash, its gzip stream, and the bytes inside.
+            stored_raw, stored = gzipfile.decompress(final)
+            if (stored_raw, stored) != (raw, compressed):
+                raise BackupFailed(f"{final} does not read back as written")
+            finished = self.clock()
+            manifest = {
+                "id": backup_id,
+                "tier": tier,
+                "database": {"path": str(self.database), "sha256": raw.sha256, "size_bytes": raw.size_bytes,
+                             "page_size": facts["page_size"], "page_count": facts["page_count"],
+                             "tables": facts["tables"],
+                             "foreign_key_violations": len(facts["foreign_key_problems"])},
+                "backup": {"file": final.name, "sha256": compressed.sha256, "size_bytes": compressed.size_bytes,
+                           "compression": f"gzip (isal level {self.compression_level})"},
+                "sqlite_version": sqlite3.sqlite_version,
+                "started_at": to_iso(started),
+                "finished_at": to_iso(finished),
+                "verification": {"ok": True, "at": to_iso(finished), "error": None},
+            }
+            catalog.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
+        except BaseException:
+            for path in (snapshot, packed):
+                path.unlink(missing_ok=True)
+            raise
+        if not keep_snapshot:
+            snapshot.unlink()
+        record = self.find(backup_id)
+        log.info("backup %s: %d bytes from %d, in %.1fs", backup_id, compressed.size_bytes, raw.size_bytes,
+                 finished - started)
+        return Created(record, snapshot if keep_snapshot else None)
+
+    # ---- verifying -------------------------------------------------------------------------
+
+    def check(self, record: BackupRecord, into: Path | None = None) -> None:
+        """Raise VerifyFailed naming what is wrong: size, hash, gzip stream, integrity, row counts.
+
+        With `into`, the verified database is left there (a restore uses it).
+        """
+        name = f"backup {record.id}"
+        try:
+            manifest = self.manifest(record)
+        except (OSError, ValueError) as err:
+            raise VerifyFailed(f"{name}: the manifest cannot be read: {err}") from None
+        if not record.path.is_file():
+            raise VerifyFailed(f"{name}: the file {record.path} is missing")
+        size = record.path.stat().st_size
+        if size != record.size_bytes:
+            raise VerifyFailed(f"{name}: the file is {size} bytes, the manifest says {record.size_bytes} "
+                               "(truncated or replaced)")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        target = into or self.tmp / f"verify-{record.id}.db"
+        try:
+            with progress_bar(f"verify {record.id}", manifest["database"]["size_bytes"]) as bar:
+                try:
+                    raw, compressed = gzipfile.decompress(record.path, target, bar.update)
+                except gzipfile.CorruptGzip as err:
+                    raise VerifyFailed(f"{name}: {err}") from None
+            if compressed.sha256 != record.sha256:
+                raise VerifyFailed(f"{name}: the file's sha256 does not match the manifest "
+                                   "(it changed after it was written)")
+            if raw.sha256 != manifest["database"]["sha256"]:
+                raise VerifyFailed(f"{name}: the database inside does not match the manifest's sha256")
+            facts = sqlitefile.describe(target)
+            if facts["integrity_problems"]:
+                raise VerifyFailed(f"{name}: the database inside fails integrity_check: "
+                                   f"{'; '.join(facts['integrity_problems'][:5])}")
+            if facts["tables"] != manifest["database"]["tables"]:
+                raise VerifyFailed(f"{name}: row counts {facts['tables']} differ from the manifest's "
+                                   f"{manifest['database']['tables']}")
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        if into is None:
+            target.unlink()
+
+    def verify(self, record: BackupRecord) -> str | None:
+        """Check one backup and record the result in its manifest; the problem, or None when sound."""
+        try:
+            self.check(record)
+            error = None
+        except VerifyFailed as err:
+            error = str(err)
+        self._record_verification(record, error)
+        return error
+
+    def _record_verification(self, record: BackupRecord, error: str | None) -> None:
+        try:
+            manifest = self.manifest(record)
+        except (OSError, ValueError):
+            return  # nothing to record into; the error itself names the manifest
+        manifest["verification"] = {"ok": error is None, "at": to_iso(self.clock()), "error": error}
+        catalog.write_json_atomically(self.manifest_path(record), manifest)
+
+    def unreadable_manifests(self) -> list[str]:
+        """Manifests that exist but cannot be read: each is a problem verify must report."""
+        problems = []
+        readable = {self.manifest_path(r) for r in self.records()}
+        for path in sorted(self.directory.glob(f"*/*{MANIFEST_SUFFIX}")):
+            if path not in readable:
+                problems.append(f"manifest {path}: not a valid manifest (damaged or edited by hand)")
+        return problems
+
+    # ---- pruning ---------------------------------------------------------------------------
+
+    def prune(self, keep: dict[str, int]) -> list[BackupRecord]:
+        """Delete what the retention policy lets go; returns what was deleted."""
+        deleted = []
+        for tier, count in keep.items():
+            for record in to_prune([r for r in self.records() if r.tier == tier], count):
+                self.delete(record)
+                deleted.append(record)
+        return deleted
+
+    def delete(self, record: BackupRecord) -> None:
+        # Manifest first: if we die between the two, an unnamed file is left, never a dangling manifest.
+        self.manifest_path(record).unlink(missing_ok=True)
+        record.path.unlink(missing_ok=True)
+        log.info("deleted backup %s", record.id)
+
+
+def to_prune(records: list[BackupRecord], keep: int) -> list[BackupRecord]:
+    """Of one tier's backups, those beyond the newest `keep`, sparing always the newest verified one."""
+    newest_first = sorted(records, key=lambda r: (r.started_at, r.id), reverse=True)
+    spared = {r.id for r in newest_first[:keep]}
+    newest_verified = next((r for r in newest_first if r.verified), None)
+    if newest_verified is not None:
+        spared.add(newest_verified.id)
+    return [r for r in newest_first if r.id not in spared]
