@@ -15,7 +15,11 @@ CHUNK = 1 << 20
 
 
 class CorruptGzip(Exception):
-    pass
+    """A damaged or truncated stream; `packed` is the digest of the whole file all the same."""
+
+    def __init__(self, message: str, packed: "Digest"):
+        super().__init__(message)
+        self.packed = packed
 
 
 @dataclass(frozen=True)
@@ -93,13 +97,16 @@ def decompress(source: Path, target: Path | None = None, progress: Callable[[int
                     if out:
                         out.write(chunk)
                     progress(len(chunk))
+            error = None
         except (OSError, EOFError, zlib.error, isal_zlib.error) as err:
-            raise CorruptGzip(f"gzip stream is damaged: {err}") from None
+            error = err
         finally:
             if out:
                 out.close()
         while packed.read(CHUNK):  # hash to the end of the file, whatever the stream left over
             pass
+    if error is not None:
+        raise CorruptGzip(f"gzip stream is damaged: {error}", packed.digest())
     return Digest(raw.hexdigest(), raw_size), packed.digest()
 
 

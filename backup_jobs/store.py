@@ -177,6 +177,7 @@ class BackupStore:
         With `into`, the verified database is left there (a restore uses it).
         """
         name = f"backup {record.id}"
+        changed_message = "the file's sha256 does not match the manifest (it changed after it was written)"
         try:
             manifest = self.manifest(record)
         except (OSError, ValueError) as err:
@@ -194,10 +195,10 @@ class BackupStore:
                 try:
                     raw, compressed = gzipfile.decompress(record.path, target, bar.update)
                 except gzipfile.CorruptGzip as err:
-                    raise VerifyFailed(f"{name}: {err}") from None
+                    changed = f"{changed_message}; " if err.packed.sha256 != record.sha256 else ""
+                    raise VerifyFailed(f"{name}: {changed}{err}") from None
             if compressed.sha256 != record.sha256:
-                raise VerifyFailed(f"{name}: the file's sha256 does not match the manifest "
-                                   "(it changed after it was written)")
+                raise VerifyFailed(f"{name}: {changed_message}")
             if raw.sha256 != manifest["database"]["sha256"]:
                 raise VerifyFailed(f"{name}: the database inside does not match the manifest's sha256")
             facts = sqlitefile.describe(target)

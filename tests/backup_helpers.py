@@ -1,0 +1,39 @@
+"""Helpers for the backup tests: small demo databases, configs, and the opsmon-backup command."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+from demo.db import seed
+from exporter.config import parse_config
+
+
+def demo_database(path: Path, videos: int = 300) -> Path:
+    seed(path, videos)
+    return path
+
+
+def backups_config(tmp_path: Path, database: Path, **backups) -> object:
+    document = {"database": {"path": str(database)},
+                "backups": {"directory": str(tmp_path / "backups"), **backups}}
+    return parse_config(document, "test.yml", tmp_path)
+
+
+def fingerprint(database: Path) -> dict:
+    """Row count and id sum per table: enough to tell two states of the demo database apart."""
+    with closing(sqlite3.connect(database)) as connection:
+        tables = [r[0] for r in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {t: tuple(connection.execute(f'SELECT count(*), total(rowid) FROM "{t}"').fetchone()) for t in tables}
+
+
+def opsmon_backup(*args, cwd: Path | None = None, check: bool = False, timeout: float = 120):
+    result = subprocess.run([sys.executable, "-m", "backup_jobs", *map(str, args)], capture_output=True, text=True,
+                            cwd=cwd, timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
