@@ -1,0 +1,205 @@
+"""Restores: by id, by moment, by tables; checked, rolled back on failure, safe when killed midway."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import pytest
+
+from backup_jobs.jobs import Jobs
+from backup_jobs.restore import BadRequest, RestoreFailed
+from backup_jobs.store import BackupStore
+from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup
+from tests.fakes import FakeClock
+
+
+@pytest.fixture
+def jobs(tmp_path):
+    db = demo_database(tmp_path / "live.db")
+    return Jobs(backups_config(tmp_path, db))
+
+
+def execute(db, *statements):
+    with closing(sqlite3.connect(db, isolation_level=None)) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+def test_restore_by_id_brings_the_data_back_and_keeps_a_safety_backup(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    before = fingerprint(live)
+    execute(live, "DELETE FROM monetizations", "DELETE FROM approvals")
+    damaged = fingerprint(live)
+    with jobs.locked("restore"):
+        report = jobs.restore_backup(backup.id)
+    assert fingerprint(live) == before
+    assert report.changes()["monetizations"] == before["monetizations"][0]
+    safety = jobs.store.find(report.safety_backup)
+    assert safety.tier == "safety" and safety.verified
+    assert json.loads(jobs.store.manifest_path(safety).read_text())["database"]["tables"]["monetizations"] == 0
+    assert damaged != before
+    with closing(sqlite3.connect(live)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_dry_run_changes_nothing(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    execute(live, "DELETE FROM monetizations")
+    before = fingerprint(live)
+    with jobs.locked("restore"):
+        report = jobs.restore_backup(backup.id, dry_run=True)
+    assert fingerprint(live) == before
+    assert report.dry_run and report.safety_backup is None
+    assert report.changes() == {"monetizations": report.row_counts_after["monetizations"]}
+    assert "would restore backup" in report.summary()
+
+
+def test_restore_chosen_tables_only(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    execute(live, "DELETE FROM monetizations", "INSERT INTO videos (title, status, created_at, updated_at) "
+                                               "VALUES ('new', 'queued', 0, 0)")
+    with jobs.locked("restore"):
+        jobs.restore_backup(backup.id, tables=["monetizations"])
+    after = fingerprint(live)
+    assert after["monetizations"][0] > 0  # restored
+    assert after["videos"][0] == 301  # untouched: the new video stays
+
+
+def test_restore_of_tables_that_would_break_foreign_keys_is_refused(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    execute(live, "DELETE FROM monetizations", "DELETE FROM approvals", "DELETE FROM processed_videos",
+            "DELETE FROM videos")
+    before = fingerprint(live)
+    with jobs.locked("restore"), pytest.raises(RestoreFailed, match="foreign_key_check finds"):
+        jobs.restore_backup(backup.id, tables=["approvals"])  # approvals of videos that are gone
+    assert fingerprint(live) == before
+
+
+def test_unknown_table_is_a_bad_request(jobs):
+    backup = jobs.backup("daily")
+    with jobs.locked("restore"), pytest.raises(BadRequest, match="no table nope in both"):
+        jobs.restore_backup(backup.id, tables=["nope"])
+
+
+def test_restore_by_moment_uses_the_newest_backup_before_it(tmp_path):
+    clock = FakeClock(1_795_000_000.0)
+    db = demo_database(tmp_path / "live.db")
+    jobs = Jobs(backups_config(tmp_path, db), clock=clock)
+    first = jobs.backup("daily")
+    state_at_first = fingerprint(db)
+    clock.advance(3600)
+    execute(db, "DELETE FROM monetizations")
+    jobs.backup("daily")
+    clock.advance(3600)
+    execute(db, "DELETE FROM approvals")
+    with jobs.locked("restore"):
+        report = jobs.restore_moment(first.started_at + 1800)  # half an hour after the first backup
+    assert fingerprint(db) == state_at_first
+    assert report.source == f"backup {first.id}"
+    assert "used the newest backup before it, taken 0h 30m earlier" in report.summary() or \
+        "taken 30m 0s earlier" in report.summary()
+
+
+def test_a_restore_whose_check_fails_is_rolled_back(jobs, monkeypatch):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    execute(live, "DELETE FROM monetizations")
+    before = fingerprint(live)
+    # The backup verifies, but the live database fails its check after the copy (a disk that
+    # corrupts writes, say): the safety backup must go back in.
+    from backup_jobs import restore
+
+    calls = []
+
+    def failing_check(connection, allowed_fk):
+        calls.append(1)
+        raise RestoreFailed("integrity_check fails: page 7 is never used")
+
+    monkeypatch.setattr(restore, "_check_live", failing_check)
+    with jobs.locked("restore"), pytest.raises(RestoreFailed) as raised:
+        jobs.restore_backup(backup.id)
+    assert calls
+    assert fingerprint(live) == before
+    assert "the database was rolled back to the safety backup" in str(raised.value)
+    assert "integrity_check fails: page 7 is never used" in str(raised.value)
+
+
+def test_a_damaged_backup_is_never_written_into_the_database(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    execute(live, "DELETE FROM monetizations")
+    before = fingerprint(live)
+    backup.path.write_bytes(backup.path.read_bytes()[:100])
+    result = opsmon_backup("--database", live, "--backup-dir", jobs.directory, "restore", backup.id)
+    assert result.returncode == 5
+    assert f"backup {backup.id}: the file is 100 bytes" in result.stderr and "nothing was changed" in result.stderr
+    assert fingerprint(live) == before
+
+
+def test_restore_killed_midway_leaves_the_database_as_it_was(tmp_path):
+    db = demo_database(tmp_path / "live.db", videos=40_000)
+    directory = tmp_path / "backups"
+    backup_id = opsmon_backup("--database", db, "--backup-dir", directory, "create", check=True).stdout.strip()
+    restored = fingerprint(db)
+    started = time.monotonic()
+    opsmon_backup("--database", db, "--backup-dir", directory, "restore", backup_id, check=True)
+    duration = time.monotonic() - started
+    execute(db, "DELETE FROM monetizations", "DELETE FROM approvals")
+    original = fingerprint(db)
+    marker = directory / "restore-in-progress.json"
+    rng = random.Random(11)
+    seen = []
+    for _ in range(14):
+        process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--database", str(db), "--backup-dir",
+                                    str(directory), "restore", backup_id],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The later half is where the database is written; the earlier is the verify and safety backup.
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        midway = marker.exists()  # killed between the safety backup and the end of the checks
+        # The next job that takes the lock finishes the rollback of an interrupted restore.
+        opsmon_backup("--database", db, "--backup-dir", directory, "prune", check=True)
+        with closing(sqlite3.connect(db)) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        state = fingerprint(db)
+        if midway:
+            assert state == original, "a restore killed midway must leave the database as it was"
+        else:  # killed before it changed anything, or after it had finished and checked everything
+            assert state in (original, restored)
+        seen.append("midway" if midway else "before" if state == original else "finished")
+        if state == restored:
+            execute(db, "DELETE FROM monetizations", "DELETE FROM approvals")
+    assert seen.count("midway") >= 3, seen
+
+
+def test_drill_restores_the_newest_backup_and_records_it(jobs):
+    backup = jobs.backup("daily")
+    with jobs.locked("drill"):
+        assert jobs.drill().id == backup.id
+    status = json.loads((jobs.directory / "status.json").read_text())
+    assert status["drill"]["backup"] == backup.id and status["drill"]["last_success_at"] > 0
+
+
+def test_restore_into_a_lost_database_needs_no_safety_backup(jobs):
+    backup = jobs.backup("daily")
+    before = fingerprint(jobs.store.database)
+    jobs.store.database.unlink()
+    for sidecar in ("-wal", "-shm"):
+        jobs.store.database.with_name(jobs.store.database.name + sidecar).unlink(missing_ok=True)
+    with jobs.locked("restore"):
+        report = jobs.restore_backup(backup.id)
+    assert fingerprint(jobs.store.database) == before
+    assert report.safety_backup is None and "did not exist: no safety backup was needed" in report.summary()
+    assert BackupStore(jobs.store.database, jobs.directory).records()[-1].id == backup.id
