@@ -181,3 +181,16 @@ def set_status(directory: str | os.PathLike, keys: tuple[str, ...], value: objec
         node[keys[-1]] = value
 
     return update_status(directory, change)
+
+
+def merge_status(directory: str | os.PathLike, patch: dict) -> dict:
+    """Merge `patch` into status.json, nested dicts key by key: {"drill": {"last_run_at": t}} keeps the rest."""
+
+    def merge(node: dict, changes: dict) -> None:
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(node.get(key), dict):
+                merge(node[key], value)
+            else:
+                node[key] = value
+
+    return update_status(directory, lambda status: merge(status, patch))

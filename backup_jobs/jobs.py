@@ -9,6 +9,7 @@ from typing import Iterator
 
 from backup_jobs import catalog, copies, integrity
 from backup_jobs.catalog import SAFETY, TIERS, to_iso
+from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
 from backup_jobs.restore import Report, Restorer, RestoreFailed
 from backup_jobs.store import BackupRecord, BackupStore
@@ -17,14 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
-    def __init__(self, config, clock=time.time, locations=None, pitr=None):
+    def __init__(self, config, clock=time.time, locations=None):
         backups = config.backups
         self.config = config
         self.clock = clock
         self.store = BackupStore(config.database.path, backups.directory, backups.compression_level, clock)
         self.restorer = Restorer(self.store, backups.retention.safety)
         self.locations = self._locations(backups) if locations is None else locations
-        self.pitr = pitr
+        self.pitr = (Litestream(backups.litestream, config.database.path, backups.directory, backups.offsite)
+                     if backups.litestream.enabled else None)
 
     @staticmethod
     def _locations(backups) -> list:
@@ -39,9 +41,8 @@ class Jobs:
     def directory(self):
         return self.store.directory
 
-    def _status(self, *keys_and_value) -> None:
-        *keys, value = keys_and_value
-        catalog.set_status(self.directory, tuple(keys), value)
+    def _status(self, patch: dict) -> None:
+        catalog.merge_status(self.directory, patch)
 
     @contextlib.contextmanager
     def locked(self, job: str, wait_seconds: float = 0.0) -> Iterator[None]:
@@ -60,7 +61,7 @@ class Jobs:
         try:
             record = self.store.create(tier).record
         except Exception as err:
-            self._status("tiers", tier, {"last_failure_at": self.clock(), "last_error": str(err)})
+            self._status({"tiers": {tier: {"last_failure_at": self.clock(), "last_error": str(err)}}})
             raise
         self.store.prune({tier: getattr(self.config.backups.retention, tier)})
         self.copy()
@@ -70,12 +71,14 @@ class Jobs:
         """Verify the given backups, or all; returns the problems, each naming its backup."""
         records = [self.store.find(i) for i in backup_ids] if backup_ids else self.store.records()
         problems = [] if backup_ids else self.store.unreadable_manifests()
+        if not backup_ids:
+            self._status({"verify": {"last_run_at": self.clock()}})
         for record in records:
             error = self.store.verify(record)
             if error:
                 problems.append(error)
         if not backup_ids and not problems:
-            self._status("verify", "last_success_at", self.clock())
+            self._status({"verify": {"last_success_at": self.clock()}})
         return problems
 
     def prune(self) -> list[BackupRecord]:
@@ -93,10 +96,10 @@ class Jobs:
                 copies.sync(location, records, self.store.manifest_path)
             except Exception as err:  # noqa: BLE001 - one location down must not stop the other
                 problems.append(f"{location.name}: {err}")
-                self._status("copies", location.name, "last_error", str(err))
+                self._status({"copies": {location.name: {"last_error": str(err)}}})
                 log.error("copy to %s failed: %s", location.name, err)
                 continue
-            self._status("copies", location.name, {"last_success_at": self.clock(), "last_error": None})
+            self._status({"copies": {location.name: {"last_success_at": self.clock(), "last_error": None}}})
         return problems
 
     # ---- restores --------------------------------------------------------------------------
@@ -105,18 +108,20 @@ class Jobs:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
         age = _age(self.clock() - record.started_at)
-        report = self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables, dry_run,
-                                       self.store.manifest(record)["database"]["tables"])
-        return report
+        return self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables, dry_run,
+                                     self.store.manifest(record)["database"]["tables"])
 
     def restore_moment(self, moment: float, tables=None, dry_run=False) -> Report:
         """The database as it was at `moment`: from the Litestream replica when it covers it, else the
         newest verified backup taken at or before it."""
         if self.pitr is not None:
-            candidate = self.pitr.restore_to(moment, self.store.tmp)
-            if candidate is not None:
-                return self.restorer.restore(candidate, f"the Litestream replica at {to_iso(moment)}", tables,
-                                             dry_run)
+            replica = self.pitr.restore_to(moment, self.store.tmp)
+            if replica is not None:
+                candidate, note = replica
+                report = self.restorer.restore(self.restorer.checked(candidate),
+                                               f"the Litestream replica at {to_iso(moment)}", tables, dry_run)
+                report.notes.append(note)
+                return report
         record = self.restorer.newest_before(moment)
         candidate = self.restorer.verified_copy(record)
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
@@ -126,13 +131,13 @@ class Jobs:
         return report
 
     def drill(self) -> BackupRecord:
+        self._status({"drill": {"last_run_at": self.clock()}})
         try:
             record = self.restorer.drill()
         except Exception as err:
-            self._status("drill", "last_failure_at", self.clock())
-            self._status("drill", "last_error", str(err))
+            self._status({"drill": {"last_failure_at": self.clock(), "last_error": str(err)}})
             raise
-        self._status("drill", {"last_success_at": self.clock(), "backup": record.id, "last_error": None})
+        self._status({"drill": {"last_success_at": self.clock(), "backup": record.id, "last_error": None}})
         return record
 
     # ---- integrity -------------------------------------------------------------------------

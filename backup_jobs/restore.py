@@ -88,6 +88,15 @@ class Restorer:
             raise RestoreFailed(f"{err}; nothing was changed") from None
         return target
 
+    def checked(self, candidate: Path) -> Path:
+        """A database from elsewhere (the Litestream replica) must pass integrity_check before it is used."""
+        problems = sqlitefile.describe(candidate)["integrity_problems"]
+        if problems:
+            candidate.unlink(missing_ok=True)
+            raise RestoreFailed(f"the restored copy fails integrity_check: {'; '.join(problems[:5])}; "
+                                "nothing was changed")
+        return candidate
+
     def newest_before(self, moment: float) -> BackupRecord:
         candidates = [r for r in self.store.records() if r.verified and r.started_at <= moment]
         if not candidates:

@@ -21,7 +21,7 @@ INDEX = b"""<html><head><title>opsmon exporter</title></head><body><h1>opsmon ex
 <li><a href="/-/healthy">/-/healthy</a></li><li><a href="/-/ready">/-/ready</a></li></ul></body></html>"""
 
 
-class _Families:
+class Families:
     """What prometheus_client's encoders expect: an object whose collect() yields metric families."""
 
     def __init__(self, families):
@@ -57,7 +57,7 @@ def make_app(exporter, credentials: tuple[str, str] | None = None):
     def metrics(environ):
         families = exporter.scrape(scrape_timeout(environ, exporter.config.exporter.scrape_timeout_seconds))
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
-        body = encoder(_Families(families))
+        body = encoder(Families(families))
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body)

