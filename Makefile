@@ -34,6 +34,7 @@ run: venv
 	@echo "opsmon is starting (Ctrl-C stops everything):"
 	@echo "  demo app    http://127.0.0.1:8080/stats"
 	@echo "  exporter    http://127.0.0.1:9877/metrics   http://127.0.0.1:9877/health"
+	@echo "  backups     http://127.0.0.1:9878/metrics   (opsmon-backup --config.file opsmon.yml list)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 bench: venv

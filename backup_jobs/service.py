@@ -155,11 +155,20 @@ def record_pitr(jobs) -> None:
 def serve(jobs, stop: threading.Event | None = None) -> int:
     """Run until SIGTERM or SIGINT (or `stop`, for tests)."""
     backups = jobs.config.backups
-    scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
-    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), backups.listen_address)
     signals = {signal.SIGTERM, signal.SIGINT}
     if stop is None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # taken by sigtimedwait below, never by a handler
+
+    def stopped(wait: float) -> bool:
+        return stop.wait(wait) if stop is not None else signal.sigtimedwait(signals, wait) is not None
+
+    # Started beside the app (make run, compose), the service waits for the app to create its database.
+    while not jobs.store.database.exists():
+        log.info("waiting for %s to exist", jobs.store.database)
+        if stopped(2.0):
+            return 0
+    scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
+    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), backups.listen_address)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if jobs.pitr is not None:
         jobs.pitr.start()
@@ -179,11 +188,7 @@ def serve(jobs, stop: threading.Event | None = None) -> int:
                 if time.monotonic() >= next_pitr_poll:
                     record_pitr(jobs)
                     next_pitr_poll = time.monotonic() + PITR_POLL_SECONDS
-            wait = min(scheduler.seconds_to_next(), 5.0)
-            if stop is not None:
-                if stop.wait(wait):
-                    break
-            elif signal.sigtimedwait(signals, wait) is not None:
+            if stopped(min(scheduler.seconds_to_next(), 5.0)):
                 break
     finally:
         if jobs.pitr is not None:
