@@ -79,11 +79,11 @@ class Restorer:
 
     # ---- the sources ------------------------------------------------------------------------
 
-    def verified_copy(self, record: BackupRecord) -> Path:
-        """The backup decompressed and verified into a temporary file."""
+    def verified_copy(self, record: BackupRecord, database: bool = True) -> Path:
+        """The backup decompressed and verified into a temporary file (see BackupStore.check)."""
         target = self.store.tmp / f"restore-{record.id}.db"
         try:
-            self.store.check(record, into=target)
+            self.store.check(record, into=target, database=database)
         except VerifyFailed as err:
             raise RestoreFailed(f"{err}; nothing was changed") from None
         return target
@@ -112,8 +112,7 @@ class Restorer:
         try:
             if not self.live.exists() and not tables:
                 return self._restore_missing(candidate, report)
-            with closing(sqlitefile.open_readonly(self.live)) as live:
-                report.row_counts_before = sqlitefile.row_counts(live)
+            report.row_counts_before = _counts_if_readable(self.live)
             if tables:
                 self._check_tables(candidate, tables)
             if dry_run:
@@ -191,7 +190,12 @@ class Restorer:
         return counts
 
     def _roll_back(self, safety: BackupRecord) -> None:
-        sqlitefile.copy_into(self.verified_copy(safety), self.live)
+        # Byte-checked only: the database goes back as it was, damaged or not.
+        copy = self.verified_copy(safety, database=False)
+        try:
+            sqlitefile.copy_into(copy, self.live)
+        finally:
+            copy.unlink(missing_ok=True)
         log.warning("rolled the database back to the safety backup %s", safety.id)
 
     def recover_interrupted(self) -> str | None:
@@ -204,11 +208,7 @@ class Restorer:
         except Exception as err:  # noqa: BLE001 - a marker we cannot follow must be seen by a person
             raise RestoreFailed(f"{self.marker} names an interrupted restore that cannot be rolled back "
                                 f"automatically ({err}); restore a backup by hand, then delete the marker") from None
-        copy = self.verified_copy(safety)
-        try:
-            sqlitefile.copy_into(copy, self.live)
-        finally:
-            copy.unlink(missing_ok=True)
+        self._roll_back(safety)
         self.marker.unlink()
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
                 f"the database was rolled back to the safety backup {safety.id}")
@@ -226,6 +226,15 @@ class Restorer:
         finally:
             copy.unlink(missing_ok=True)
         return newest
+
+
+def _counts_if_readable(database: Path) -> dict[str, int]:
+    """Row counts for the report; a database too damaged to count is what a restore is for."""
+    try:
+        with closing(sqlitefile.open_readonly(database)) as connection:
+            return sqlitefile.row_counts(connection)
+    except sqlite3.DatabaseError:
+        return {}
 
 
 def _data_version(connection: sqlite3.Connection) -> int:

@@ -42,7 +42,10 @@ def copy_into(source: Path, live: Path, timeout: float = 60) -> None:
 def integrity_problems(connection: sqlite3.Connection, quick: bool = False) -> list[str]:
     """What PRAGMA integrity_check (or quick_check) reports of the main database; empty when it is sound."""
     pragma = "quick_check" if quick else "integrity_check"
-    rows = [row[0] for row in connection.execute(f"PRAGMA main.{pragma}")]
+    try:
+        rows = [row[0] for row in connection.execute(f"PRAGMA main.{pragma}")]
+    except sqlite3.DatabaseError as err:  # damaged so badly that the check itself stops
+        return [str(err)]
     return [] if rows == ["ok"] else rows
 
 
@@ -70,10 +73,15 @@ def row_counts(connection: sqlite3.Connection) -> dict[str, int]:
 def describe(path: Path) -> dict:
     """Page size and count, row counts and integrity of a database file nobody else uses."""
     with closing(open_readonly(path)) as connection:
-        return {
+        facts = {
             "page_size": connection.execute("PRAGMA page_size").fetchone()[0],
             "page_count": connection.execute("PRAGMA page_count").fetchone()[0],
-            "tables": row_counts(connection),
             "integrity_problems": integrity_problems(connection),
-            "foreign_key_problems": foreign_key_problems(connection),
         }
+        try:
+            facts["tables"] = row_counts(connection)
+            facts["foreign_key_problems"] = foreign_key_problems(connection)
+        except sqlite3.DatabaseError as err:  # a damaged table: the integrity problems say the rest
+            facts["tables"], facts["foreign_key_problems"] = {}, []
+            facts["integrity_problems"] = facts["integrity_problems"] or [str(err)]
+        return facts

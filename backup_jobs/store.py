@@ -131,9 +131,12 @@ class BackupStore:
                 with progress_bar(f"backup {backup_id}", snapshot.stat().st_size) as bar:
                     raw, compressed = gzipfile.compress(snapshot, packed, self.compression_level, bar.update)
                 facts = facts.result()
-            if facts["integrity_problems"]:
+            problems = facts["integrity_problems"]
+            # A scheduled backup of a damaged database would pass for a good one: refused. A safety
+            # backup is kept all the same: it is the database as it was, which a rollback must bring back.
+            if problems and tier != SAFETY:
                 raise BackupFailed(f"the database fails integrity_check, so no backup was kept: "
-                                   f"{'; '.join(facts['integrity_problems'][:5])}")
+                                   f"{'; '.join(problems[:5])}")
             final = self.directory / tier / f"{backup_id}{BACKUP_SUFFIX}"
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(packed, final)
@@ -155,7 +158,8 @@ class BackupStore:
                 "sqlite_version": sqlite3.sqlite_version,
                 "started_at": to_iso(started),
                 "finished_at": to_iso(finished),
-                "verification": {"ok": True, "at": to_iso(finished), "error": None},
+                "verification": {"ok": not problems, "at": to_iso(finished),
+                                 "error": f"integrity_check: {'; '.join(problems[:5])}" if problems else None},
             }
             catalog.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
         except BaseException:
@@ -171,10 +175,11 @@ class BackupStore:
 
     # ---- verifying -------------------------------------------------------------------------
 
-    def check(self, record: BackupRecord, into: Path | None = None) -> None:
+    def check(self, record: BackupRecord, into: Path | None = None, database: bool = True) -> None:
         """Raise VerifyFailed naming what is wrong: size, hash, gzip stream, integrity, row counts.
 
-        With `into`, the verified database is left there (a restore uses it).
+        With `into`, the verified database is left there (a restore uses it). With database=False
+        only the bytes are checked: enough to bring back a safety backup exactly as it was taken.
         """
         name = f"backup {record.id}"
         changed_message = "the file's sha256 does not match the manifest (it changed after it was written)"
@@ -201,7 +206,8 @@ class BackupStore:
                 raise VerifyFailed(f"{name}: {changed_message}")
             if raw.sha256 != manifest["database"]["sha256"]:
                 raise VerifyFailed(f"{name}: the database inside does not match the manifest's sha256")
-            facts = sqlitefile.describe(target)
+            facts = sqlitefile.describe(target) if database else {"integrity_problems": [],
+                                                                  "tables": manifest["database"]["tables"]}
             if facts["integrity_problems"]:
                 raise VerifyFailed(f"{name}: the database inside fails integrity_check: "
                                    f"{'; '.join(facts['integrity_problems'][:5])}")

@@ -13,6 +13,7 @@ from contextlib import closing
 
 import pytest
 
+from backup_jobs import sqlitefile
 from backup_jobs.jobs import Jobs
 from backup_jobs.restore import BadRequest, RestoreFailed
 from backup_jobs.store import BackupStore
@@ -203,3 +204,22 @@ def test_restore_into_a_lost_database_needs_no_safety_backup(jobs):
     assert fingerprint(jobs.store.database) == before
     assert report.safety_backup is None and "did not exist: no safety backup was needed" in report.summary()
     assert BackupStore(jobs.store.database, jobs.directory).records()[-1].id == backup.id
+
+
+def test_a_damaged_live_database_can_be_restored_and_its_safety_backup_kept(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    good = fingerprint(live)
+    with closing(sqlite3.connect(live)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    with open(live, "r+b") as file:  # scribble over an index page: the file opens, integrity_check fails
+        file.seek(page_size * 5 + 100)
+        file.write(b"\xff" * 64)
+    with closing(sqlite3.connect(live)) as connection:
+        assert sqlitefile.integrity_problems(connection) != []
+    with jobs.locked("restore"):
+        report = jobs.restore_backup(backup.id)
+    assert fingerprint(live) == good
+    safety = jobs.store.find(report.safety_backup)
+    assert safety.verified is False and "integrity_check" in safety.verify_error  # kept, and marked damaged
