@@ -68,7 +68,7 @@ def fix(store: BackupStore, rules, found: CheckResult) -> dict[str, int]:
     to_fix = [r for r in rules if r.fixable and found.rule_violations.get(r.name)]
     if not to_fix:
         return {}
-    found.safety_backup = store.create(SAFETY).record.id
+    found.safety_backup = store.create(SAFETY).id
     with closing(sqlite3.connect(store.database, isolation_level=None, timeout=60)) as connection:
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -23,7 +23,7 @@ class Jobs:
         self.config = config
         self.clock = clock
         self.store = BackupStore(config.database.path, backups.directory, backups.compression_level, clock)
-        self.restorer = Restorer(self.store, backups.retention.safety)
+        self.restorer = Restorer(self.store, backups.retention.safety, config.integrity.quick)
         self.locations = self._locations(backups) if locations is None else locations
         self.pitr = (Litestream(backups.litestream, config.database.path, backups.directory, backups.offsite)
                      if backups.litestream.enabled else None)
@@ -59,7 +59,7 @@ class Jobs:
     def backup(self, tier: str) -> BackupRecord:
         """Create, then prune the tier and refresh the copies. A failure is recorded for the alerts."""
         try:
-            record = self.store.create(tier).record
+            record = self.store.create(tier)
         except Exception as err:
             self._status({"tiers": {tier: {"last_failure_at": self.clock(), "last_error": str(err)}}})
             raise
@@ -109,7 +109,7 @@ class Jobs:
         candidate = self.restorer.verified_copy(record)
         age = _age(self.clock() - record.started_at)
         return self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables, dry_run,
-                                     self.store.manifest(record)["database"]["tables"])
+                                     self.store.manifest(record)["database"])
 
     def restore_moment(self, moment: float, tables=None, dry_run=False) -> Report:
         """The database as it was at `moment`: from the Litestream replica when it covers it, else the
@@ -125,7 +125,7 @@ class Jobs:
         record = self.restorer.newest_before(moment)
         candidate = self.restorer.verified_copy(record)
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
-                                       self.store.manifest(record)["database"]["tables"])
+                                       self.store.manifest(record)["database"])
         report.notes.append(f"no replica covers {to_iso(moment)}: used the newest backup before it, taken "
                             f"{_age(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
         return report

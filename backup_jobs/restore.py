@@ -17,6 +17,7 @@ import json
 import logging
 import sqlite3
 from contextlib import closing
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +69,10 @@ class Report:
 
 
 class Restorer:
-    def __init__(self, store: BackupStore, keep_safety: int = 3):
+    def __init__(self, store: BackupStore, keep_safety: int = 3, quick: bool = False):
         self.store = store
         self.keep_safety = keep_safety
+        self.quick = quick  # quick_check instead of integrity_check after a restore (integrity.quick)
         self.marker = store.directory / MARKER
 
     @property
@@ -79,8 +81,15 @@ class Restorer:
 
     # ---- the sources ------------------------------------------------------------------------
 
-    def verified_copy(self, record: BackupRecord, database: bool = True) -> Path:
-        """The backup decompressed and verified into a temporary file (see BackupStore.check)."""
+    def verified_copy(self, record: BackupRecord, database: bool | None = None) -> Path:
+        """The backup decompressed and verified into a temporary file (see BackupStore.check).
+
+        By default the database inside is checked again only when its integrity was not proven
+        before: a backup that passed integrity_check and whose bytes hash to the same sha256 now
+        holds the very database that passed.
+        """
+        if database is None:
+            database = not (record.verified and self.store.manifest(record)["database"].get("integrity_checked"))
         target = self.store.tmp / f"restore-{record.id}.db"
         try:
             self.store.check(record, into=target, database=database)
@@ -90,7 +99,7 @@ class Restorer:
 
     def checked(self, candidate: Path) -> Path:
         """A database from elsewhere (the Litestream replica) must pass integrity_check before it is used."""
-        problems = sqlitefile.describe(candidate)["integrity_problems"]
+        problems = sqlitefile.file_integrity(candidate)
         if problems:
             candidate.unlink(missing_ok=True)
             raise RestoreFailed(f"the restored copy fails integrity_check: {'; '.join(problems[:5])}; "
@@ -106,8 +115,12 @@ class Restorer:
     # ---- restoring --------------------------------------------------------------------------
 
     def restore(self, candidate: Path, source: str, tables: list[str] | None = None, dry_run: bool = False,
-                expected_counts: dict[str, int] | None = None) -> Report:
-        """Write a verified database file into the live one (all of it, or `tables`)."""
+                expected: dict | None = None) -> Report:
+        """Write a verified database file into the live one (all of it, or `tables`).
+
+        `expected` is the backup manifest's database section (row counts, broken foreign keys),
+        when the candidate comes from a backup.
+        """
         report = Report(source=source, tables=tables, dry_run=dry_run)
         try:
             if not self.live.exists() and not tables:
@@ -118,21 +131,46 @@ class Restorer:
             if dry_run:
                 report.row_counts_after = self._dry_run(candidate, tables)
                 return report
-            safety = self.store.create(SAFETY)
-            report.safety_backup = safety.record.id
-            catalog.write_json_atomically(self.marker, {"safety_backup": safety.record.id, "source": source,
-                                                        "started_at": to_iso(self.store.clock())})
-            try:
-                report.row_counts_after = self._write(candidate, tables, expected_counts, report.notes)
-            except Exception as err:  # noqa: BLE001 - whatever broke, the database goes back
-                self._roll_back(safety.record)
-                raise RestoreFailed(f"restoring {source} failed ({err}); the database was rolled back to the "
-                                    f"safety backup {safety.record.id}, as it was before") from None
-            self.marker.unlink()
+            report.row_counts_after, report.safety_backup = self._write_with_safety(
+                candidate, source, tables, expected or {}, report.notes)
             self.store.prune({SAFETY: self.keep_safety})
             return report
         finally:
             candidate.unlink(missing_ok=True)
+
+    def _write_with_safety(self, candidate: Path, source: str, tables, expected: dict, notes: list[str]):
+        """Snapshot the live database, then write; the snapshot is catalogued as the safety backup
+        while the write and its checks run, and copied back if either fails."""
+        started = self.store.clock()
+        safety = self.store.tmp / f"safety-{started:.6f}.db"
+        sqlitefile.snapshot(self.live, safety)
+        sqlitefile.fsync_file(safety)
+        catalog.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
+                                                    "started_at": to_iso(started)})
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                catalogued = pool.submit(self.store.catalogue, SAFETY, safety, started)
+                try:
+                    counts = self._write(candidate, tables, expected, notes)
+                except Exception as err:  # noqa: BLE001 - whatever broke, the database goes back
+                    sqlitefile.copy_into(safety, self.live)
+                    failure = f"restoring {source} failed ({err}); the database was rolled back, as it was before"
+                else:
+                    failure = None
+                try:
+                    record = catalogued.result()
+                except Exception as err:  # noqa: BLE001 - without a stored safety backup, nothing is kept
+                    if failure is None:
+                        sqlitefile.copy_into(safety, self.live)
+                    raise RestoreFailed(f"the safety backup could not be stored ({err}); the database was "
+                                        "rolled back, as it was before") from None
+            if failure:
+                raise RestoreFailed(f"{failure} (safety backup {record.id})")
+            self.marker.unlink()
+            return counts, record.id
+        finally:
+            if not self.marker.exists():
+                safety.unlink(missing_ok=True)
 
     def _restore_missing(self, candidate: Path, report: Report) -> Report:
         """The database is gone (a lost disk): there is nothing to keep safe, only something to bring back."""
@@ -164,12 +202,13 @@ class Restorer:
         finally:
             trial.unlink(missing_ok=True)
 
-    def _write(self, candidate: Path, tables, expected_counts, notes: list[str]) -> dict[str, int]:
+    def _write(self, candidate: Path, tables, expected: dict, notes: list[str]) -> dict[str, int]:
         if tables:
             return _replace_tables(self.live, candidate, tables)
-        with closing(sqlitefile.open_readonly(candidate)) as source:
-            expected = expected_counts or sqlitefile.row_counts(source)
-            allowed_fk = len(sqlitefile.foreign_key_problems(source))
+        if expected.get("foreign_key_violations") is None:  # not from a checked backup: count them now
+            with closing(sqlitefile.open_readonly(candidate)) as source:
+                expected = {"tables": sqlitefile.row_counts(source),
+                            "foreign_key_violations": len(sqlitefile.foreign_key_problems(source))}
         with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
             before = _data_version(watcher)
             sqlitefile.copy_into(candidate, self.live)
@@ -178,25 +217,16 @@ class Restorer:
                 # data_version grows by one for each commit of another connection: by exactly one,
                 # only our copy committed, and the counts must be the backup's to the row.
                 only_ours = _data_version(watcher) == before + 1
-                _check_live(watcher, allowed_fk)
+                _check_live(watcher, expected["foreign_key_violations"], self.quick)
                 counts = sqlitefile.row_counts(watcher)
             finally:
                 watcher.execute("COMMIT")
-        if only_ours and counts != expected:
-            raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected}")
+        if only_ours and counts != expected["tables"]:
+            raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected['tables']}")
         if not only_ours:
             notes.append("the application wrote during the restore: row counts were checked in the backup, "
                          "integrity and foreign keys in the live database")
         return counts
-
-    def _roll_back(self, safety: BackupRecord) -> None:
-        # Byte-checked only: the database goes back as it was, damaged or not.
-        copy = self.verified_copy(safety, database=False)
-        try:
-            sqlitefile.copy_into(copy, self.live)
-        finally:
-            copy.unlink(missing_ok=True)
-        log.warning("rolled the database back to the safety backup %s", safety.id)
 
     def recover_interrupted(self) -> str | None:
         """Roll back a restore that was killed midway; a message when there was one to roll back."""
@@ -204,27 +234,24 @@ class Restorer:
             return None
         try:
             marker = json.loads(self.marker.read_text())
-            safety = self.store.find(marker["safety_backup"])
+            safety = Path(marker["safety_snapshot"])
+            sqlitefile.copy_into(safety, self.live)
         except Exception as err:  # noqa: BLE001 - a marker we cannot follow must be seen by a person
             raise RestoreFailed(f"{self.marker} names an interrupted restore that cannot be rolled back "
                                 f"automatically ({err}); restore a backup by hand, then delete the marker") from None
-        self._roll_back(safety)
         self.marker.unlink()
+        safety.unlink()
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
-                f"the database was rolled back to the safety backup {safety.id}")
+                f"the database was rolled back to the snapshot taken just before it")
 
     def drill(self) -> BackupRecord:
-        """Restore the newest verified backup to a temporary file and check it; the live database is untouched."""
+        """Restore the newest verified backup to a temporary file and check all of it; the live
+        database is untouched."""
         verified = [r for r in self.store.records() if r.verified and r.tier != SAFETY]
         if not verified:
             raise RestoreFailed("no verified backup to drill with")
         newest = max(verified, key=lambda r: r.started_at)
-        copy = self.verified_copy(newest)
-        try:
-            with closing(sqlitefile.open_readonly(copy)) as restored:
-                _check_live(restored, allowed_fk=self.store.manifest(newest)["database"]["foreign_key_violations"])
-        finally:
-            copy.unlink(missing_ok=True)
+        self.verified_copy(newest, database=True).unlink()
         return newest
 
 
@@ -241,10 +268,10 @@ def _data_version(connection: sqlite3.Connection) -> int:
     return connection.execute("PRAGMA data_version").fetchone()[0]
 
 
-def _check_live(connection: sqlite3.Connection, allowed_fk: int) -> None:
-    problems = sqlitefile.integrity_problems(connection)
+def _check_live(connection: sqlite3.Connection, allowed_fk: int, quick: bool = False) -> None:
+    problems = sqlitefile.integrity_problems(connection, quick)
     if problems:
-        raise RestoreFailed(f"integrity_check fails: {'; '.join(problems[:5])}")
+        raise RestoreFailed(f"{'quick_check' if quick else 'integrity_check'} fails: {'; '.join(problems[:5])}")
     violations = sqlitefile.foreign_key_problems(connection)
     if len(violations) > allowed_fk:
         raise RestoreFailed(f"foreign_key_check finds {len(violations)} broken references "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -26,6 +27,11 @@ def snapshot(source: Path, target: Path) -> None:
         # A file on its own: no -wal or -shm beside it when it is opened later (the live
         # database keeps its own journal mode when this copy is written back into it).
         dst.execute("PRAGMA journal_mode = DELETE")
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
 
 
 def copy_into(source: Path, live: Path, timeout: float = 60) -> None:
@@ -70,18 +76,27 @@ def row_counts(connection: sqlite3.Connection) -> dict[str, int]:
             for name in tables(connection)}
 
 
-def describe(path: Path) -> dict:
-    """Page size and count, row counts and integrity of a database file nobody else uses."""
+def file_integrity(path: Path, quick: bool = False) -> list[str]:
+    """integrity_check of a database file nobody else uses; empty when it is sound."""
+    with closing(open_readonly(path)) as connection:
+        return integrity_problems(connection, quick)
+
+
+def describe(path: Path, foreign_keys: bool = True) -> dict:
+    """Page size and count, row counts and (with `foreign_keys`) broken references of a database
+    file nobody else uses; `unreadable` says why a damaged one could not be counted."""
     with closing(open_readonly(path)) as connection:
         facts = {
             "page_size": connection.execute("PRAGMA page_size").fetchone()[0],
             "page_count": connection.execute("PRAGMA page_count").fetchone()[0],
-            "integrity_problems": integrity_problems(connection),
+            "tables": {},
+            "foreign_key_violations": None,
+            "unreadable": None,
         }
         try:
             facts["tables"] = row_counts(connection)
-            facts["foreign_key_problems"] = foreign_key_problems(connection)
-        except sqlite3.DatabaseError as err:  # a damaged table: the integrity problems say the rest
-            facts["tables"], facts["foreign_key_problems"] = {}, []
-            facts["integrity_problems"] = facts["integrity_problems"] or [str(err)]
+            if foreign_keys:
+                facts["foreign_key_violations"] = len(foreign_key_problems(connection))
+        except sqlite3.DatabaseError as err:  # a damaged table
+            facts["unreadable"] = str(err)
         return facts

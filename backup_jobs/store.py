@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,13 +38,6 @@ class VerifyFailed(Exception):
 
 class UnknownBackup(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Created:
-    record: BackupRecord
-    # The uncompressed, verified snapshot, kept only when asked for (a restore's safety copy).
-    snapshot: Path | None
 
 
 def progress_bar(description: str, total: int) -> tqdm:
@@ -111,67 +103,75 @@ class BackupStore:
 
     # ---- creating --------------------------------------------------------------------------
 
-    def create(self, tier: str, keep_snapshot: bool = False) -> Created:
+    def create(self, tier: str) -> BackupRecord:
         """Snapshot the live database, compress it, verify it, and add it to the catalog."""
         if tier not in (*TIERS, SAFETY):
             raise BackupFailed(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
         if not self.database.is_file():
             raise BackupFailed(f"database {self.database} does not exist")
         started = self.clock()
-        backup_id = self._new_id(tier, started)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        snapshot = self.tmp / f"{backup_id}.db"
-        packed = self.tmp / f"{backup_id}{BACKUP_SUFFIX}"
+        snapshot = self.tmp / f"snapshot-{started:.6f}.db"
         try:
             sqlitefile.snapshot(self.database, snapshot)
-            # The database check reads the snapshot while the compressor reads it too: on two
-            # cores the check costs almost no extra time.
+            return self.catalogue(tier, snapshot, started)
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def catalogue(self, tier: str, snapshot: Path, started: float) -> BackupRecord:
+        """Compress a snapshot into the catalog, read it back, and write its manifest last.
+
+        The snapshot stays where it is (the caller owns it). A scheduled backup of a database that
+        fails integrity_check is refused: it would pass for a good one. A safety backup is not
+        checked at all: it is kept as the database was, which a rollback must bring back.
+        """
+        backup_id = self._new_id(tier, started)
+        packed = self.tmp / f"{backup_id}{BACKUP_SUFFIX}"
+        check = tier != SAFETY
+        try:
+            # integrity_check, the slow part, reads the snapshot in a second thread while this one
+            # compresses, reads the result back, and counts: on two cores it costs little extra time.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                facts = pool.submit(sqlitefile.describe, snapshot)
+                integrity = pool.submit(sqlitefile.file_integrity, snapshot) if check else None
                 with progress_bar(f"backup {backup_id}", snapshot.stat().st_size) as bar:
                     raw, compressed = gzipfile.compress(snapshot, packed, self.compression_level, bar.update)
-                facts = facts.result()
-            problems = facts["integrity_problems"]
-            # A scheduled backup of a damaged database would pass for a good one: refused. A safety
-            # backup is kept all the same: it is the database as it was, which a rollback must bring back.
-            if problems and tier != SAFETY:
+                # Read back what is on disk: its hash, its gzip stream, and the bytes inside.
+                if gzipfile.decompress(packed) != (raw, compressed):
+                    raise BackupFailed(f"{packed} does not read back as written")
+                facts = sqlitefile.describe(snapshot, foreign_keys=check)
+                problems = integrity.result() if integrity else []
+            if facts["unreadable"] and not problems:
+                problems = [facts["unreadable"]]
+            if problems and check:
                 raise BackupFailed(f"the database fails integrity_check, so no backup was kept: "
                                    f"{'; '.join(problems[:5])}")
             final = self.directory / tier / f"{backup_id}{BACKUP_SUFFIX}"
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(packed, final)
             catalog.fsync_dir(final.parent)
-            # Read back what is on disk now: its hash, its gzip stream, and the bytes inside.
-            stored_raw, stored = gzipfile.decompress(final)
-            if (stored_raw, stored) != (raw, compressed):
-                raise BackupFailed(f"{final} does not read back as written")
             finished = self.clock()
             manifest = {
                 "id": backup_id,
                 "tier": tier,
                 "database": {"path": str(self.database), "sha256": raw.sha256, "size_bytes": raw.size_bytes,
                              "page_size": facts["page_size"], "page_count": facts["page_count"],
-                             "tables": facts["tables"],
-                             "foreign_key_violations": len(facts["foreign_key_problems"])},
+                             "tables": facts["tables"], "foreign_key_violations": facts["foreign_key_violations"],
+                             "integrity_checked": check},
                 "backup": {"file": final.name, "sha256": compressed.sha256, "size_bytes": compressed.size_bytes,
                            "compression": f"gzip (isal level {self.compression_level})"},
                 "sqlite_version": sqlite3.sqlite_version,
                 "started_at": to_iso(started),
                 "finished_at": to_iso(finished),
                 "verification": {"ok": not problems, "at": to_iso(finished),
-                                 "error": f"integrity_check: {'; '.join(problems[:5])}" if problems else None},
+                                 "error": f"unreadable: {'; '.join(problems[:5])}" if problems else None},
             }
             catalog.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
         except BaseException:
-            for path in (snapshot, packed):
-                path.unlink(missing_ok=True)
+            packed.unlink(missing_ok=True)
             raise
-        if not keep_snapshot:
-            snapshot.unlink()
-        record = self.find(backup_id)
         log.info("backup %s: %d bytes from %d, in %.1fs", backup_id, compressed.size_bytes, raw.size_bytes,
                  finished - started)
-        return Created(record, snapshot if keep_snapshot else None)
+        return self.find(backup_id)
 
     # ---- verifying -------------------------------------------------------------------------
 
@@ -206,19 +206,22 @@ class BackupStore:
                 raise VerifyFailed(f"{name}: {changed_message}")
             if raw.sha256 != manifest["database"]["sha256"]:
                 raise VerifyFailed(f"{name}: the database inside does not match the manifest's sha256")
-            facts = sqlitefile.describe(target) if database else {"integrity_problems": [],
-                                                                  "tables": manifest["database"]["tables"]}
-            if facts["integrity_problems"]:
-                raise VerifyFailed(f"{name}: the database inside fails integrity_check: "
-                                   f"{'; '.join(facts['integrity_problems'][:5])}")
-            if facts["tables"] != manifest["database"]["tables"]:
-                raise VerifyFailed(f"{name}: row counts {facts['tables']} differ from the manifest's "
-                                   f"{manifest['database']['tables']}")
+            if database:
+                self._check_database(name, target, manifest["database"]["tables"])
         except BaseException:
             target.unlink(missing_ok=True)
             raise
         if into is None:
             target.unlink()
+
+    @staticmethod
+    def _check_database(name: str, path: Path, tables: dict[str, int]) -> None:
+        problems = sqlitefile.file_integrity(path)
+        if problems:
+            raise VerifyFailed(f"{name}: the database inside fails integrity_check: {'; '.join(problems[:5])}")
+        counts = sqlitefile.describe(path, foreign_keys=False)["tables"]
+        if counts != tables:
+            raise VerifyFailed(f"{name}: row counts {counts} differ from the manifest's {tables}")
 
     def verify(self, record: BackupRecord) -> str | None:
         """Check one backup and record the result in its manifest; the problem, or None when sound."""

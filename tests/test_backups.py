@@ -30,7 +30,7 @@ def store(tmp_path):
 
 
 def test_backup_is_standard_gzip_with_a_full_manifest(store):
-    record = store.create("daily").record
+    record = store.create("daily")
     assert subprocess.run(["gzip", "-t", str(record.path)]).returncode == 0
     manifest = store.manifest(record)
     assert manifest["tier"] == "daily" and manifest["verification"]["ok"] is True
@@ -64,7 +64,7 @@ def test_backup_during_four_writers_is_a_consistent_prefix(tmp_path):
         thread.start()
     try:
         wait_for(lambda: min(written) >= 200, what="every writer to be writing")  # the backup happens under load
-        record = BackupStore(db, tmp_path / "backups").create("daily").record
+        record = BackupStore(db, tmp_path / "backups").create("daily")
         during = list(written)
     finally:
         stop.set()
@@ -116,7 +116,7 @@ def test_kill_9_at_random_moments_never_leaves_a_partial_backup(tmp_path):
 ])
 def test_verify_names_the_backup_and_the_damage(tmp_path, damage, message):
     store = BackupStore(demo_database(tmp_path / "live.db"), tmp_path / "backups")
-    record = store.create("daily").record
+    record = store.create("daily")
     size = record.size_bytes
     manifest_path = store.manifest_path(record)
     if damage == "flip":
@@ -143,7 +143,7 @@ def test_verify_names_the_backup_and_the_damage(tmp_path, damage, message):
 
 
 def test_wrong_sha_in_manifest_is_found(store):
-    record = store.create("daily").record
+    record = store.create("daily")
     manifest = store.manifest(record)
     manifest["backup"]["sha256"] = "0" * 64
     store.manifest_path(record).write_text(json.dumps(manifest))
@@ -177,8 +177,8 @@ def test_retention_over_two_simulated_years(tmp_path):
 
 
 def test_prune_spares_the_last_verified_backup(store):
-    good = store.create("daily").record
-    later = [store.create("daily").record for _ in range(3)]
+    good = store.create("daily")
+    later = [store.create("daily") for _ in range(3)]
     for record in later:
         store.verify(record)
         record.path.write_bytes(b"damaged")
