@@ -82,21 +82,28 @@ def file_integrity(path: Path, quick: bool = False) -> list[str]:
         return integrity_problems(connection, quick)
 
 
-def describe(path: Path, foreign_keys: bool = True) -> dict:
-    """Page size and count, row counts and (with `foreign_keys`) broken references of a database
-    file nobody else uses; `unreadable` says why a damaged one could not be counted."""
+def file_checks(path: Path) -> tuple[list[str], int | None]:
+    """integrity_check and the count of broken references of a database file nobody else uses."""
+    with closing(open_readonly(path)) as connection:
+        problems = integrity_problems(connection)
+        try:
+            return problems, len(foreign_key_problems(connection))
+        except sqlite3.DatabaseError as err:
+            return problems or [str(err)], None
+
+
+def describe(path: Path) -> dict:
+    """Page size and count and row counts of a database file nobody else uses; `unreadable` says
+    why a damaged one could not be counted."""
     with closing(open_readonly(path)) as connection:
         facts = {
             "page_size": connection.execute("PRAGMA page_size").fetchone()[0],
             "page_count": connection.execute("PRAGMA page_count").fetchone()[0],
             "tables": {},
-            "foreign_key_violations": None,
             "unreadable": None,
         }
         try:
             facts["tables"] = row_counts(connection)
-            if foreign_keys:
-                facts["foreign_key_violations"] = len(foreign_key_problems(connection))
         except sqlite3.DatabaseError as err:  # a damaged table
             facts["unreadable"] = str(err)
         return facts

@@ -132,14 +132,14 @@ class BackupStore:
             # integrity_check, the slow part, reads the snapshot in a second thread while this one
             # compresses, reads the result back, and counts: on two cores it costs little extra time.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                integrity = pool.submit(sqlitefile.file_integrity, snapshot) if check else None
+                checks = pool.submit(sqlitefile.file_checks, snapshot) if check else None
                 with progress_bar(f"backup {backup_id}", snapshot.stat().st_size) as bar:
                     raw, compressed = gzipfile.compress(snapshot, packed, self.compression_level, bar.update)
                 # Read back what is on disk: its hash, its gzip stream, and the bytes inside.
                 if gzipfile.decompress(packed) != (raw, compressed):
                     raise BackupFailed(f"{packed} does not read back as written")
-                facts = sqlitefile.describe(snapshot, foreign_keys=check)
-                problems = integrity.result() if integrity else []
+                facts = sqlitefile.describe(snapshot)
+                problems, facts["foreign_key_violations"] = checks.result() if checks else ([], None)
             if facts["unreadable"] and not problems:
                 problems = [facts["unreadable"]]
             if problems and check:
@@ -219,7 +219,7 @@ class BackupStore:
         problems = sqlitefile.file_integrity(path)
         if problems:
             raise VerifyFailed(f"{name}: the database inside fails integrity_check: {'; '.join(problems[:5])}")
-        counts = sqlitefile.describe(path, foreign_keys=False)["tables"]
+        counts = sqlitefile.describe(path)["tables"]
         if counts != tables:
             raise VerifyFailed(f"{name}: row counts {counts} differ from the manifest's {tables}")
 
