@@ -39,6 +39,7 @@ run: venv
 
 bench: venv
 	$(BIN)/python bench/exporter_bench.py
+	$(BIN)/python bench/backup_bench.py
 
 clean:
 	rm -rf $(RUN_DIR)
