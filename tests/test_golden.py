@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import pytest
@@ -78,8 +80,12 @@ def test_logs(tmp_path):
     assert_golden("logs", exposition(LogsCollector(sources, tmp_path / "state.json")))
 
 
-def test_database():
-    assert_golden("database", exposition(DatabaseCollector(FIXTURES / "app.db", "demo", FIXTURES / "catalog")))
+def test_database(tmp_path):
+    for name in ("app.db", "app.db-wal"):  # git keeps no modification times: pin them on a copy
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    os.utime(tmp_path / "app.db", (1_795_600_000, 1_795_600_000))
+    os.utime(tmp_path / "app.db-wal", (1_795_600_100, 1_795_600_100))
+    assert_golden("database", exposition(DatabaseCollector(tmp_path / "app.db", "demo", FIXTURES / "catalog")))
 
 
 def test_backup():

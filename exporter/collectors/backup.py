@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from backup_jobs.catalog import TIERS, Catalog, read_catalog
 
-LOCATIONS = ("local", "secondary", "offsite")
+COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
 
 
 class BackupCollector:
@@ -40,19 +40,24 @@ class BackupCollector:
         failing.add_metric(db, sum(1 for b in catalog.scheduled if b.verified is False))
 
         copies = self._gauge("opsmon_backup_copy_last_success_timestamp_seconds",
-                             "When a verified copy last reached each location, in Unix seconds; 0 never.", "location")
+                             "When a verified copy last reached each location, in Unix seconds; 0 never. "
+                             "A location appears once backup_jobs has tried it (it is configured).", "location")
         newest_local = max((b.finished_at for b in catalog.scheduled if b.verified), default=0)
-        for location in LOCATIONS:
-            at = newest_local if location == "local" else catalog.status_time("copies", location, "last_success_at")
-            copies.add_metric([self._database, location], at or 0)
+        copies.add_metric([self._database, "local"], newest_local)
+        for location in COPY_LOCATIONS:
+            if location in catalog.status.get("copies", {}):
+                copies.add_metric([self._database, location],
+                                  catalog.status_time("copies", location, "last_success_at") or 0)
 
         drill = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
                             "When a restore drill last restored and verified a backup, in Unix seconds; 0 never.")
         drill.add_metric(db, catalog.status_time("drill", "last_success_at") or 0)
-        pitr = self._gauge("opsmon_pitr_last_replicated_timestamp_seconds",
-                           "Newest moment the point-in-time replica holds, in Unix seconds; 0 never.")
-        pitr.add_metric(db, catalog.status_time("pitr", "last_replicated_at") or 0)
-        yield from (verify_ok, failing, copies, drill, pitr)
+        yield from (verify_ok, failing, copies, drill)
+        if "pitr" in catalog.status:  # only where Litestream replicates
+            pitr = self._gauge("opsmon_pitr_last_replicated_timestamp_seconds",
+                               "Newest moment the point-in-time replica holds, in Unix seconds.")
+            pitr.add_metric(db, catalog.status_time("pitr", "last_replicated_at") or 0)
+            yield pitr
 
     def _tiers(self, catalog: Catalog):
         success = self._gauge("opsmon_backup_last_success_timestamp_seconds",

@@ -23,13 +23,17 @@ class DatabaseCollector:
 
     def collect(self):
         # Raises when the database is gone: that is a failure the success gauge must show.
-        size = os.stat(self._path).st_size
+        database = os.stat(self._path)
         try:
-            wal = os.stat(f"{self._path}-wal").st_size
+            wal = os.stat(f"{self._path}-wal")
         except FileNotFoundError:
-            wal = 0  # rollback-journal mode, or checkpointed and closed
-        yield self._family("opsmon_db_size_bytes", "Size of the database file.", size)
-        yield self._family("opsmon_db_wal_size_bytes", "Size of the write-ahead log not yet checkpointed.", wal)
+            wal = None  # rollback-journal mode, or checkpointed and closed
+        yield self._family("opsmon_db_size_bytes", "Size of the database file.", database.st_size)
+        yield self._family("opsmon_db_wal_size_bytes", "Size of the write-ahead log not yet checkpointed.",
+                           wal.st_size if wal else 0)
+        yield self._family("opsmon_db_last_modified_timestamp_seconds",
+                           "Last write to the database or its WAL, in Unix seconds (replication lag is measured "
+                           "against it).", max(database.st_mtime, wal.st_mtime if wal else 0))
         if self._backup_directory is not None:
             yield from self._integrity(read_status(self._backup_directory).get("integrity") or {})
 
