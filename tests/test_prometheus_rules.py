@@ -1,0 +1,78 @@
+"""Prometheus config and rules: promtool accepts them, every alert is unit-tested both ways, names follow the style."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PROMETHEUS = REPO / "prometheus"
+RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.rules.yml"))
+TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+
+
+def alerts() -> list[dict]:
+    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"] if "alert" in rule]
+
+
+def test_config_and_rules_pass_promtool():
+    result = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=PROMETHEUS,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") >= len(RULE_FILES) + 1
+
+
+def test_each_rule_file_has_its_test_file():
+    assert len(RULE_FILES) == 6
+    assert [p.name.replace(".rules.yml", "") for p in RULE_FILES] == \
+        [p.name.replace(".test.yml", "") for p in TEST_FILES]
+
+
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
+def test_rule_unit_tests_pass(test_file):
+    result = subprocess.run(["promtool", "test", "rules", test_file.name], cwd=test_file.parent,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_case_and_a_named_negative_case():
+    fires, stays_quiet = set(), set()
+    for path in TEST_FILES:
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                if case["exp_alerts"]:
+                    fires.add(case["alertname"])
+                elif "does not" in test["name"]:
+                    stays_quiet.add(case["alertname"])
+    names = {alert["alert"] for alert in alerts()}
+    assert names - fires == set(), "alerts without a case where they fire"
+    assert names - {"OpsmonWatchdog"} - stays_quiet == set(), "alerts without a 'does not fire' case"
+
+
+def test_alerts_follow_the_house_style():
+    anchors = {line[4:].strip().lower() for line in RUNBOOKS.read_text().splitlines() if line.startswith("### ")}
+    for alert in alerts():
+        name, labels, annotations = alert["alert"], alert["labels"], alert["annotations"]
+        assert re.fullmatch(r"Opsmon[A-Z][A-Za-z]+", name), name
+        assert "for" in alert, f"{name}: no for"
+        assert labels["severity"] in {"critical", "warning", "info"}, name
+        assert annotations["summary"].endswith(".") and "{{" not in annotations["summary"], name
+        assert annotations["description"], name
+        assert annotations["runbook_url"].endswith(f"docs/runbooks.md#{name.lower()}"), name
+        assert name.lower() in anchors, f"{name} has no section in docs/runbooks.md"
+        assert re.fullmatch(r"http://localhost:3000/d/opsmon-[a-z]+", annotations["dashboard_url"]), name
+
+
+def test_recording_rules_are_named_level_metric_operations():
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    assert re.fullmatch(r"[a-z_]*:[a-z_]+:[a-z0-9_]+", rule["record"]), rule["record"]
