@@ -6,13 +6,16 @@ RUN_DIR := .run
 
 .PHONY: run test venv system-deps bench clean
 
-# Debian's promtool (package prometheus) checks the golden exposition files.
+# Debian's packages behind the tests: promtool (prometheus), amtool and the Alertmanager binary
+# (prometheus-alertmanager).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 system-deps:
-	@if ! command -v promtool >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
+	    || ! command -v prometheus-alertmanager >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
 	  else \
-	    echo "promtool is missing: run 'sudo apt-get install prometheus' (or make test as root)" >&2; exit 1; \
+	    echo "missing Debian packages: run 'sudo apt-get install $(DEBIAN_PACKAGES)' (or make test as root)" >&2; exit 1; \
 	  fi; \
 	fi
 
