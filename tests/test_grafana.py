@@ -1,0 +1,180 @@
+"""Grafana, tested without Grafana (it cannot run here): provisioning, dashboard JSON, and every panel's
+PromQL parsed by a real Prometheus and checked against the metrics opsmon publishes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from backup_jobs.service import Job, Scheduler, ServiceCollector
+from exporter.config import load_config
+from exporter.instrument import AppMetrics
+from exporter.service import Exporter
+from tests.conftest import GOLDEN, REPO, free_port, wait_for, write_config
+
+GRAFANA = REPO / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+EXPECTED = {"overview", "system", "application", "business", "backups", "external-services", "exporter"}
+# Series Prometheus makes itself, beside what it scrapes.
+PROMETHEUS_OWN = {"up", "ALERTS", "scrape_duration_seconds", "scrape_samples_scraped"}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or",
+                "unless", "inf", "nan"}
+
+
+def datasource_uids() -> set[str]:
+    document = yaml.safe_load((GRAFANA / "provisioning/datasources/datasources.yml").read_text())
+    return {source["uid"] for source in document["datasources"]}
+
+
+def panels(dashboard: dict):
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def panel_expressions():
+    for path in DASHBOARDS:
+        for panel in panels(json.loads(path.read_text())):
+            for target in panel.get("targets", []):
+                yield path.stem, panel["title"], target["expr"]
+
+
+def expressions():
+    """The panels' expressions and the dashboard variables' queries."""
+    yield from panel_expressions()
+    for path in DASHBOARDS:
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            yield path.stem, f"variable {variable['name']}", variable["query"]["query"]
+
+
+def filled(expr: str) -> str:
+    """The expression as Grafana sends it: variables filled in with 'all'."""
+    match = re.fullmatch(r"label_values\((\w+), \w+\)", expr)
+    if match:  # a variable's query: Grafana asks the series API for this metric
+        return match.group(1)
+    return expr.replace("$__rate_interval", "1m").replace("$__range", "1h").replace('"$', '".*').replace(
+        '.*instance"', '.*"').replace('.*handler"', '.*"').replace('.*database"', '.*"').replace(
+        '.*service"', '.*"')
+
+
+def metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', '""', expr)           # label values
+    expr = re.sub(r"\{[^}]*\}", "", expr)           # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)          # ranges
+    expr = re.sub(r"\b\d+(ms|[smhdwy])\b", "", expr)  # durations (offset 1w)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = {m.group() for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr)
+             if not expr[m.end():].lstrip().startswith("(")}  # a function, not a series
+    return {n for n in names if n not in PROMQL_WORDS}
+
+
+def published() -> set[str]:
+    """Every series name opsmon's exporter, backup service and recording rules publish."""
+    names = set(PROMETHEUS_OWN)
+    for golden in GOLDEN.glob("*.prom"):
+        for family in text_string_to_metric_families(golden.read_text()):
+            names |= {family.name} | {sample.name for sample in family.samples}
+    return names
+
+
+@pytest.fixture(scope="module")
+def known_names(tmp_path_factory) -> set[str]:
+    names = published()
+    tmp = tmp_path_factory.mktemp("names")
+    exporter = Exporter(str(write_config(tmp / "opsmon.yml", {"database": {"path": str(tmp / "x.db")}})), set())
+    names |= {f.name for f in exporter.scrape(1)}  # the scrape wrapper's own gauges, empty here
+    names |= {query.name for query in load_config(REPO / "opsmon.yml").business}  # the demo's business SQL
+    app = AppMetrics(registry=CollectorRegistry())
+    app.in_progress.labels("h")
+    names |= {s.name for f in app.registry.collect() for s in f.samples}
+    service = ServiceCollector(Scheduler([Job("j", "0 2 * * *", lambda: None)], "UTC"), litestream=True)
+    service._litestream = type("Running", (), {"running": True})()
+    names |= {s.name for f in service.collect() for s in f.samples}
+    for path in (REPO / "prometheus/rules").glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            names |= {rule["record"] for rule in group["rules"] if "record" in rule}
+    return names
+
+
+def test_provisioning_names_fixed_uids():
+    assert datasource_uids() == {"opsmon-prometheus", "opsmon-alertmanager"}
+    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/dashboards.yml").read_text())["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dashboards_are_complete_and_self_contained():
+    assert {p.stem for p in DASHBOARDS} == EXPECTED
+    uids = []
+    for path in DASHBOARDS:
+        text = path.read_text()
+        dashboard = json.loads(text)
+        assert "__inputs" not in dashboard and "${DS_" not in text, path.name
+        assert dashboard["editable"] is False, path.name
+        uids.append(dashboard["uid"])
+        for panel in panels(dashboard):
+            where = f"{path.name}: {panel.get('title')}"
+            assert panel["title"] and panel["description"], where
+            assert panel["fieldConfig"]["defaults"]["unit"], where
+            assert panel["datasource"]["uid"] in datasource_uids(), where
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] in datasource_uids(), where
+    assert len(set(uids)) == len(uids) == len(EXPECTED)
+
+
+def test_rates_use_rate_interval_and_counters_are_never_graphed_raw():
+    for dashboard, title, expr in panel_expressions():
+        for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", expr):
+            assert window == "$__rate_interval", f"{dashboard}: {title}: {expr}"
+        if re.search(r"_total\b|_bucket\b", expr):
+            assert re.search(r"\b(rate|irate|increase)\(", expr), f"{dashboard}: {title}: raw counter in {expr}"
+
+
+def test_every_panel_uses_published_metrics(known_names):
+    for dashboard, title, expr in expressions():
+        unknown = metric_names(filled(expr)) - known_names
+        assert not unknown, f"{dashboard}: {title}: nobody publishes {unknown}"
+
+
+def test_alert_dashboard_links_point_at_dashboards():
+    uids = {json.loads(p.read_text())["uid"] for p in DASHBOARDS}
+    for path in (REPO / "prometheus/rules").glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    assert rule["annotations"]["dashboard_url"].rsplit("/", 1)[1] in uids, rule["alert"]
+
+
+def test_backups_dashboard_links_to_the_console():
+    links = json.loads((GRAFANA / "dashboards/backups.json").read_text())["links"]
+    assert any(link["url"] == "http://localhost:9878/" for link in links)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """A real Prometheus with opsmon's recording rules and nothing to scrape."""
+    work = tmp_path_factory.mktemp("prometheus")
+    (work / "prometheus.yml").write_text(yaml.safe_dump(
+        {"global": {"evaluation_interval": "1m"}, "rule_files": [str(REPO / "prometheus/rules/*.rules.yml")]}))
+    port = free_port()
+    process = subprocess.Popen(["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                                f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, timeout=30, what="Prometheus")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def test_every_expression_parses_in_prometheus(prometheus):
+    for dashboard, title, expr in expressions():
+        answer = requests.get(f"{prometheus}/api/v1/query", params={"query": filled(expr)}, timeout=10).json()
+        assert answer["status"] == "success", f"{dashboard}: {title}: {answer.get('error')}"
