@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fix", action="store_true", help="apply the fixable rules' fixes (after a safety backup)")
     check.add_argument("--json", action="store_true")
     commands.add_parser("drill", help="restore the newest backup to a temporary place and verify it")
-    commands.add_parser("serve", help="run the schedules, Litestream, and /metrics on the backup service port")
+    serve = commands.add_parser("serve", help="run the schedules, Litestream, and /metrics on the backup service port")
+    serve.add_argument("--web.listen-address", dest="listen_address",
+                       help="host:port to serve on (default: backups.listen_address of the config)")
     return parser
 
 
@@ -125,7 +127,7 @@ def run(args, jobs) -> int:
     if command == "serve":
         from backup_jobs.service import serve
 
-        return serve(jobs)
+        return serve(jobs, listen_address=args.listen_address)
     with jobs.locked(_describe(args)):
         if command == "create":
             print(jobs.backup(args.tier).id)

@@ -152,9 +152,10 @@ def record_pitr(jobs) -> None:
         catalog.set_status(jobs.directory, ("pitr",), {"earliest_at": window[0], "last_replicated_at": window[1]})
 
 
-def serve(jobs, stop: threading.Event | None = None) -> int:
+def serve(jobs, stop: threading.Event | None = None, listen_address: str | None = None) -> int:
     """Run until SIGTERM or SIGINT (or `stop`, for tests)."""
     backups = jobs.config.backups
+    listen_address = listen_address or backups.listen_address
     signals = {signal.SIGTERM, signal.SIGINT}
     if stop is None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # taken by sigtimedwait below, never by a handler
@@ -168,11 +169,11 @@ def serve(jobs, stop: threading.Event | None = None) -> int:
         if stopped(2.0):
             return 0
     scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
-    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), backups.listen_address)
+    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), listen_address)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if jobs.pitr is not None:
         jobs.pitr.start()
-    log.info("backup service on http://%s with jobs %s", backups.listen_address,
+    log.info("backup service on http://%s with jobs %s", listen_address,
              ", ".join(f"{j.name} ({j.cron})" for j in scheduler.jobs))
 
     def run(job: Job) -> None:

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import requests
 
@@ -334,6 +335,9 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
         pidfile: str | None) -> int:
     """Start everything; stop on SIGTERM or SIGINT."""
     instrument.prepare_multiprocess_dir()
+    for path in (db_path, log_file, pidfile):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     create_schema(db_path)
     server = ThreadingHTTPServer((host, port), Handler)  # bind first: a busy port fails before any fork
     server.daemon_threads = True
