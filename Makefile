@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_DIR := .run
 
-.PHONY: run test venv system-deps bench clean
+.PHONY: run test venv system-deps native-configs bench clean
 
 # Debian's packages behind the tests: promtool (prometheus), amtool and the Alertmanager binary
 # (prometheus-alertmanager).
@@ -32,13 +32,36 @@ venv: $(VENV)/.installed
 test: system-deps venv
 	$(BIN)/pytest -q
 
-run: venv
+# The native stack: the repository's configs with the compose service names turned into
+# 127.0.0.1, rendered under .run/, and one Procfile (Grafana only when it is installed).
+NATIVE_HOSTS := -e 's/"\(exporter\|backup\|alertmanager\):/"127.0.0.1:/' \
+                -e 's|mailpit:1025|127.0.0.1:1025|' -e 's|http://demo:8080|http://127.0.0.1:8080|'
+
+native-configs:
 	@mkdir -p $(RUN_DIR)/logs
-	@echo "opsmon is starting (Ctrl-C stops everything):"
-	@echo "  demo app    http://127.0.0.1:8080/stats"
-	@echo "  exporter    http://127.0.0.1:9877/metrics   http://127.0.0.1:9877/health"
-	@echo "  backups     http://127.0.0.1:9878/metrics   (opsmon-backup --config.file opsmon.yml list)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	@sed $(NATIVE_HOSTS) -e 's#- rules/#- $(CURDIR)/prometheus/rules/#' prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
+	@sed $(NATIVE_HOSTS) -e 's#- templates/#- $(CURDIR)/alertmanager/templates/#' alertmanager/alertmanager.yml > $(RUN_DIR)/alertmanager.yml
+	@cp Procfile $(RUN_DIR)/Procfile
+	@if command -v grafana-server >/dev/null; then \
+	  mkdir -p $(RUN_DIR)/grafana/provisioning/datasources $(RUN_DIR)/grafana/provisioning/dashboards; \
+	  sed -e 's#http://prometheus:9090#http://127.0.0.1:9090#' -e 's#http://alertmanager:9093#http://127.0.0.1:9093#' \
+	    grafana/provisioning/datasources/datasources.yml > $(RUN_DIR)/grafana/provisioning/datasources/datasources.yml; \
+	  sed -e 's#/var/lib/grafana/dashboards#$(CURDIR)/grafana/dashboards#' \
+	    grafana/provisioning/dashboards/dashboards.yml > $(RUN_DIR)/grafana/provisioning/dashboards/dashboards.yml; \
+	  echo "grafana: exec env GF_PATHS_PROVISIONING=$(RUN_DIR)/grafana/provisioning GF_PATHS_DATA=$(RUN_DIR)/grafana/data grafana-server --homepath /usr/share/grafana" >> $(RUN_DIR)/Procfile; \
+	fi
+
+run: system-deps venv native-configs
+	@echo "opsmon is starting (Ctrl-C stops everything; data under $(RUN_DIR)/):"
+	@echo "  demo app       http://127.0.0.1:8080/stats"
+	@echo "  exporter       http://127.0.0.1:9877/metrics   http://127.0.0.1:9877/health"
+	@echo "  backups        http://127.0.0.1:9878/metrics   (opsmon-backup list)"
+	@echo "  Prometheus     http://127.0.0.1:9090/targets   http://127.0.0.1:9090/alerts"
+	@echo "  Alertmanager   http://127.0.0.1:9093"
+	@echo "  mail (SMTP sink) http://127.0.0.1:8025"
+	@if command -v grafana-server >/dev/null; then echo "  Grafana        http://127.0.0.1:3000"; \
+	else echo "  Grafana is not packaged for Debian: 'docker compose up -d' runs it (or put grafana-server on PATH)"; fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f $(RUN_DIR)/Procfile -d $(CURDIR)
 
 bench: venv
 	$(BIN)/python bench/exporter_bench.py
