@@ -99,13 +99,13 @@ def claim_video(connection) -> int | None:
 
 
 def call_external_api(session: requests.Session, url: str) -> None:
-    with instrument.track("external_api"):
-        try:
-            response = session.get(url, timeout=2)
-        except requests.RequestException as err:
-            raise ExternalServiceError(f"external API unreachable: {err}", service="external-api") from None
-        if response.status_code != 200:
-            raise ExternalServiceError(f"external API answered {response.status_code}", service="external-api")
+    """One step of a job, not a request of its own: its failures count in app_errors_total."""
+    try:
+        response = session.get(url, timeout=2)
+    except requests.RequestException as err:
+        raise ExternalServiceError(f"external API unreachable: {err}", service="external-api") from None
+    if response.status_code != 200:
+        raise ExternalServiceError(f"external API answered {response.status_code}", service="external-api")
 
 
 def process_video(connection, session, video_id: int, faults: Faults, api_url: str, rng: random.Random) -> None:
@@ -116,6 +116,7 @@ def process_video(connection, session, video_id: int, faults: Faults, api_url: s
             call_external_api(session, api_url)
         except ExternalServiceError as err:
             # Not this video's fault: back in the queue for a later try.
+            instrument.record_error(err)
             log.warning("video %s waits for the external API: %s", video_id, err, extra={"reference": err.reference})
             connection.execute("UPDATE videos SET status = 'queued' WHERE id = ?", (video_id,))
             return
@@ -179,6 +180,8 @@ def work(db_path: str, faults: Faults, api_url: str, stop, parent: int) -> None:
 # ---- the HTTP API ----------------------------------------------------------------------------
 
 STATUS_BY_CATEGORY = {"validation": 400, "not_found": 404, "external_service": 502}
+# The handlers the injected error rate applies to: the app's own work, not its admin and health endpoints.
+FAULTY_HANDLERS = {"create_video", "get_video", "stats"}
 VIDEO_PATH = re.compile(r"^/videos/(\d+)$")
 WEBHOOK_PATH = re.compile(r"^/webhook/([a-z0-9-]{1,40})$")
 
@@ -235,6 +238,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             with instrument.track(f"http_{name}"):
+                if name in FAULTY_HANDLERS:
+                    self.app.maybe_fail(name)
                 status, body = action()
         except OpsmonError as err:
             level = logging.WARNING if err.severity in (Severity.LOW, Severity.MEDIUM) else logging.ERROR
@@ -309,6 +314,10 @@ class DemoApp:
     def stats(self):
         counts = dict(self._query("SELECT status, count(*) FROM videos GROUP BY status"))
         return 200, {"videos": counts}
+
+    def maybe_fail(self, handler: str) -> None:
+        if random.random() < self.faults.get()["error_rate"]:
+            raise OpsmonError(f"injected failure in {handler}")
 
     def external_api(self):
         settings = self.faults.get()

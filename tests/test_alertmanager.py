@@ -115,19 +115,22 @@ def inhibited(url: str, alertname: str, **labels) -> bool:
     return bool(status["inhibitedBy"])
 
 
-def test_target_down_inhibits_everything_else_from_that_target(alertmanager):
+def test_target_down_inhibits_everything_else_from_that_job(alertmanager):
     target = {"job": "opsmon-exporter", "instance": "a:9877"}
     post(alertmanager, {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", **target},
          {"alertname": "OpsmonCollectorFailing", "severity": "warning", "team": "ops", "collector": "x", **target},
-         {"alertname": "OpsmonCollectorFailing", "severity": "warning", "team": "ops", "collector": "x",
-          "job": "opsmon-exporter", "instance": "other:9877"})
+         {"alertname": "OpsmonBackupMetricsAbsent", "severity": "critical", "team": "ops", "job": "opsmon-exporter"},
+         {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "opsmon-backup",
+          "instance": "a:9878"})
     assert inhibited(alertmanager, "OpsmonCollectorFailing", instance="a:9877")
-    assert not inhibited(alertmanager, "OpsmonCollectorFailing", instance="other:9877")
+    assert inhibited(alertmanager, "OpsmonBackupMetricsAbsent", job="opsmon-exporter")
+    assert not inhibited(alertmanager, "OpsmonLitestreamDown", job="opsmon-backup")
     assert not inhibited(alertmanager, "OpsmonTargetDown", instance="a:9877")
 
 
+# Each test below uses a job of its own: the TargetDown above inhibits all of opsmon-exporter.
 def test_critical_inhibits_the_warning_of_the_same_alert_and_place(alertmanager):
-    place = {"job": "opsmon-exporter", "instance": "b:9877", "mountpoint": "/data"}
+    place = {"job": "job-b", "instance": "b:9877", "mountpoint": "/data"}
     post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops", **place},
          {"alertname": "OpsmonDiskSpaceLow", "severity": "warning", "team": "ops", **place},
          {"alertname": "OpsmonDiskSpaceLow", "severity": "warning", "team": "ops", **place, "mountpoint": "/"})
@@ -137,17 +140,17 @@ def test_critical_inhibits_the_warning_of_the_same_alert_and_place(alertmanager)
 
 def test_full_disk_inhibits_backup_failures_on_that_host(alertmanager):
     post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops",
-                        "job": "opsmon-exporter", "instance": "c:9877", "mountpoint": "/"},
-         {"alertname": "OpsmonBackupFailing", "severity": "warning", "team": "ops", "job": "opsmon-exporter",
+                        "job": "job-c", "instance": "c:9877", "mountpoint": "/"},
+         {"alertname": "OpsmonBackupFailing", "severity": "warning", "team": "ops", "job": "job-c",
           "instance": "c:9877", "database": "demo", "tier": "daily"},
          {"alertname": "OpsmonBackupVerificationFailing", "severity": "critical", "team": "ops",
-          "job": "opsmon-exporter", "instance": "c:9877", "database": "demo"})
+          "job": "job-c", "instance": "c:9877", "database": "demo"})
     assert inhibited(alertmanager, "OpsmonBackupFailing", instance="c:9877")
     assert not inhibited(alertmanager, "OpsmonBackupVerificationFailing", instance="c:9877")  # damage is news
 
 
 def test_down_service_inhibits_its_slow_alert(alertmanager):
-    where = {"job": "opsmon-exporter", "instance": "d:9877"}
+    where = {"job": "job-d", "instance": "d:9877"}
     post(alertmanager, {"alertname": "OpsmonExternalServiceDown", "severity": "critical", "team": "app",
                         "service": "payments", **where},
          {"alertname": "OpsmonExternalServiceSlow", "severity": "warning", "team": "app", "service": "payments",
