@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, free_port, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +75,13 @@ class Stack:
         # From the repository: a folder named like a package in the working directory would shadow it.
         self.processes[name] = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
-    def stop(self, name: str, sig=signal.SIGTERM) -> None:
+    def stop(self, name: str, kill: bool = False) -> None:
         process = self.processes.pop(name)
-        process.send_signal(sig)
-        process.wait(15)
+        if kill:
+            process.kill()
+            process.wait()
+        else:
+            stop(process)
 
     def python(self, name: str, *args: str) -> None:
         self.start(name, [sys.executable, *args])
@@ -223,7 +226,7 @@ def expect(stack: Stack, scenario: str, alertname: str, to: str, pager: bool, fa
 
 
 def test_1_exporter_killed_pages_target_down_and_holds_back_its_other_alerts(stack):
-    stack.stop("exporter", signal.SIGKILL)
+    stack.stop("exporter", kill=True)
     fault = time.monotonic()
     try:
         message = expect(stack, "1 exporter killed: OpsmonTargetDown", "OpsmonTargetDown", "ops@localhost",
@@ -296,6 +299,32 @@ def test_4_a_corrupted_backup_fails_verification_and_the_drill_uses_the_newest_g
     assert f"backup {max(good, key=lambda b: b['created_at'])['id']} restores" in drill.stdout
 
 
+def test_5_when_backups_stop_the_stale_alert_fires_for_the_tier_past_its_threshold(stack):
+    for tier in ("daily", "weekly", "monthly"):  # fresh backups of every tier, then no more
+        assert stack.backup_cli("create", "--tier", tier).returncode == 0
+    stack.stop("backup")
+    # The one overlay that touches an expression, as this scenario allows: OpsmonBackupStale's
+    # thresholds divided by 3600 (daily 26 h -> 26 s, weekly 8 d -> 192 s, monthly 32 d -> 768 s).
+    path = stack.work / "rules" / "backups.rules.yml"
+    document = yaml.safe_load(path.read_text())
+    stale = next(rule for group in document["groups"] for rule in group["rules"]
+                 if rule.get("alert") == "OpsmonBackupStale")
+    stale["expr"] = stale["expr"].replace("26 * 3600", "26").replace("8 * 86400", "8 * 24").replace(
+        "32 * 86400", "32 * 24")
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    stack.processes["prometheus"].send_signal(signal.SIGHUP)
+    fault = time.monotonic()
+    try:
+        message = expect(stack, "5 backups stopped: OpsmonBackupStale (daily, 26 s)", "OpsmonBackupStale",
+                         "ops@localhost", pager=True, fault_at=fault, expected=26 + bound("OpsmonBackupStale"))
+        firing = {a["metric"]["tier"] for a in stack.query('ALERTS{alertname="OpsmonBackupStale"}')}
+        assert "daily" in firing and "monthly" not in firing
+        assert "OpsmonBackupStale" in message["subject"]
+    finally:
+        stack.python("backup", "-m", "backup_jobs", "--config.file", str(stack.config), "serve")
+        wait_for(lambda: stack.query('up{job="opsmon-backup"} == 1'), timeout=30, what="the backup service back")
+
+
 def test_6_a_foreign_key_violation_reaches_a_person(stack):
     with closing(sqlite3.connect(stack.work / "demo.db", timeout=30)) as connection:
         connection.execute("INSERT INTO approvals (video_id, approved_at) VALUES (987654321, 0)")
@@ -351,3 +380,128 @@ def test_10_a_restore_while_the_app_writes(stack):
     wait_for(lambda: float(stack.query('sum(app_requests_total{handler="process_video"})')[0]["value"][1])
              > processed + 10, timeout=30, what="the pipeline to go on after the restore")
     assert not stack.query('ALERTS{alertname="OpsmonProcessDown"}')
+
+
+class Receiver:
+    """A webhook receiver and a scrape target on loopback: keeps POSTs, answers GET /metrics."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        posts = self.posts = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+
+            def do_POST(self):
+                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def firing(self, alertname: str) -> list[dict]:
+        return [a for post in self.posts if post["status"] == "firing" for a in post["alerts"]
+                if a["labels"]["alertname"] == alertname]
+
+
+def test_8_two_alertmanagers_in_a_cluster_notify_once_and_survive_one_loss(tmp_path):
+    receiver, target = Receiver(), Receiver()
+    ports = {name: free_port() for name in ("am1", "am2", "gossip1", "gossip2", "prometheus")}
+    config = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{free_port()}"  # mail is not what this scenario checks
+    config["templates"] = [str(REPO / "alertmanager/templates/*.tmpl")]
+    config["route"]["group_wait"] = "1s"
+    for receiver_config in config["receivers"]:
+        for hook in receiver_config.get("webhook_configs", []):
+            hook["url"] = f"http://127.0.0.1:{receiver.port}/"
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    rules = yaml.safe_load((REPO / "prometheus/rules/meta.rules.yml").read_text())
+    for rule in rules["groups"][0]["rules"]:
+        rule["for"] = scaled(rule["for"], FOR_SCALE)
+    (tmp_path / "meta.rules.yml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+        "rule_files": [str(tmp_path / "meta.rules.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['am1']}",
+                                                                        f"127.0.0.1:{ports['am2']}"]}]}]},
+        "scrape_configs": [{"job_name": "gone", "static_configs": [{"targets": [f"127.0.0.1:{free_port()}"]}]},
+                           {"job_name": "later", "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}]}]}))
+    processes = {}
+    for n in (1, 2):
+        peer = [f"--cluster.peer=127.0.0.1:{ports['gossip1']}"] if n == 2 else []
+        processes[f"am{n}"] = subprocess.Popen(
+            ["prometheus-alertmanager", f"--config.file={tmp_path / 'alertmanager.yml'}",
+             f"--storage.path={tmp_path / f'am{n}'}", f"--web.listen-address=127.0.0.1:{ports[f'am{n}']}",
+             f"--cluster.listen-address=127.0.0.1:{ports[f'gossip{n}']}", "--cluster.settle-timeout=2s", *peer],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes["prometheus"] = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(requests.get(f"http://127.0.0.1:{ports['am1']}/api/v2/status", timeout=1)
+                             .json()["cluster"]["peers"]) == 2, timeout=30, what="the two Alertmanagers to meet")
+        fault = time.monotonic()
+        wait_for(lambda: any(a["labels"]["job"] == "gone" for a in receiver.firing("OpsmonTargetDown")),
+                 timeout=60, interval=0.2, what="the page for the target that is gone")
+        TIMINGS.append(("8 cluster of two: OpsmonTargetDown, once", time.monotonic() - fault,
+                        bound("OpsmonTargetDown")))
+        settle = time.monotonic() + 8  # several group intervals: a duplicate would have come by now
+        wait_for(lambda: time.monotonic() > settle, timeout=15, interval=0.5, what="the cluster to settle")
+        assert len([a for a in receiver.firing("OpsmonTargetDown") if a["labels"]["job"] == "gone"]) == 1
+
+        processes.pop("am1").kill()
+        target.close()  # a new problem while one Alertmanager is gone
+        fault = time.monotonic()
+        wait_for(lambda: any(a["labels"]["job"] == "later" for a in receiver.firing("OpsmonTargetDown")),
+                 timeout=60, interval=0.2, what="the page through the remaining Alertmanager")
+        # The survivor waits its turn in the cluster (peer timeout, 15 s by default) for the dead peer.
+        TIMINGS.append(("8 one Alertmanager killed: OpsmonTargetDown still", time.monotonic() - fault,
+                        bound("OpsmonTargetDown") + 15))
+        assert len([a for a in receiver.firing("OpsmonTargetDown") if a["labels"]["job"] == "later"]) == 1
+    finally:
+        for process in processes.values():
+            stop(process)
+        receiver.close()
+
+
+def test_scale_out_remote_write_reaches_a_second_prometheus(stack, tmp_path):
+    """docs/scaling.md, once for real: a Prometheus that remote-writes the exporter's series to another."""
+    receiver_port, sender_port = free_port(), free_port()
+    (tmp_path / "receiver.yml").write_text("global: {}\n")
+    (tmp_path / "sender.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [{"job_name": "opsmon-exporter", "scrape_interval": "3s", "scrape_timeout": "3s",
+                            "static_configs": [{"targets": [f"127.0.0.1:{stack.ports['exporter']}"]}]}],
+        "remote_write": [{"url": f"http://127.0.0.1:{receiver_port}/api/v1/write"}]}))
+    processes = [
+        subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'receiver.yml'}", "--web.enable-remote-write-receiver",
+                          f"--storage.tsdb.path={tmp_path / 'receiver'}", f"--web.listen-address=127.0.0.1:{receiver_port}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'sender.yml'}",
+                          f"--storage.tsdb.path={tmp_path / 'sender'}", f"--web.listen-address=127.0.0.1:{sender_port}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        def received():
+            answer = requests.get(f"http://127.0.0.1:{receiver_port}/api/v1/query", timeout=5,
+                                  params={"query": 'opsmon_backup_retained{job="opsmon-exporter"}'}).json()
+            return answer["data"]["result"]
+
+        series = wait_for(received, timeout=60, interval=1, what="the exporter's series in the second Prometheus")
+        assert {s["metric"]["tier"] for s in series} == {"daily", "weekly", "monthly"}
+    finally:
+        for process in processes:
+            stop(process)
