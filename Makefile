@@ -7,11 +7,12 @@ RUN_DIR := .run
 .PHONY: run test venv system-deps native-configs bench clean
 
 # Debian's packages behind the tests: promtool (prometheus), amtool and the Alertmanager binary
-# (prometheus-alertmanager).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+# (prometheus-alertmanager), and the browser the console's test drives (chromium, chromium-driver).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
 system-deps:
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v prometheus-alertmanager >/dev/null; then \
+	    || ! command -v prometheus-alertmanager >/dev/null || ! command -v chromium >/dev/null \
+	    || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
 	  else \

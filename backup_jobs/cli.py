@@ -29,14 +29,14 @@ class UsageError(Exception):
     pass
 
 
-def parse_moment(text: str) -> float:
+def parse_moment(text: str, name: str = "--at") -> float:
     """An ISO 8601 moment with its time zone, e.g. 2026-11-26T10:00:00Z; anything else is refused."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
+        raise UsageError(f"{name} {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
     if moment.tzinfo is None:
-        raise UsageError(f"--at {text!r}: give the time zone too, e.g. {text}Z for UTC")
+        raise UsageError(f"{name} {text!r}: give the time zone too, e.g. {text}Z for UTC")
     return moment.timestamp()
 
 
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--fix", action="store_true", help="apply the fixable rules' fixes (after a safety backup)")
     check.add_argument("--json", action="store_true")
     commands.add_parser("drill", help="restore the newest backup to a temporary place and verify it")
+    user = commands.add_parser("user", help="add or change a console user; the password is read from stdin")
+    user.add_argument("action", choices=["add"])
+    user.add_argument("name")
+    user.add_argument("--role", choices=["viewer", "admin"], default="viewer")
     serve = commands.add_parser("serve", help="run the schedules, Litestream, and /metrics on the backup service port")
     serve.add_argument("--web.listen-address", dest="listen_address",
                        help="host:port to serve on (default: backups.listen_address of the config)")
@@ -124,6 +128,8 @@ def run(args, jobs) -> int:
                 state = "verified" if r.verified else f"FAILED: {r.verify_error}"
                 print(f"{r.id:36} {r.tier:8} {to_iso(r.started_at)}  {r.size_bytes:>12,} bytes  {state}")
         return EXIT_OK
+    if command == "user":
+        return add_user(args, jobs)
     if command == "serve":
         from backup_jobs.service import serve
 
@@ -162,6 +168,20 @@ def run(args, jobs) -> int:
             print(f"drill passed: backup {record.id} restores and verifies")
             return EXIT_OK
     raise UsageError(f"unknown command {command}")
+
+
+def add_user(args, jobs) -> int:
+    from getpass import getpass
+
+    from backup_jobs.users import Users
+
+    password = getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    try:
+        Users(jobs.config.backups.console.users_file).add(args.name, password, args.role)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"user {args.name} ({args.role}) saved in {jobs.config.backups.console.users_file}")
+    return EXIT_OK
 
 
 def _describe(args) -> str:

@@ -16,7 +16,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from backup_jobs import catalog
@@ -102,11 +102,12 @@ def scheduled_jobs(jobs) -> list[Job]:
 
 
 class ServiceCollector:
-    """The service's own metrics, read from the scheduler at scrape time."""
+    """The service's own metrics, read from the scheduler (and the console's audit) at scrape time."""
 
-    def __init__(self, scheduler: Scheduler, litestream=None):
+    def __init__(self, scheduler: Scheduler, litestream=None, audit=None):
         self._scheduler = scheduler
         self._litestream = litestream
+        self._audit = audit
 
     def collect(self):
         specs = [
@@ -126,9 +127,17 @@ class ServiceCollector:
         if self._litestream is not None:
             yield GaugeMetricFamily("opsmon_litestream_up", "1 while the Litestream replicator runs.",
                                     value=1 if self._litestream.running else 0)
+        if self._audit is not None:
+            actions = CounterMetricFamily("opsmon_admin_actions", "Actions taken in the backup console, by result.",
+                                          labels=["action", "result"])
+            for (action, result), count in sorted(self._audit.counts.items()):
+                actions.add_metric([action, result], count)
+            yield actions
 
 
-def make_app(collector):
+def make_app(collector, console=None):
+    """/metrics and /-/healthy, open to Prometheus; everything else is the console (behind its login)."""
+
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
@@ -138,12 +147,33 @@ def make_app(collector):
         elif path == "/-/healthy":
             body = b"Healthy\n"
             start_response("200 OK", [("Content-Type", "text/plain")])
+        elif console is not None:
+            return console(environ, start_response)
         else:
             body = b"Not Found\n"
             start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [body]
 
     return app
+
+
+def console_app(jobs):
+    """The console's WSGI app when it is enabled, its audit, and TLS files; the first admin is made here."""
+    from backup_jobs.console import create_app
+    from backup_jobs.users import Users
+
+    settings = jobs.config.backups.console
+    if not settings.enabled:
+        return None, None, None
+    users = Users(settings.users_file)
+    password = users.ensure_admin()
+    if password:
+        # Shown once, here and nowhere else; only its hash is stored.
+        print(f"backup console: user 'admin', password {password} (shown once; stored hashed in "
+              f"{settings.users_file})", flush=True)
+    tls = (str(settings.tls_cert_file), str(settings.tls_key_file)) if settings.tls_cert_file else None
+    app = create_app(jobs, users, secure_cookies=tls is not None)
+    return app, app.extensions["opsmon"]["audit"], tls
 
 
 def record_pitr(jobs) -> None:
@@ -169,7 +199,8 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
         if stopped(2.0):
             return 0
     scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
-    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr)), listen_address)
+    console, audit, tls = console_app(jobs)
+    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr, audit), console), listen_address, tls)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if jobs.pitr is not None:
         jobs.pitr.start()

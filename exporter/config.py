@@ -242,6 +242,23 @@ class LitestreamConfig(Strict):
         return self
 
 
+class ConsoleConfig(Strict):
+    """The backup console on the backup service's port: off unless enabled."""
+
+    enabled: bool = False
+    # Users and password hashes (opsmon-backup user add); created with one generated admin when missing.
+    users_file: Location = Path(".opsmon-console-users.json")
+    session_seconds: PositiveInt = 3600
+    tls_cert_file: ReadableFile | None = None
+    tls_key_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ConsoleConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
 class BackupsConfig(Strict):
     directory: Location
     timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
@@ -256,6 +273,7 @@ class BackupsConfig(Strict):
     offsite: OffsiteConfig | None = None
     litestream: LitestreamConfig = {}
     listen_address: HostPort = "127.0.0.1:9878"
+    console: ConsoleConfig = {}
 
     @model_validator(mode="after")
     def _offsite_for_litestream(self) -> BackupsConfig:

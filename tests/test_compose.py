@@ -84,4 +84,4 @@ def test_the_compose_config_differs_from_opsmon_yml_only_in_paths_and_addresses(
         "database.path", "exporter.listen_address", "exporter.state_directory", "exporter.app_metrics_directory",
         "exporter.processes[0].pidfile", "exporter.probes[0].url", "exporter.probes[1].url", "exporter.logs[0].path",
         "backups.directory", "backups.secondary_directory", "backups.litestream.replica_directory",
-        "backups.litestream.metrics_address", "backups.listen_address"])
+        "backups.litestream.metrics_address", "backups.listen_address", "backups.console.users_file"])

@@ -1,0 +1,180 @@
+"""The backup console and its API, on a real `opsmon-backup serve`: logins, roles, CSRF, ids, restores."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+import yaml
+
+from backup_jobs.locks import job_lock
+from backup_jobs.users import Users
+from tests.backup_helpers import demo_database, fingerprint
+from tests.conftest import free_port, stop, wait_for
+
+ADMIN, VIEWER = ("root", "a very long admin password"), ("watcher", "a very long viewer password")
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    work = tmp_path_factory.mktemp("console")
+    db = demo_database(work / "live.db")
+    users = Users(work / "users.json")
+    users.add(*ADMIN, "admin")
+    users.add(*VIEWER, "viewer")
+    port = free_port()
+    (work / "opsmon.yml").write_text(yaml.safe_dump({
+        "database": {"path": str(db)},
+        "backups": {"directory": str(work / "backups"), "listen_address": f"127.0.0.1:{port}",
+                    "console": {"enabled": True, "users_file": str(work / "users.json")}}}))
+    process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(work / "opsmon.yml"),
+                                "serve"], stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=30, what="the backup service")
+    wait_for(lambda: len(list((work / "backups").glob("*/*.json"))) >= 3, timeout=30, what="the first backups")
+    yield {"url": url, "work": work, "db": db}
+    stop(process)
+
+
+def login(url: str, user: tuple[str, str]) -> tuple[requests.Session, str]:
+    session = requests.Session()
+    form = session.get(f"{url}/login", timeout=5).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    answer = session.post(f"{url}/login", data={"username": user[0], "password": user[1], "csrf_token": token},
+                          timeout=5)
+    assert answer.status_code == 200 and answer.url == f"{url}/", answer.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{url}/", timeout=5).text).group(1)
+    return session, csrf
+
+
+def backups(session, url) -> list[dict]:
+    return session.get(f"{url}/api/backups", timeout=5).json()
+
+
+def finished(session, url, job: str) -> dict:
+    return wait_for(lambda: (r := session.get(f"{url}/api/jobs/{job}", timeout=5).json())["status"] != "running"
+                    and r, timeout=60, what=f"job {job}")
+
+
+ENDPOINTS = [("GET", "/api/backups"), ("POST", "/api/backups"), ("GET", "/api/backups/20261126T020000Z-daily"),
+             ("DELETE", "/api/backups/20261126T020000Z-daily"), ("POST", "/api/backups/20261126T020000Z-daily/verify"),
+             ("POST", "/api/restore"), ("GET", "/api/jobs/abc")]
+
+
+@pytest.mark.parametrize("method, path", ENDPOINTS, ids=[f"{m} {p}" for m, p in ENDPOINTS])
+def test_every_api_endpoint_refuses_without_a_session(console, method, path):
+    answer = requests.request(method, console["url"] + path, json={}, timeout=5)
+    assert answer.status_code == 401 and answer.json() == {"error": "log in first"}
+
+
+@pytest.mark.parametrize("path", ["/", "/history", "/restore?backup=x", "/jobs/abc"])
+def test_pages_send_a_stranger_to_the_login(console, path):
+    answer = requests.get(console["url"] + path, timeout=5, allow_redirects=False)
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/login")
+
+
+def test_metrics_and_health_stay_open(console):
+    assert requests.get(console["url"] + "/metrics", timeout=5).ok
+    assert requests.get(console["url"] + "/-/healthy", timeout=5).text == "Healthy\n"
+
+
+def test_a_viewer_sees_but_changes_nothing(console):
+    url = console["url"]
+    session, csrf = login(url, VIEWER)
+    listed = backups(session, url)
+    assert listed
+    target = listed[-1]["id"]
+    headers = {"X-CSRF-Token": csrf}
+    for method, path, body in [("POST", "/api/backups", {"tier": "daily"}), ("DELETE", f"/api/backups/{target}", None),
+                               ("POST", f"/api/backups/{target}/verify", None),
+                               ("POST", "/api/restore", {"backup": target})]:
+        answer = session.request(method, url + path, json=body, headers=headers, timeout=5)
+        assert answer.status_code == 403 and "only an admin" in answer.json()["error"], path
+    assert "Restore…" not in session.get(f"{url}/", timeout=5).text
+
+
+def test_changes_need_the_csrf_token(console):
+    session, csrf = login(console["url"], ADMIN)
+    for headers in ({}, {"X-CSRF-Token": "forged"}):
+        answer = session.post(console["url"] + "/api/backups", json={"tier": "daily"}, headers=headers, timeout=5)
+        assert answer.status_code == 403 and "CSRF" in answer.json()["error"]
+
+
+def test_ids_and_moments_are_checked(console):
+    url = console["url"]
+    session, csrf = login(url, ADMIN)
+    headers = {"X-CSRF-Token": csrf}
+    assert session.get(f"{url}/api/backups/20200101T000000Z-daily", timeout=5).status_code == 404
+    assert session.get(f"{url}/api/jobs/nope", timeout=5).status_code == 404
+    escape = session.get(f"{url}/api/backups/..%2F..%2Fetc%2Fpasswd", timeout=5)
+    assert escape.status_code == 400 and "is not a backup id" in escape.json()["error"]
+    for body, message in [({"backup": "../../etc/passwd"}, "is not a backup id"),
+                          ({"at": "yesterday"}, "not an ISO 8601 moment"),
+                          ({"at": "2026-11-26T10:00:00"}, "give the time zone too"),
+                          ({"backup": backups(session, url)[0]["id"], "tables": ["videos; DROP TABLE x"]}, "no table"),
+                          ({}, "say what to restore")]:
+        answer = session.post(f"{url}/api/restore", json=body, headers=headers, timeout=5)
+        assert answer.status_code == 400 and message in answer.json()["error"], body
+
+
+def test_restore_verify_and_delete_through_the_api(console):
+    url, db = console["url"], console["db"]
+    session, csrf = login(url, ADMIN)
+    headers = {"X-CSRF-Token": csrf}
+    created = finished(session, url, session.post(f"{url}/api/backups", json={"tier": "daily"}, headers=headers,
+                                                  timeout=5).json()["job"])
+    assert created["status"] == "succeeded"
+    backup_id = re.search(r"backup (\S+) made", created["result"]).group(1)
+    before = fingerprint(db)
+    with __import__("sqlite3").connect(db) as connection:
+        connection.execute("DELETE FROM monetizations")
+    job = session.post(f"{url}/api/restore", json={"backup": backup_id}, headers=headers, timeout=5).json()["job"]
+    result = finished(session, url, job)
+    assert result["status"] == "succeeded", result
+    assert fingerprint(db) == before and "safety backup" in result["result"]
+
+    verified = finished(session, url, session.post(f"{url}/api/backups/{backup_id}/verify", headers=headers,
+                                                   timeout=5).json()["job"])
+    assert verified["status"] == "succeeded"
+
+    daily = [b for b in backups(session, url) if b["tier"] == "daily"]
+    older = min(daily, key=lambda b: b["created_at"])["id"]
+    assert session.delete(f"{url}/api/backups/{older}", headers=headers, timeout=5).json() == {"deleted": older}
+    assert session.get(f"{url}/api/backups/{older}", timeout=5).status_code == 404
+    last = [b for b in backups(session, url) if b["tier"] == "monthly"]
+    assert len(last) == 1
+    refused = session.delete(f"{url}/api/backups/{last[0]['id']}", headers=headers, timeout=5)
+    assert refused.status_code == 409 and "last verified monthly backup" in refused.json()["error"]
+
+    metrics = requests.get(f"{url}/metrics", timeout=5).text
+    assert 'opsmon_admin_actions_total{action="restore",result="ok"} 1.0' in metrics
+    assert 'opsmon_admin_actions_total{action="delete",result="refused"} 1.0' in metrics
+    audit = (console["work"] / "backups" / "audit.jsonl").read_text()
+    assert '"action": "restore"' in audit and '"user": "root"' in audit
+
+
+def test_a_second_restore_gets_409_with_the_running_job(console):
+    url = console["url"]
+    session, csrf = login(url, ADMIN)
+    headers = {"X-CSRF-Token": csrf}
+    target = backups(session, url)[0]["id"]
+    with job_lock(console["work"] / "backups", "a test holding the lock"):  # the first restore waits for it
+        first = session.post(f"{url}/api/restore", json={"backup": target}, headers=headers, timeout=5).json()["job"]
+        second = session.post(f"{url}/api/restore", json={"backup": target}, headers=headers, timeout=5)
+        assert second.status_code == 409 and second.json()["job"] == first
+    assert finished(session, url, first)["status"] == "succeeded"
+
+
+def test_sessions_are_protected_and_logins_rate_limited(console):
+    url = console["url"]
+    session = requests.Session()
+    form = session.get(f"{url}/login", timeout=5)
+    cookie = form.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    codes = [session.post(f"{url}/login", data={"username": "root", "password": "wrong", "csrf_token": token},
+                          timeout=5).status_code for _ in range(6)]
+    assert codes == [401] * 5 + [429]
