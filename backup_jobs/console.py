@@ -10,16 +10,16 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
-
-from contextlib import closing
 
 from flask import Flask, abort, g, has_request_context, jsonify, redirect, render_template, request, session, url_for
 
 from backup_jobs import catalog, sqlitefile
 from backup_jobs.catalog import TIERS, to_iso
 from backup_jobs.cli import UsageError, backup_json, parse_moment
+from backup_jobs.jobs import age_text
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest, RestoreFailed
 from backup_jobs.store import UnknownBackup
@@ -112,6 +112,7 @@ class JobRunner:
             run["status"], run["result"] = "succeeded", result
         except Exception as err:  # noqa: BLE001 - the person sees the reason in plain words
             run["status"], run["result"] = "failed", str(err)
+            log.warning("console %s of %s by %s failed: %s", run["kind"], run["target"], run["user"], err)
         run["finished_at"] = to_iso(time.time())
         self.audit.record(run["user"], run["kind"], "ok" if run["status"] == "succeeded" else "failed",
                           run["target"], str(run["result"]))
@@ -141,15 +142,14 @@ def overview(jobs) -> dict:
         newest = verified[-1] if verified else None
         tiers.append({"tier": tier, "count": len([r for r in records if r.tier == tier]),
                       "newest": newest.id if newest else None,
-                      "age": _age(now - newest.finished_at) if newest else "never"})
+                      "age": age_text(now - newest.finished_at) if newest else "never"})
     copies = {name: {"last_success": to_iso(v["last_success_at"]) if v.get("last_success_at") else "never",
                      "error": v.get("last_error")} for name, v in status.get("copies", {}).items()}
-    present = {name: jobs_location_keys(location) for name, location in
-               ((location.name, location) for location in jobs.locations)}
+    present = {location.name: _location_keys(location) for location in jobs.locations}
     backups = []
     for record in reversed(records):
         item = backup_json(record)
-        item["age"] = _age(now - record.finished_at)
+        item["age"] = age_text(now - record.finished_at)
         item["locations"] = ["local"] + [name for name, keys in present.items()
                                          if f"{record.tier}/{record.path.name}" in keys]
         backups.append(item)
@@ -161,7 +161,7 @@ def overview(jobs) -> dict:
             "tables": _tables(jobs.store.database)}
 
 
-def jobs_location_keys(location) -> set[str]:
+def _location_keys(location) -> set[str]:
     try:
         return location.keys()
     except Exception:  # noqa: BLE001 - a location that cannot be listed shows no copies
@@ -174,12 +174,6 @@ def _tables(database: Path) -> list[str]:
             return sqlitefile.tables(connection)
     except Exception:  # noqa: BLE001 - no database yet: nothing to choose from
         return []
-
-
-def _age(seconds: float) -> str:
-    from backup_jobs.jobs import _age as age
-
-    return age(seconds)
 
 
 def create_app(jobs, users, secure_cookies: bool = False) -> Flask:

@@ -107,7 +107,7 @@ class Jobs:
     def restore_backup(self, backup_id: str, tables=None, dry_run=False) -> Report:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
-        age = _age(self.clock() - record.started_at)
+        age = age_text(self.clock() - record.started_at)
         return self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables, dry_run,
                                      self.store.manifest(record)["database"])
 
@@ -127,7 +127,7 @@ class Jobs:
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
                                        self.store.manifest(record)["database"])
         report.notes.append(f"no replica covers {to_iso(moment)}: used the newest backup before it, taken "
-                            f"{_age(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
+                            f"{age_text(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
         return report
 
     def drill(self) -> BackupRecord:
@@ -156,7 +156,8 @@ class Jobs:
         return result
 
 
-def _age(seconds: float) -> str:
+def age_text(seconds: float) -> str:
+    """A duration as a person reads it: 2d 3h, 4h 12m, 5m 3s."""
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
