@@ -56,7 +56,7 @@ run: system-deps venv native-configs
 	@echo "opsmon is starting (Ctrl-C stops everything; data under $(RUN_DIR)/):"
 	@echo "  demo app       http://127.0.0.1:8080/stats"
 	@echo "  exporter       http://127.0.0.1:9877/metrics   http://127.0.0.1:9877/health"
-	@echo "  backups        http://127.0.0.1:9878/metrics   (opsmon-backup list)"
+	@echo "  backups        http://127.0.0.1:9878/ (console; admin password printed once below)   /metrics"
 	@echo "  Prometheus     http://127.0.0.1:9090/targets   http://127.0.0.1:9090/alerts"
 	@echo "  Alertmanager   http://127.0.0.1:9093"
 	@echo "  mail (SMTP sink) http://127.0.0.1:8025"
