@@ -447,12 +447,18 @@ def test_8_two_alertmanagers_in_a_cluster_notify_once_and_survive_one_loss(tmp_p
              f"--storage.path={tmp_path / f'am{n}'}", f"--web.listen-address=127.0.0.1:{ports[f'am{n}']}",
              f"--cluster.listen-address=127.0.0.1:{ports[f'gossip{n}']}", "--cluster.settle-timeout=2s", *peer],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    processes["prometheus"] = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(requests.get(f"http://127.0.0.1:{ports['am1']}/api/v2/status", timeout=1)
-                             .json()["cluster"]["peers"]) == 2, timeout=30, what="the two Alertmanagers to meet")
+        def settled(port: int) -> bool:
+            cluster = requests.get(f"http://127.0.0.1:{port}/api/v2/status", timeout=1).json()["cluster"]
+            return cluster["status"] == "ready" and len(cluster["peers"]) == 2
+
+        # Both must know each other before the first alert, or each would think itself alone and send.
+        wait_for(lambda: settled(ports["am1"]) and settled(ports["am2"]), timeout=60,
+                 what="the two Alertmanagers to meet")
+        processes["prometheus"] = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         fault = time.monotonic()
         wait_for(lambda: any(a["labels"]["job"] == "gone" for a in receiver.firing("OpsmonTargetDown")),
                  timeout=60, interval=0.2, what="the page for the target that is gone")
