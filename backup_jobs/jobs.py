@@ -108,8 +108,15 @@ class Jobs:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
         age = age_text(self.clock() - record.started_at)
-        return self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables, dry_run,
-                                     self.store.manifest(record)["database"])
+        return self._restored(self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables,
+                                                    dry_run, self.store.manifest(record)["database"]))
+
+    def _restored(self, report: Report) -> Report:
+        """Record a restore that happened, for the exporter (opsmon_restore_last_success_timestamp_seconds)."""
+        if not report.dry_run:
+            self._status({"restore": {"last_success_at": self.clock(), "source": report.source,
+                                      "tables": report.tables, "safety_backup": report.safety_backup}})
+        return report
 
     def restore_moment(self, moment: float, tables=None, dry_run=False) -> Report:
         """The database as it was at `moment`: from the Litestream replica when it covers it, else the
@@ -121,14 +128,14 @@ class Jobs:
                 report = self.restorer.restore(self.restorer.checked(candidate),
                                                f"the Litestream replica at {to_iso(moment)}", tables, dry_run)
                 report.notes.append(note)
-                return report
+                return self._restored(report)
         record = self.restorer.newest_before(moment)
         candidate = self.restorer.verified_copy(record)
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
                                        self.store.manifest(record)["database"])
         report.notes.append(f"no replica covers {to_iso(moment)}: used the newest backup before it, taken "
                             f"{age_text(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
-        return report
+        return self._restored(report)
 
     def drill(self) -> BackupRecord:
         self._status({"drill": {"last_run_at": self.clock()}})

@@ -53,6 +53,11 @@ class BackupCollector:
                             "When a restore drill last restored and verified a backup, in Unix seconds; 0 never.")
         drill.add_metric(db, catalog.status_time("drill", "last_success_at") or 0)
         yield from (verify_ok, failing, copies, drill)
+        if "restore" in catalog.status:  # once the database has been restored
+            restored = self._gauge("opsmon_restore_last_success_timestamp_seconds",
+                                   "When a restore into the live database last succeeded, in Unix seconds.")
+            restored.add_metric(db, catalog.status_time("restore", "last_success_at") or 0)
+            yield restored
         if "pitr" in catalog.status:  # only where Litestream replicates
             pitr = self._gauge("opsmon_pitr_last_replicated_timestamp_seconds",
                                "Newest moment the point-in-time replica holds, in Unix seconds.")
