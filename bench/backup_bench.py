@@ -26,17 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from backup_jobs import gzipfile  # noqa: E402
 from backup_jobs.jobs import Jobs  # noqa: E402
-from demo.db import seed  # noqa: E402
+from bench.seeded import database  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 
 
-def database(videos: int) -> Path:
-    path = REPO / "bench" / "data" / f"demo-{videos}.db"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"seeding {videos:,} videos into {path} (once; kept under bench/data) ...", flush=True)
-        seed(path, videos)
-    return path
 
 
 def timed(action) -> float:

@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from demo.db import seed  # noqa: E402
+from bench.seeded import database  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 BASELINE = """
@@ -39,14 +39,6 @@ while True:
 """
 
 
-def database(videos: int) -> Path:
-    """The seeded database, kept under bench/data between runs (seeding 1M videos takes a while)."""
-    path = REPO / "bench" / "data" / f"demo-{videos}.db"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"seeding {videos:,} videos into {path} ...", flush=True)
-        seed(path, videos)
-    return path
 
 
 def wait_ready(url: str) -> None:

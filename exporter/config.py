@@ -97,6 +97,11 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 Name = Annotated[str, Field(min_length=1)]
 
 
+def _both_or_neither(model, first: str, second: str) -> None:
+    if (getattr(model, first) is None) != (getattr(model, second) is None):
+        raise ValueError(f"{first} and {second} go together")
+
+
 class Strict(BaseModel):
     # validate_default: defaults go through the same checks, so default paths resolve against the file too.
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -177,10 +182,8 @@ class WebConfig(Strict):
 
     @model_validator(mode="after")
     def _pairs(self) -> WebConfig:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
-        if (self.basic_auth_username is None) != (self.basic_auth_password_file is None):
-            raise ValueError("basic_auth_username and basic_auth_password_file go together")
+        _both_or_neither(self, "tls_cert_file", "tls_key_file")
+        _both_or_neither(self, "basic_auth_username", "basic_auth_password_file")
         return self
 
 
@@ -254,8 +257,7 @@ class ConsoleConfig(Strict):
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ConsoleConfig:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
+        _both_or_neither(self, "tls_cert_file", "tls_key_file")
         return self
 
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
-import yaml
 
 from backup_jobs.locks import job_lock
 from backup_jobs.users import Users
-from tests.backup_helpers import demo_database, fingerprint
-from tests.conftest import free_port, stop, wait_for
+from tests.backup_helpers import demo_database, fingerprint, start_console
+from tests.conftest import stop, wait_for
 
 ADMIN, VIEWER = ("root", "a very long admin password"), ("watcher", "a very long viewer password")
 
@@ -25,16 +22,7 @@ def console(tmp_path_factory):
     users = Users(work / "users.json")
     users.add(*ADMIN, "admin")
     users.add(*VIEWER, "viewer")
-    port = free_port()
-    (work / "opsmon.yml").write_text(yaml.safe_dump({
-        "database": {"path": str(db)},
-        "backups": {"directory": str(work / "backups"), "listen_address": f"127.0.0.1:{port}",
-                    "console": {"enabled": True, "users_file": str(work / "users.json")}}}))
-    process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(work / "opsmon.yml"),
-                                "serve"], stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=30, what="the backup service")
-    wait_for(lambda: len(list((work / "backups").glob("*/*.json"))) >= 3, timeout=30, what="the first backups")
+    url, process = start_console(work, db, work / "users.json")
     yield {"url": url, "work": work, "db": db}
     stop(process)
 

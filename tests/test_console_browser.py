@@ -6,13 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 
 import pytest
-import requests
-import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -20,8 +16,8 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from backup_jobs.users import Users
-from tests.backup_helpers import demo_database, fingerprint
-from tests.conftest import free_port, stop, wait_for
+from tests.backup_helpers import demo_database, fingerprint, start_console
+from tests.conftest import stop
 
 PASSWORD = "a long password for the browser"
 
@@ -44,16 +40,7 @@ def browser(tmp_path):
 def console(tmp_path):
     db = demo_database(tmp_path / "live.db")
     Users(tmp_path / "users.json").add("admin", PASSWORD, "admin")
-    port = free_port()
-    (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({
-        "database": {"path": str(db)},
-        "backups": {"directory": str(tmp_path / "backups"), "listen_address": f"127.0.0.1:{port}",
-                    "console": {"enabled": True, "users_file": str(tmp_path / "users.json")}}}))
-    process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(tmp_path / "opsmon.yml"),
-                                "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=30, what="the backup service")
-    wait_for(lambda: len(list((tmp_path / "backups").glob("*/*.json"))) >= 3, timeout=30, what="the first backups")
+    url, process = start_console(tmp_path, db, tmp_path / "users.json")
     yield url, db
     stop(process)
 
