@@ -39,22 +39,27 @@ def opsmon_backup(*args, cwd: Path | None = None, check: bool = False, timeout: 
     return result
 
 
-def start_console(work: Path, database: Path, users_file: Path):
-    """A real `opsmon-backup serve` with the console on a free port; returns (url, process) once its
-    first backups exist."""
+def start_console(work: Path, database: Path, users_file: Path, tls: tuple[Path, Path] | None = None):
+    """A real `opsmon-backup serve` with the console on a free port (https with `tls`: cert, key);
+    returns (url, process) once its first backups exist."""
     import requests
     import yaml
 
     from tests.conftest import free_port, wait_for
 
     port = free_port()
+    console = {"enabled": True, "users_file": str(users_file)}
+    if tls:
+        console.update(tls_cert_file=str(tls[0]), tls_key_file=str(tls[1]))
     (work / "opsmon.yml").write_text(yaml.safe_dump({
         "database": {"path": str(database)},
         "backups": {"directory": str(work / "backups"), "listen_address": f"127.0.0.1:{port}",
-                    "console": {"enabled": True, "users_file": str(users_file)}}}))
+                    "console": console}}))
     process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(work / "opsmon.yml"),
                                 "serve"], stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=30, what="the backup service")
+    url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
+    verify = str(tls[0]) if tls else True
+    wait_for(lambda: requests.get(f"{url}/-/healthy", timeout=1, verify=verify).ok, timeout=30,
+             what="the backup service")
     wait_for(lambda: len(list((work / "backups").glob("*/*.json"))) >= 3, timeout=30, what="the first backups")
     return url, process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 import requests
@@ -166,3 +167,19 @@ def test_sessions_are_protected_and_logins_rate_limited(console):
     codes = [session.post(f"{url}/login", data={"username": "root", "password": "wrong", "csrf_token": token},
                           timeout=5).status_code for _ in range(6)]
     assert codes == [401] * 5 + [429]
+
+
+def test_under_tls_the_session_cookie_is_secure(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    Users(tmp_path / "users.json").add(*ADMIN, "admin")
+    url, process = start_console(tmp_path, demo_database(tmp_path / "live.db"), tmp_path / "users.json",
+                                 tls=(tmp_path / "cert.pem", tmp_path / "key.pem"))
+    try:
+        answer = requests.get(f"{url}/login", verify=str(tmp_path / "cert.pem"), timeout=5)
+        assert answer.ok and "Secure" in answer.headers["Set-Cookie"]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url.replace("https", "http") + "/login", timeout=5)
+    finally:
+        stop(process)
