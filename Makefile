@@ -4,21 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_DIR := .run
 
-.PHONY: run test venv system-deps native-configs bench clean
+.PHONY: run test venv run-deps test-deps native-configs bench clean
 
-# Debian's packages behind the tests: promtool (prometheus), amtool and the Alertmanager binary
-# (prometheus-alertmanager), and the browser the console's test drives (chromium, chromium-driver).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager chromium chromium-driver
-system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v prometheus-alertmanager >/dev/null || ! command -v chromium >/dev/null \
-	    || ! command -v chromedriver >/dev/null; then \
+# Debian's packages: Prometheus and Alertmanager for the stack and its tests (promtool, amtool and
+# the binaries), and for the tests also the browser the console's test drives. Each is installed
+# when its command is missing and we are root; otherwise make says what to install.
+RUN_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool prometheus-alertmanager:prometheus-alertmanager
+TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium chromium-driver:chromedriver
+
+define install-missing
+	@missing=$$(for pair in $(1); do command -v $${pair#*:} >/dev/null || echo $${pair%%:*}; done | sort -u); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else \
-	    echo "missing Debian packages: run 'sudo apt-get install $(DEBIAN_PACKAGES)' (or make test as root)" >&2; exit 1; \
+	    echo "missing Debian packages: run 'sudo apt-get install" $$missing"' (or make as root)" >&2; exit 1; \
 	  fi; \
 	fi
+endef
+
+run-deps:
+	$(call install-missing,$(RUN_PACKAGES))
+
+test-deps:
+	$(call install-missing,$(TEST_PACKAGES))
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +39,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: system-deps venv
+test: test-deps venv
 	$(BIN)/pytest -q
 
 # The native stack: the repository's configs with the compose service names turned into
@@ -52,7 +61,7 @@ native-configs:
 	  echo "grafana: exec env GF_PATHS_PROVISIONING=$(RUN_DIR)/grafana/provisioning GF_PATHS_DATA=$(RUN_DIR)/grafana/data grafana-server --homepath /usr/share/grafana" >> $(RUN_DIR)/Procfile; \
 	fi
 
-run: system-deps venv native-configs
+run: run-deps venv native-configs
 	@echo "opsmon is starting (Ctrl-C stops everything; data under $(RUN_DIR)/):"
 	@echo "  demo app       http://127.0.0.1:8080/stats"
 	@echo "  exporter       http://127.0.0.1:9877/metrics   http://127.0.0.1:9877/health"
