@@ -59,22 +59,35 @@ class GpuCollector:
             gpu = str(index)
             families["info"].add_metric([gpu, _text(nvml.nvmlDeviceGetUUID(handle)),
                                          _text(nvml.nvmlDeviceGetName(handle))], 1)
-            # Each reading on its own: older boards answer NotSupported for some (power, encoder).
-            readings = {
-                "util": lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0,
-                "used": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
-                "total": lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total,
-                "temp": lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
-                "power": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
-                "enc": lambda: nvml.nvmlDeviceGetEncoderUtilization(handle)[0] / 100.0,
-                "dec": lambda: nvml.nvmlDeviceGetDecoderUtilization(handle)[0] / 100.0,
-            }
-            for key, read in readings.items():
-                try:
-                    families[key].add_metric([gpu], read())
-                except nvml.NVMLError_NotSupported:
-                    continue
+            for key, value in self._readings(handle).items():
+                if value is not None:
+                    families[key].add_metric([gpu], value)
         yield from families.values()
+
+
+    def _supported(self, read, *args):
+        """A reading, or None where the board answers NotSupported (older boards: power, encoder)."""
+        try:
+            return read(*args)
+        except self._nvml.NVMLError_NotSupported:
+            return None
+
+    def _readings(self, handle) -> dict:
+        nvml = self._nvml
+        utilization = self._supported(nvml.nvmlDeviceGetUtilizationRates, handle)
+        memory = self._supported(nvml.nvmlDeviceGetMemoryInfo, handle)
+        power = self._supported(nvml.nvmlDeviceGetPowerUsage, handle)
+        encoder = self._supported(nvml.nvmlDeviceGetEncoderUtilization, handle)
+        decoder = self._supported(nvml.nvmlDeviceGetDecoderUtilization, handle)
+        return {
+            "util": utilization.gpu / 100.0 if utilization else None,
+            "used": memory.used if memory else None,
+            "total": memory.total if memory else None,
+            "temp": self._supported(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
+            "power": power / 1000.0 if power is not None else None,  # milliwatts
+            "enc": encoder[0] / 100.0 if encoder else None,
+            "dec": decoder[0] / 100.0 if decoder else None,
+        }
 
 
 def _text(value) -> str:
