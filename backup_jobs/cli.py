@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from backup_jobs.catalog import TIERS, to_iso
+from opsmon.catalog import TIERS, to_iso
 from backup_jobs.integrity import FixFailed
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest, RestoreFailed
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args):
     """The config: the file, with --database and --backup-dir over it; or those two alone."""
-    from exporter.config import load_config, parse_config
+    from opsmon.config import load_config, parse_config
 
     config_file = args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
     if config_file:
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from backup_jobs.jobs import Jobs
-    from exporter.config import InvalidConfig
+    from opsmon.config import InvalidConfig
 
     try:
         return run(args, Jobs(load(args)))

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from flask import Flask, abort, g, has_request_context, jsonify, redirect, render_template, request, session, url_for
 
-from backup_jobs import catalog, sqlitefile
-from backup_jobs.catalog import TIERS, to_iso
+from backup_jobs import sqlitefile
+from opsmon import catalog
+from opsmon.catalog import TIERS, to_iso
 from backup_jobs.cli import UsageError, backup_json, parse_moment
 from backup_jobs.jobs import age_text
 from backup_jobs.locks import LockHeld

@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from backup_jobs import catalog
-from backup_jobs.catalog import MANIFEST_SUFFIX, TIERS, BackupRecord
+from opsmon import catalog, files
+from opsmon.catalog import MANIFEST_SUFFIX, TIERS, BackupRecord
 from backup_jobs.gzipfile import CHUNK, file_digest
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class FolderCopies:
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, target)
-        catalog.fsync_dir(target.parent)
+        files.fsync_dir(target.parent)
 
     def sha256(self, key: str) -> str:
         return file_digest(self.root / key).sha256

@@ -7,8 +7,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup_jobs import catalog, sqlitefile
-from backup_jobs.catalog import SAFETY
+from backup_jobs import sqlitefile
+from opsmon import catalog
+from opsmon.catalog import SAFETY
 from backup_jobs.store import BackupStore
 
 

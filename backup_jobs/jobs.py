@@ -7,8 +7,9 @@ import logging
 import time
 from typing import Iterator
 
-from backup_jobs import catalog, copies, integrity
-from backup_jobs.catalog import SAFETY, TIERS, to_iso
+from backup_jobs import copies, integrity
+from opsmon import catalog
+from opsmon.catalog import SAFETY, TIERS, to_iso
 from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
 from backup_jobs.restore import Report, Restorer, RestoreFailed

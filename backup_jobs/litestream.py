@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from backup_jobs.catalog import to_iso, to_timestamp
+from opsmon.catalog import to_iso, to_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup_jobs import catalog, sqlitefile
-from backup_jobs.catalog import SAFETY, to_iso
+from backup_jobs import sqlitefile
+from opsmon import catalog, files
+from opsmon.catalog import SAFETY, to_iso
 from backup_jobs.store import BackupRecord, BackupStore, VerifyFailed
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class Restorer:
         safety = self.store.tmp / f"safety-{started:.6f}.db"
         sqlitefile.snapshot(self.live, safety)
         sqlitefile.fsync_file(safety)
-        catalog.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
+        files.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
                                                     "started_at": to_iso(started)})
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:

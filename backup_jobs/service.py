@@ -19,8 +19,8 @@ from croniter import croniter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from backup_jobs import catalog
-from backup_jobs.catalog import TIERS
+from opsmon import catalog
+from opsmon.catalog import TIERS
 from exporter.web import Families, serve as bind
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class ServiceCollector:
             ("running", "1 while the job runs.", "running"),
         ]
         for suffix, documentation, attribute in specs:
-            family = GaugeMetricFamily(f"opsmon_backup_job_{suffix}", documentation, labels=["job"])
+            family = GaugeMetricFamily(f"opsmon_backup_job_{suffix}", documentation, labels=["backup_job"])
             for job in self._scheduler.jobs:
                 family.add_metric([job.name], float(getattr(job, attribute) or 0))
             yield family

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from backup_jobs import catalog, gzipfile, sqlitefile
-from backup_jobs.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupRecord, to_iso
+from backup_jobs import gzipfile, sqlitefile
+from opsmon import catalog, files
+from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupRecord, to_iso
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class BackupStore:
             final = self.directory / tier / f"{backup_id}{BACKUP_SUFFIX}"
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(packed, final)
-            catalog.fsync_dir(final.parent)
+            files.fsync_dir(final.parent)
             finished = self.clock()
             manifest = {
                 "id": backup_id,
@@ -165,7 +166,7 @@ class BackupStore:
                 "verification": {"ok": not problems, "at": to_iso(finished),
                                  "error": f"unreadable: {'; '.join(problems[:5])}" if problems else None},
             }
-            catalog.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
+            files.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
         except BaseException:
             packed.unlink(missing_ok=True)
             raise
@@ -239,7 +240,7 @@ class BackupStore:
         except (OSError, ValueError):
             return  # nothing to record into; the error itself names the manifest
         manifest["verification"] = {"ok": error is None, "at": to_iso(self.clock()), "error": error}
-        catalog.write_json_atomically(self.manifest_path(record), manifest)
+        files.write_json_atomically(self.manifest_path(record), manifest)
 
     def unreadable_manifests(self) -> list[str]:
         """Manifests that exist but cannot be read: each is a problem verify must report."""

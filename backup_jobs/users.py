@@ -9,7 +9,7 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from backup_jobs.catalog import write_json_atomically
+from opsmon.files import write_json_atomically
 
 ROLES = ("viewer", "admin")
 # A hash to check against when the user does not exist, so a wrong name costs as long as a wrong password.

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from backup_jobs import gzipfile  # noqa: E402
 from backup_jobs.jobs import Jobs  # noqa: E402
 from bench.seeded import database  # noqa: E402
-from exporter.config import parse_config  # noqa: E402
+from opsmon.config import parse_config  # noqa: E402
 
 
 

@@ -1,3 +1,5 @@
 """opsmon's exporter: system, application, business, database and backup metrics for Prometheus."""
 
-__version__ = "0.1.0"
+from opsmon import __version__
+
+__all__ = ["__version__"]

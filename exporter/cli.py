@@ -10,7 +10,7 @@ import threading
 
 from exporter import __version__
 from exporter.collectors import REGISTRY
-from exporter.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
+from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
 from exporter.service import Exporter
 from exporter.web import make_app, serve
 

@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from backup_jobs.catalog import TIERS, read_catalog
+from opsmon.catalog import TIERS, read_catalog
 from exporter.collectors.probes import run_probes
 
 ORDER = {"ok": 0, "degraded": 1, "down": 2}

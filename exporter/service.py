@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from exporter import __version__
 from exporter.collectors import build_collectors
-from exporter.config import InvalidConfig, load_config
+from opsmon.config import InvalidConfig, load_config
 from exporter.health import check_health
 from exporter.scrape import Scraper
 

@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from demo.db import seed
-from exporter.config import parse_config
+from opsmon.config import parse_config
 
 
 def demo_database(path: Path, videos: int = 300) -> Path:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 from croniter import croniter
 
-from backup_jobs import catalog
+from opsmon import catalog
 from backup_jobs.store import BackupStore, VerifyFailed
 from tests.backup_helpers import demo_database, opsmon_backup
 from tests.conftest import wait_for

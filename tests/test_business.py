@@ -8,7 +8,7 @@ import time
 import pytest
 
 from exporter.collectors.business import BusinessCollector, QueryTimeout, run_query
-from exporter.config import BusinessQueryConfig
+from opsmon.config import BusinessQueryConfig
 from tests.fakes import FakeClock
 
 RUNAWAY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "

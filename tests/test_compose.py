@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from exporter.config import load_config
+from opsmon.config import load_config
 from tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

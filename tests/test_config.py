@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from exporter.config import InvalidConfig, load_config
+from opsmon.config import InvalidConfig, load_config
 from tests.conftest import REPO, write_config
 
 INVALID = [

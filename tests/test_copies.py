@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from backup_jobs import catalog
+from opsmon import catalog
 from tests.backup_helpers import demo_database, opsmon_backup
 from tests.conftest import free_port, stop, wait_for
 

@@ -11,13 +11,13 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from backup_jobs.catalog import set_status
+from opsmon.catalog import set_status
 from tests.conftest import FIXTURES, REPO, free_port, start, stop, wait_for, write_config
 
 # Every exporter metric of CONTRACT.md that applies on a machine without a GPU.
 CONTRACT_METRICS = """
 opsmon_exporter_build_info opsmon_scrape_collector_success opsmon_scrape_collector_duration_seconds
-opsmon_cpu_seconds_total opsmon_cpu_count opsmon_load1 opsmon_load5 opsmon_load15
+opsmon_cpu_seconds_total opsmon_cpus opsmon_load1 opsmon_load5 opsmon_load15
 opsmon_memory_total_bytes opsmon_memory_available_bytes opsmon_swap_total_bytes opsmon_swap_used_bytes
 opsmon_filesystem_size_bytes opsmon_filesystem_avail_bytes opsmon_filesystem_files opsmon_filesystem_files_free
 opsmon_disk_read_bytes_total opsmon_disk_written_bytes_total opsmon_disk_io_time_seconds_total

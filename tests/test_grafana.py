@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_jobs.service import Job, Scheduler, ServiceCollector
-from exporter.config import load_config
+from opsmon.config import load_config
 from exporter.instrument import AppMetrics
 from exporter.service import Exporter
 from tests.conftest import GOLDEN, REPO, free_port, wait_for, write_config

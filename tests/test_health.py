@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from exporter.config import parse_config
+from opsmon.config import parse_config
 from exporter.health import check_health
 from tests.conftest import FIXTURES
 from tests.fakes import FakeResponse, FakeSession, Statvfs, fake_psutil

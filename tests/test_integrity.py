@@ -9,7 +9,7 @@ from contextlib import closing
 import pytest
 import yaml
 
-from backup_jobs import catalog
+from opsmon import catalog
 from tests.backup_helpers import demo_database, fingerprint, opsmon_backup
 
 RULES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from exporter.collectors.logs import LogsCollector
-from exporter.config import LogSourceConfig
+from opsmon.config import LogSourceConfig
 
 
 def counts(collector) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from exporter.collectors.probes import ProbesCollector
-from exporter.config import ProbeConfig
+from opsmon.config import ProbeConfig
 from exporter.scrape import Scraper
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import requests
 
-from backup_jobs import catalog
+from opsmon import catalog
 from backup_jobs.jobs import Jobs
 from backup_jobs.service import Job, Scheduler, serve
 from tests.backup_helpers import backups_config, demo_database
@@ -81,7 +81,7 @@ def test_serve_catches_up_replicates_and_publishes_metrics(tmp_path):
 
         def caught_up():
             text = requests.get(url, timeout=5).text
-            return text if all(f'opsmon_backup_job_last_success_timestamp_seconds{{job="{name}"}} 0.0' not in text
+            return text if all(f'opsmon_backup_job_last_success_timestamp_seconds{{backup_job="{name}"}} 0.0' not in text
                                for name in ("backup-daily", "backup-weekly", "backup-monthly", "verify", "drill",
                                             "check")) else None
 

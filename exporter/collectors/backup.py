@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from backup_jobs.catalog import TIERS, Catalog, read_catalog
+from opsmon.catalog import TIERS, Catalog, read_catalog
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
 

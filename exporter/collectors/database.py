@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from backup_jobs.catalog import read_status
+from opsmon.catalog import read_status
 
 
 class DatabaseCollector:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily
 
-from backup_jobs.catalog import write_json_atomically
+from opsmon.files import write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class SystemCollector:
         for mode, value in sorted(self._ps.cpu_times()._asdict().items()):
             seconds.add_metric([mode], value)
         yield seconds
-        yield GaugeMetricFamily("opsmon_cpu_count", "Logical CPUs.", value=self._ps.cpu_count())
+        yield GaugeMetricFamily("opsmon_cpus", "Logical CPUs.", value=self._ps.cpu_count())
         for window, load in zip((1, 5, 15), self._ps.getloadavg()):
             yield GaugeMetricFamily(f"opsmon_load{window}", f"Load average over {window} minute(s).", value=load)
 

@@ -13,15 +13,14 @@ never sees half a file. This module imports nothing from the exporter.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+from opsmon import files
 
 TIERS = ("daily", "weekly", "monthly")
 SAFETY = "safety"  # taken before a restore or a fix; kept apart from the scheduled tiers
@@ -127,47 +126,13 @@ def read_catalog(directory: str | os.PathLike) -> Catalog:
     return Catalog(backups=read_manifests(directory), status=read_status(directory))
 
 
-def write_json_atomically(path: Path, document: dict) -> None:
-    """Write, fsync, rename: readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(document, out, indent=2, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in `directory` durable: without it a power cut can undo the rename."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _status_lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def update_status(directory: str | os.PathLike, change: Callable[[dict], None]) -> dict:
     """Apply `change` to status.json under a lock, so concurrent jobs never lose each other's results."""
     directory = Path(directory)
-    with _status_lock(directory):
+    with files.locked(directory / LOCK_FILE):
         status = read_status(directory)
         change(status)
-        write_json_atomically(directory / STATUS_FILE, status)
+        files.write_json_atomically(directory / STATUS_FILE, status)
         return status
 
 
