@@ -1,0 +1,1 @@
+"""The Grafana dashboards as Python: `python -m grafana.boards` writes grafana/dashboards/*.json."""

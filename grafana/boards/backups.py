@@ -1,0 +1,146 @@
+"""Backups and data: is there a recent, verified, copied and restorable backup, and is the database sound?"""
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models import dashboard as model
+
+from grafana.boards import panels as p
+from grafana.boards import rules
+
+UID = "opsmon-backups"
+FILE = "backups"
+CONSOLE = "http://localhost:9878/"
+D = '{database=~"$database"}'
+TIERS = ("daily", "weekly", "monthly")
+
+
+def stale(tier: str) -> dashboard.ThresholdsConfig:
+    """Orange where OpsmonBackupStale warns for this tier (one run missed), red where it pages (two)."""
+    return p.above(*[rules.limit("OpsmonBackupStale", severity, where=f'tier="{tier}"')
+                     for severity in ("warning", "critical")])
+
+
+def job(suffix: str) -> str:
+    return f"opsmon_backup_job_{suffix}"
+
+
+def per_job(expr: str) -> str:
+    """One row per backup job: the same labels on every column (no __name__), so the merge lines them up."""
+    return f"max by (backup_job) ({expr})"
+
+
+def build() -> dashboard.Dashboard:
+    pitr_lag = p.since(f"max by (database) (opsmon_pitr_last_replicated_timestamp_seconds{D})",
+                       now=f"max by (database) (opsmon_db_last_modified_timestamp_seconds{D})", on="database")
+    overdue = rules.limit("OpsmonBackupJobOverdue")
+    return p.board(
+        UID, "opsmon / Backups and data",
+        "Is there a recent, verified, copied and restorable backup, and is the database sound?",
+        [
+            p.Row(4, [
+                (p.stat("Backups failing verification", "Retained backups whose last verification failed now "
+                        "(OpsmonBackupVerificationFailing pages); opsmon-backup verify --all names them.",
+                        f"sum(opsmon_backup_verify_failures{D})", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonBackupVerificationFailing"))), 4),
+                (p.age("Last verification", "Time since a verification of every retained backup last passed; "
+                       "orange where OpsmonBackupVerificationStale fires.",
+                       f"min(opsmon_backup_verify_last_success_timestamp_seconds{D})",
+                       p.above(rules.limit("OpsmonBackupVerificationStale"))), 4),
+                (p.age("Last restore drill", "Time since a restore drill last restored and checked a backup; orange "
+                       "where OpsmonRestoreDrillStale fires.",
+                       f"min(opsmon_restore_drill_last_success_timestamp_seconds{D})",
+                       p.above(rules.limit("OpsmonRestoreDrillStale"))), 4),
+                (p.stat("PITR lag", "How far the point-in-time replica is behind the database's last write; orange "
+                        "where OpsmonPitrReplicationLagging fires, \"never\" if it never replicated.",
+                        f"max({pitr_lag})", p.SECONDS,
+                        p.above(rules.limit("OpsmonPitrReplicationLagging")), mappings=[p.never()]), 4),
+                (p.state("Litestream", "The Litestream replicator behind point-in-time restore: running or down "
+                         "(OpsmonLitestreamDown).", "min(opsmon_litestream_up)", "down", "running",
+                         zero_color=rules.limit("OpsmonLitestreamDown").color), 4),
+                (p.age("Last restore", "Time since a restore into the live database last succeeded; \"never\" "
+                       "until the first one. A restore is an event, not a duty: no colour.",
+                       f"max(opsmon_restore_last_success_timestamp_seconds{D})", p.neutral(), no_value="never"), 4),
+            ]),
+            p.Row(4, [
+                (p.state("Integrity", "PRAGMA integrity_check of the live database: ok or failed "
+                         "(OpsmonDatabaseIntegrityFailed pages).",
+                         f"min(opsmon_db_integrity_check_success{D})", "failed", "ok",
+                         zero_color=rules.limit("OpsmonDatabaseIntegrityFailed").color), 4),
+                (p.age("Last integrity check", "Time since the database was last checked; orange where "
+                       "OpsmonIntegrityCheckStale fires.",
+                       f"min(opsmon_db_integrity_check_last_timestamp_seconds{D})",
+                       p.above(rules.limit("OpsmonIntegrityCheckStale"))), 4),
+                (p.stat("Foreign key violations", "Rows pointing at rows that do not exist "
+                        "(OpsmonForeignKeyViolations).", f"sum(opsmon_db_foreign_key_violations{D})", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonForeignKeyViolations"))), 4),
+                (p.stat("Rule violations", "Rows breaking the business rules of the config "
+                        "(OpsmonRuleViolations); the Violations graph names the rule.",
+                        f"sum(opsmon_db_rule_violations{D})", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonRuleViolations"))), 4),
+                (p.stat("Backup jobs overdue", "Scheduled jobs whose start time passed more than the alert's "
+                        "grace ago without them starting (OpsmonBackupJobOverdue).",
+                        f"count((time() - {job('next_run_timestamp_seconds')} > {overdue.value:g})"
+                        f" and {job('next_run_timestamp_seconds')} > 0) or vector(0)", p.COUNT,
+                        p.any_is_bad(overdue)), 4),
+                (p.stat("Database size", "Size of the database file, without its WAL.",
+                        f"sum(opsmon_db_size_bytes{D})", p.BYTES, p.neutral(), sparkline=True), 4),
+            ]),
+            p.Row(8, [
+                (p.bars("Age of the newest backup, by tier", "Age of the newest verified backup of each tier; "
+                        "orange where OpsmonBackupStale warns for that tier (a run missed), red where it pages "
+                        "(two), \"never\" if none exists.",
+                        [p.query(p.since(f"opsmon_backup_last_success_timestamp_seconds{D}"), "{{tier}}",
+                                 instant=True)], p.SECONDS, stale("daily"), mappings=[p.never()], minimum=0,
+                        overrides=[(tier, [model.DynamicConfigValue(id_val="thresholds", value=stale(tier).build())])
+                                   for tier in TIERS[1:]]), 12),
+                (p.bars("Age of the copies, by location", "Age of the newest backup at each location (local, "
+                        "secondary, offsite); orange where OpsmonBackupCopyStale fires, \"never\" if none arrived.",
+                        [p.query(p.since(f"opsmon_backup_copy_last_success_timestamp_seconds{D}"), "{{location}}",
+                                 instant=True)], p.SECONDS, p.above(rules.limit("OpsmonBackupCopyStale")),
+                        mappings=[p.never()], minimum=0), 12),
+            ]),
+            p.Row(8, [
+                (p.graph("Backup size, by tier", "Size of the newest backup of each tier; OpsmonBackupShrunk "
+                         "fires when one is under half the size of a week before.",
+                         [p.query(f"opsmon_backup_last_size_bytes{D}", "{{tier}}")], p.BYTES, minimum=0), 8),
+                (p.graph("Backup duration, by tier", "How long the newest backup of each tier took.",
+                         [p.query(f"opsmon_backup_last_duration_seconds{D}", "{{tier}}")], p.SECONDS, minimum=0), 8),
+                (p.graph("Backups kept, by tier", "Backups retained per tier after pruning.",
+                         [p.query(f"opsmon_backup_retained{D}", "{{tier}}")], p.COUNT, minimum=0), 8),
+            ]),
+            p.Row(8, [
+                (p.graph("Database and WAL size", "Size of the database file and of its write-ahead log.",
+                         [p.query(f"opsmon_db_size_bytes{D}", "database"),
+                          p.query(f"opsmon_db_wal_size_bytes{D}", "WAL")], p.BYTES, minimum=0), 8),
+                (p.timeline("Integrity checks", "Each integrity check's verdict over time: ok or failed.",
+                            [p.query(f"opsmon_db_integrity_check_success{D}", "integrity_check")],
+                            [p.words("failed", "ok")], p.steps("red", (1, "green"))), 8),
+                (p.graph("Violations", "Rows failing foreign_key_check, and rows breaking each business rule; "
+                         "dashed from 1, where their alerts fire.",
+                         [p.query(f"opsmon_db_foreign_key_violations{D}", "foreign keys"),
+                          p.query(f"opsmon_db_rule_violations{D}", "{{rule}}")], p.COUNT,
+                         thresholds=p.any_is_bad(rules.limit("OpsmonForeignKeyViolations")), minimum=0), 8),
+            ]),
+            p.Row(8, [
+                (p.merged_table("Backup jobs", "Each scheduled job of the backup service: when it last succeeded "
+                                "and failed (\"never\" where it has not), whether its last run failed, how long it "
+                                "took, and when it runs next.",
+                                [p.Column("Last success", per_job(f"{job('last_success_timestamp_seconds')} * 1000"),
+                                          p.TIME_AGO, mappings=[p.never(0)]),
+                                 p.Column("Last failure", per_job(f"{job('last_failure_timestamp_seconds')} * 1000"),
+                                          p.TIME_AGO, mappings=[p.never(0, color="green")]),
+                                 p.Column("Last run", per_job(f"{job('last_failure_timestamp_seconds')} > bool "
+                                                              f"{job('last_success_timestamp_seconds')}"),
+                                          p.STATE, mappings=[p.words("ok", "failed", "green", "red")],
+                                          thresholds=p.steps("green", (1, "red")), colored=True),
+                                 p.Column("Took", per_job(job("last_duration_seconds")), p.SECONDS),
+                                 p.Column("Next run", per_job(f"{job('next_run_timestamp_seconds')} * 1000"),
+                                          p.TIME_AGO, mappings=[p.never(0, color="text")]),
+                                 p.Column("Running", per_job(job("running")), p.STATE,
+                                          mappings=[p.words("no", "yes", "text", "blue")])],
+                                sort_by="Next run", descending=False), 24),
+            ]),
+        ],
+        variables=[p.variable("database", "Database", "opsmon_backup_retained", "database")],
+        links=[dashboard.DashboardLink("Backup console: restore, back up, verify").type(model.DashboardLinkType.LINK)
+               .url(CONSOLE).target_blank(True).icon("external link").tooltip("opsmon-backup serve (login required)")],
+    )

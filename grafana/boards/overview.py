@@ -1,0 +1,119 @@
+"""Overview: is anything wrong right now, and which board says more?"""
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models import dashboard as model
+
+from grafana.boards import panels as p
+from grafana.boards import rules
+
+UID = "opsmon-overview"
+FILE = "overview"
+# No alert watches the budget that is left; below a quarter of it a person should spend it with care.
+BUDGET_LOW = 0.25
+
+
+def alert_groups_url() -> str:
+    """Grafana's alert groups page, read from the provisioned Alertmanager: silences and inhibitions applied."""
+    return (f"/alerting/groups?alertmanager={p.ALERTMANAGER}&alertState=active"
+            f"&queryString=alertname%21%3D{rules.heartbeat()}")
+
+
+def error_ratio_thresholds() -> dashboard.ThresholdsConfig:
+    """Orange above the objective (the budget burns), red at the fastest burn rate a page fires at."""
+    objective, fastest = rules.error_objective(), max(rules.burn_rates())
+    return p.steps("green", (objective, "orange"), (round(fastest * objective, 9), "red"))
+
+
+def budget_thresholds() -> dashboard.ThresholdsConfig:
+    return p.steps("red", (0, "orange"), (BUDGET_LOW, "green"))
+
+
+def slow_share(selector: str = "") -> str:
+    """The share of requests slower than the latency alert's bucket boundary, as the alert counts it."""
+    boundary = f"{rules.bucket('OpsmonLatencyHigh'):g}"
+    inner = selector.strip("{}")
+    every = "{" + ", ".join(filter(None, [inner, 'le="+Inf"'])) + "}"
+    fast = "{" + ", ".join(filter(None, [inner, f'le="{boundary}"'])) + "}"
+    return (f"(sum(rate(app_request_duration_seconds_bucket{every}[$__rate_interval]))"
+            f" - sum(rate(app_request_duration_seconds_bucket{fast}[$__rate_interval])))"
+            f" / sum(rate(app_request_duration_seconds_bucket{every}[$__rate_interval]))")
+
+
+def build() -> dashboard.Dashboard:
+    heartbeat = rules.heartbeat()
+    boundary = f"{rules.bucket('OpsmonLatencyHigh'):g}"
+    daily = [rules.limit("OpsmonBackupStale", severity, where='tier="daily"') for severity in ("warning", "critical")]
+    person = p.stat(
+        "Alerts reaching a person",
+        "Alerts Alertmanager is sending now: silenced and inhibited ones are left out (Alertmanager's own count), "
+        f"and so is the {heartbeat} heartbeat. Click through for the list as Alertmanager holds it.",
+        f"clamp_min(max(alertmanager_alerts{{state=\"active\"}})"
+        f" - (count(ALERTS{{alertname=\"{heartbeat}\", alertstate=\"firing\"}}) or vector(0)), 0)",
+        p.COUNT, p.steps("green", (1, "red")),
+        links=[dashboard.DashboardLink("Alert groups in Alertmanager").type(model.DashboardLinkType.LINK)
+               .url(alert_groups_url())])
+    return p.board(
+        UID, "opsmon / Overview",
+        "Is anything wrong right now, and which board says more? Every stat turns where its alert fires.",
+        [
+            p.Row(4, [
+                (p.stat("Targets down", "Scrape targets Prometheus cannot reach now (exporter, backup service, "
+                        "Litestream, Prometheus, Alertmanager); OpsmonTargetDown pages when one stays down.",
+                        "count(up == 0) or vector(0)", p.COUNT, p.any_is_bad(rules.limit("OpsmonTargetDown")),
+                        links=[p.link("Exporter", "opsmon-exporter")]), 4),
+                (p.stat("Processes down", "Watched processes not running now (OpsmonProcessDown).",
+                        "count(opsmon_process_up == 0) or vector(0)", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonProcessDown")), links=[p.link("System", "opsmon-system")]), 4),
+                (p.stat("Services down", "External services whose last check failed; OpsmonExternalServiceDown "
+                        "pages when most recent checks fail.",
+                        "count(opsmon_probe_success == 0) or vector(0)", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonExternalServiceDown")),
+                        links=[p.link("External services", "opsmon-external")]), 4),
+                (p.stat("Collectors failing", "Exporter collectors whose last run failed: their metrics are "
+                        "missing (OpsmonCollectorFailing).",
+                        "count(opsmon_scrape_collector_success == 0) or vector(0)", p.COUNT,
+                        p.any_is_bad(rules.limit("OpsmonCollectorFailing")),
+                        links=[p.link("Exporter", "opsmon-exporter")]), 4),
+                (person, 4),
+                (p.age("Newest daily backup", "Age of the newest verified daily backup, for the database whose newest "
+                       "is oldest; orange and red where OpsmonBackupStale warns and pages, \"never\" if none exists.",
+                       'min(opsmon_backup_last_success_timestamp_seconds{tier="daily"})', p.above(*daily),
+                       links=[p.link("Backups", "opsmon-backups")]), 4),
+            ]),
+            p.Row(5, [
+                (p.stat("Error ratio, last hour", "Failed requests over all requests in the last hour, all jobs "
+                        "together (errors summed over requests summed). Orange above the 1 % objective, red at the "
+                        "burn rate that pages.",
+                        "sum(job:app_request_errors:ratio_rate1h * on (job) job:app_requests:increase1h)"
+                        " / sum(job:app_requests:increase1h)", p.RATIO, error_ratio_thresholds(),
+                        links=[p.link("Application", "opsmon-application")]), 5),
+                (p.stat("Error budget left (30 days)", "Share of the 30-day error budget (1 % of requests) not "
+                        "spent; red below 0, when the budget is overspent.",
+                        "min(job:app_error_budget:remaining_ratio)", p.RATIO, budget_thresholds(),
+                        links=[p.link("Application", "opsmon-application")]), 5),
+                (p.stat(f"Requests slower than {boundary} s", "Share of requests slower than the latency alert's "
+                        "bucket boundary; OpsmonLatencyHigh fires where it turns orange.",
+                        slow_share(), p.RATIO, p.above(rules.limit("OpsmonLatencyHigh")),
+                        links=[p.link("Application", "opsmon-application")]), 5),
+                (p.stat("Requests per second", "All requests the application answers, per second (last minute).",
+                        "sum(handler:app_requests:rate1m)", p.REQUESTS_PER_SECOND, p.neutral(), sparkline=True), 4),
+                (p.stat("Videos processed, last 24 h", "Videos the pipeline finished in the last 24 hours.",
+                        "sum(job:business_videos_processed:increase1d)", p.VIDEOS, p.neutral(),
+                        links=[p.link("Business", "opsmon-business")]), 5),
+            ]),
+            p.Row(9, [
+                (p.graph("Error ratio against the SLO", "Failed requests over requests, per job, over 5 minutes; "
+                         "the dashed line is the 1 % objective.",
+                         [p.query("job:app_request_errors:ratio_rate5m", "{{job}}")], p.RATIO,
+                         thresholds=p.steps("green", (rules.error_objective(), "red")), minimum=0,
+                         links=[p.link("Application", "opsmon-application")]), 12),
+                (p.alert_rules("Firing alert rules", "Prometheus's alert rules that are firing or pending, without "
+                               f"the {heartbeat} heartbeat. Silences live in Alertmanager: \"Alerts reaching a "
+                               "person\" and its link show what is actually sent.", heartbeat,
+                               links=[dashboard.DashboardLink("Alert groups in Alertmanager")
+                                      .type(model.DashboardLinkType.LINK).url(alert_groups_url())]), 12),
+            ]),
+        ],
+        links=[dashboard.DashboardLink("Alerts in Alertmanager").type(model.DashboardLinkType.LINK)
+               .url(alert_groups_url()).icon("bolt").tooltip("Silenced and inhibited alerts left out")],
+    )
