@@ -1,4 +1,4 @@
-"""`opsmon-backup`: create, list, verify, restore, prune, check, drill and serve, with exit statuses by kind.
+"""`opsmon-backup`: create, list, verify, restore, delete, prune, check, drill and serve, with exit statuses by kind.
 
 Exit statuses: 0 done; 1 the job failed (nothing was lost: the message says what was kept);
 2 bad arguments or config; 3 damaged backups, data problems or a failed drill found; 4 another
@@ -11,42 +11,23 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime
+from getpass import getpass
 from pathlib import Path
 
-from opsmon.catalog import TIERS, to_iso
+from backup_jobs.inputs import RestoreRequest, UsageError, parse_backup_id, parse_moment, parse_tables
 from backup_jobs.integrity import FixFailed
+from backup_jobs.jobs import Jobs, Refused
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest, RestoreFailed
+from backup_jobs.service import serve
 from backup_jobs.store import BackupFailed, UnknownBackup
+from backup_jobs.users import Users
+from opsmon.catalog import TIERS, to_iso
+from opsmon.config import InvalidConfig, load_config, parse_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_BUSY, EXIT_ROLLED_BACK = range(6)
 
 log = logging.getLogger("backup_jobs")
-
-
-class UsageError(Exception):
-    pass
-
-
-def parse_moment(text: str, name: str = "--at") -> float:
-    """An ISO 8601 moment with its time zone, e.g. 2026-11-26T10:00:00Z; anything else is refused."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{name} {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{name} {text!r}: give the time zone too, e.g. {text}Z for UTC")
-    return moment.timestamp()
-
-
-def parse_tables(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    tables = [t.strip() for t in text.split(",")]
-    if not all(tables):
-        raise UsageError(f"--tables {text!r}: give table names separated by commas, e.g. videos,approvals")
-    return tables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--at", metavar="TIME", help="ISO 8601 moment with time zone, e.g. 2026-11-26T10:00:00Z")
     restore.add_argument("--tables", help="only these tables, comma-separated")
     restore.add_argument("--dry-run", action="store_true", help="restore into a temporary file, verify, report")
+    delete = commands.add_parser("delete", help="delete one backup (never the last verified one of its tier)")
+    delete.add_argument("backup_id", metavar="ID")
     commands.add_parser("prune", help="delete backups the retention policy lets go, here and in the copies")
     check = commands.add_parser("check", help="integrity_check, foreign_key_check and the business rules")
     check.add_argument("--fix", action="store_true", help="apply the fixable rules' fixes (after a safety backup)")
@@ -90,8 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args):
     """The config: the file, with --database and --backup-dir over it; or those two alone."""
-    from opsmon.config import load_config, parse_config
-
     config_file = args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
     if config_file:
         config = load_config(config_file)
@@ -111,28 +92,22 @@ def load(args):
     return config
 
 
-def backup_json(record) -> dict:
-    return {"id": record.id, "tier": record.tier, "created_at": to_iso(record.started_at),
-            "finished_at": to_iso(record.finished_at), "path": str(record.path), "size_bytes": record.size_bytes,
-            "sha256": record.sha256, "verified": bool(record.verified), "verify_error": record.verify_error}
-
-
 def run(args, jobs) -> int:
     command = args.command
     if command == "list":
-        records = jobs.store.records()
+        current = jobs.store.catalog()
+        for problem in current.problems:
+            print(f"opsmon-backup: left out: {problem}", file=sys.stderr)
         if args.json:
-            print(json.dumps([backup_json(r) for r in records], indent=2))
+            print(json.dumps([r.as_json() for r in current.backups], indent=2))
         else:
-            for r in records:
+            for r in current.backups:
                 state = "verified" if r.verified else f"FAILED: {r.verify_error}"
                 print(f"{r.id:36} {r.tier:8} {to_iso(r.started_at)}  {r.size_bytes:>12,} bytes  {state}")
         return EXIT_OK
     if command == "user":
         return add_user(args, jobs)
     if command == "serve":
-        from backup_jobs.service import serve
-
         return serve(jobs, listen_address=args.listen_address)
     with jobs.locked(_describe(args)):
         if command == "create":
@@ -146,10 +121,14 @@ def run(args, jobs) -> int:
         if command == "restore":
             tables = parse_tables(args.tables)
             if args.at:
-                report = jobs.restore_moment(parse_moment(args.at), tables, args.dry_run)
+                request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run)
             else:
-                report = jobs.restore_backup(args.backup_id, tables, args.dry_run)
-            print(report.summary())
+                request = RestoreRequest(backup=parse_backup_id(args.backup_id, "ID"), tables=tables,
+                                         dry_run=args.dry_run)
+            print(jobs.restore(request).summary())
+            return EXIT_OK
+        if command == "delete":
+            print(f"deleted {jobs.delete(parse_backup_id(args.backup_id, 'ID')).id}")
             return EXIT_OK
         if command == "prune":
             for record in jobs.prune():
@@ -171,10 +150,6 @@ def run(args, jobs) -> int:
 
 
 def add_user(args, jobs) -> int:
-    from getpass import getpass
-
-    from backup_jobs.users import Users
-
     password = getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     try:
         Users(jobs.config.backups.console.users_file).add(args.name, password, args.role)
@@ -205,9 +180,6 @@ def _print_check(result, as_json: bool) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from backup_jobs.jobs import Jobs
-    from opsmon.config import InvalidConfig
-
     try:
         return run(args, Jobs(load(args)))
     except (InvalidConfig, UsageError, UnknownBackup, BadRequest) as err:
@@ -219,6 +191,6 @@ def main(argv=None) -> int:
     except RestoreFailed as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_ROLLED_BACK
-    except (BackupFailed, FixFailed, OSError) as err:
+    except (BackupFailed, FixFailed, Refused, OSError) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_FAILED

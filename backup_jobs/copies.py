@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from opsmon import catalog, files
-from opsmon.catalog import MANIFEST_SUFFIX, TIERS, BackupRecord
+from opsmon import files
+from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, BackupRecord, Catalog
 from backup_jobs.gzipfile import CHUNK, file_digest
 
 log = logging.getLogger(__name__)
@@ -100,30 +100,33 @@ class BucketCopies:
         self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
 
 
-def sync(location, records: list[BackupRecord], manifest_path) -> tuple[int, int]:
-    """Make `location` hold exactly the verified scheduled backups of `records`.
+def sync(location, current: Catalog) -> tuple[int, int]:
+    """Make `location` hold exactly the verified scheduled backups of the catalog.
 
     Missing copies are uploaded and read back; copies of backups the catalog no longer has are
-    deleted. Raises CopyFailed when a copy does not read back as the manifest says.
-    Returns (copied, deleted).
+    deleted, but never those of a manifest here that cannot be read (damaged, or of a newer format):
+    a person must look at it first. Raises CopyFailed when a copy does not read back as the
+    manifest says. Returns (copied, deleted).
     """
-    wanted = {r for r in records if r.verified and r.tier in TIERS}
+    wanted = {r for r in current.backups if r.verified and r.tier in TIERS}
     present = location.keys()
     copied = 0
     for record in sorted(wanted, key=lambda r: r.started_at):
-        backup_key, manifest_key = _key(record, catalog.BACKUP_SUFFIX), _key(record, MANIFEST_SUFFIX)
+        backup_key, manifest_key = _key(record, BACKUP_SUFFIX), _key(record, MANIFEST_SUFFIX)
         if backup_key in present and manifest_key in present:
             continue
         location.put(record.path, backup_key)
         if location.sha256(backup_key) != record.sha256:
             location.delete(backup_key)
             raise CopyFailed(f"{location.name} copy of backup {record.id} does not read back as written")
-        location.put(manifest_path(record), manifest_key)  # last: a copy without manifest is unfinished
+        location.put(record.manifest_path, manifest_key)  # last: a copy without manifest is unfinished
         copied += 1
         log.info("copied backup %s to %s", record.id, location.name)
-    keep = {_key(r, s) for r in wanted for s in (catalog.BACKUP_SUFFIX, MANIFEST_SUFFIX)}
+    keep = {_key(r, s) for r in wanted for s in (BACKUP_SUFFIX, MANIFEST_SUFFIX)}
+    keep |= {f"{p.parent.name}/{p.name.removesuffix(MANIFEST_SUFFIX)}{s}" for p in current.unreadable
+             for s in (BACKUP_SUFFIX, MANIFEST_SUFFIX)}
     stale = sorted(k for k in location.keys() if k not in keep and k.split("/")[0] in TIERS)
     # Manifests first, as locally: an interrupted prune leaves an unnamed file, never a dangling manifest.
     for key in sorted(stale, key=lambda k: not k.endswith(MANIFEST_SUFFIX)):
         location.delete(key)
-    return copied, len([k for k in stale if k.endswith(catalog.BACKUP_SUFFIX)])
+    return copied, len([k for k in stale if k.endswith(BACKUP_SUFFIX)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backup_jobs import sqlitefile
 from opsmon import catalog
-from opsmon.catalog import SAFETY
+from opsmon.catalog import SAFETY, IntegrityStatus
 from backup_jobs.store import BackupStore
 
 
@@ -30,15 +30,14 @@ class CheckResult:
     def ok(self) -> bool:
         return not (self.integrity_problems or self.foreign_key_problems or any(self.rule_violations.values()))
 
-    def as_status(self) -> dict:
+    def as_status(self) -> IntegrityStatus:
         """What status.json keeps for the exporter's database collector."""
-        return {"checked_at": self.checked_at, "ok": self.ok,
-                "integrity_problems": self.integrity_problems[:20],
-                "foreign_key_violations": len(self.foreign_key_problems),
-                "rule_violations": dict(self.rule_violations)}
+        return IntegrityStatus(checked_at=self.checked_at, ok=self.ok, integrity_problems=self.integrity_problems[:20],
+                               foreign_key_violations=len(self.foreign_key_problems),
+                               rule_violations=dict(self.rule_violations))
 
     def as_json(self) -> dict:
-        return {**self.as_status(), "foreign_key_problems": self.foreign_key_problems[:100],
+        return {**self.as_status().model_dump(mode="json"), "foreign_key_problems": self.foreign_key_problems[:100],
                 "fixed": self.fixed, "safety_backup": self.safety_backup}
 
 
@@ -98,4 +97,4 @@ def fix(store: BackupStore, rules, found: CheckResult) -> dict[str, int]:
 
 
 def record(directory: Path, result: CheckResult) -> None:
-    catalog.set_status(directory, ("integrity",), result.as_status())
+    catalog.record_integrity(directory, result.as_status())

@@ -10,12 +10,17 @@ from typing import Iterator
 from backup_jobs import copies, integrity
 from opsmon import catalog
 from opsmon.catalog import SAFETY, TIERS, to_iso
+from backup_jobs.inputs import RestoreRequest
 from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
 from backup_jobs.restore import Report, Restorer, RestoreFailed
 from backup_jobs.store import BackupRecord, BackupStore
 
 log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The job would break a promise the catalog keeps (the last verified backup of a tier stays)."""
 
 
 class Jobs:
@@ -42,9 +47,6 @@ class Jobs:
     def directory(self):
         return self.store.directory
 
-    def _status(self, patch: dict) -> None:
-        catalog.merge_status(self.directory, patch)
-
     @contextlib.contextmanager
     def locked(self, job: str, wait_seconds: float = 0.0) -> Iterator[None]:
         """Hold the job lock; first finish what an interrupted job left (a restore to roll back, temp files)."""
@@ -62,7 +64,7 @@ class Jobs:
         try:
             record = self.store.create(tier)
         except Exception as err:
-            self._status({"tiers": {tier: {"last_failure_at": self.clock(), "last_error": str(err)}}})
+            catalog.record_backup_failure(self.directory, tier, self.clock(), str(err))
             raise
         self.store.prune({tier: getattr(self.config.backups.retention, tier)})
         self.copy()
@@ -70,16 +72,15 @@ class Jobs:
 
     def verify(self, backup_ids: list[str] | None = None) -> list[str]:
         """Verify the given backups, or all; returns the problems, each naming its backup."""
+        started = self.clock()
         records = [self.store.find(i) for i in backup_ids] if backup_ids else self.store.records()
         problems = [] if backup_ids else self.store.unreadable_manifests()
-        if not backup_ids:
-            self._status({"verify": {"last_run_at": self.clock()}})
         for record in records:
             error = self.store.verify(record)
             if error:
                 problems.append(error)
-        if not backup_ids and not problems:
-            self._status({"verify": {"last_success_at": self.clock()}})
+        if not backup_ids:
+            catalog.record_verify(self.directory, started, passed=not problems)
         return problems
 
     def prune(self) -> list[BackupRecord]:
@@ -88,35 +89,48 @@ class Jobs:
         self.copy()
         return deleted
 
+    def delete(self, backup_id: str) -> BackupRecord:
+        """Delete one backup, never the last verified one of its tier; the copies follow at the next sync."""
+        record = self.store.find(backup_id)
+        verified = [r for r in self.store.catalog().of_tier(record.tier) if r.verified]
+        if verified == [record]:
+            raise Refused(f"{record.id} is the last verified {record.tier} backup: it stays")
+        self.store.delete(record)
+        return record
+
     def copy(self) -> list[str]:
         """Bring every copy location up to date; returns the problems (also recorded per location)."""
         problems = []
-        records = self.store.records()
+        current = self.store.catalog()
         for location in self.locations:
             try:
-                copies.sync(location, records, self.store.manifest_path)
+                copies.sync(location, current)
             except Exception as err:  # noqa: BLE001 - one location down must not stop the other
                 problems.append(f"{location.name}: {err}")
-                self._status({"copies": {location.name: {"last_error": str(err)}}})
+                catalog.record_copy(self.directory, location.name, self.clock(), str(err))
                 log.error("copy to %s failed: %s", location.name, err)
                 continue
-            self._status({"copies": {location.name: {"last_success_at": self.clock(), "last_error": None}}})
+            catalog.record_copy(self.directory, location.name, self.clock())
         return problems
 
     # ---- restores --------------------------------------------------------------------------
+
+    def restore(self, request: RestoreRequest) -> Report:
+        if request.backup:
+            return self.restore_backup(request.backup, request.tables, request.dry_run)
+        return self.restore_moment(request.at, request.tables, request.dry_run)
 
     def restore_backup(self, backup_id: str, tables=None, dry_run=False) -> Report:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
         age = age_text(self.clock() - record.started_at)
         return self._restored(self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables,
-                                                    dry_run, self.store.manifest(record)["database"]))
+                                                    dry_run, self.store.manifest(record).database))
 
     def _restored(self, report: Report) -> Report:
         """Record a restore that happened, for the exporter (opsmon_restore_last_success_timestamp_seconds)."""
         if not report.dry_run:
-            self._status({"restore": {"last_success_at": self.clock(), "source": report.source,
-                                      "tables": report.tables, "safety_backup": report.safety_backup}})
+            catalog.record_restore(self.directory, self.clock(), report.source, report.tables, report.safety_backup)
         return report
 
     def restore_moment(self, moment: float, tables=None, dry_run=False) -> Report:
@@ -133,19 +147,19 @@ class Jobs:
         record = self.restorer.newest_before(moment)
         candidate = self.restorer.verified_copy(record)
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
-                                       self.store.manifest(record)["database"])
+                                       self.store.manifest(record).database)
         report.notes.append(f"no replica covers {to_iso(moment)}: used the newest backup before it, taken "
                             f"{age_text(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
         return self._restored(report)
 
     def drill(self) -> BackupRecord:
-        self._status({"drill": {"last_run_at": self.clock()}})
+        started = self.clock()
         try:
             record = self.restorer.drill()
         except Exception as err:
-            self._status({"drill": {"last_failure_at": self.clock(), "last_error": str(err)}})
+            catalog.record_drill(self.directory, started, self.clock(), None, str(err))
             raise
-        self._status({"drill": {"last_success_at": self.clock(), "backup": record.id, "last_error": None}})
+        catalog.record_drill(self.directory, started, self.clock(), record.id, None)
         return record
 
     # ---- integrity -------------------------------------------------------------------------
@@ -177,4 +191,4 @@ def age_text(seconds: float) -> str:
     return f"{minutes}m {seconds % 60}s"
 
 
-__all__ = ["Jobs", "RestoreFailed"]
+__all__ = ["Jobs", "Refused", "RestoreFailed"]

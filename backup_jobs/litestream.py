@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from opsmon.catalog import to_iso, to_timestamp
 
 log = logging.getLogger(__name__)
+# Litestream's own lines go to the service's log under this name, so a person sees whose they are.
+output_log = logging.getLogger("litestream")
 
 CONFIG_FILE = "litestream.yml"
 
@@ -30,6 +33,8 @@ class Litestream:
         self.process: subprocess.Popen | None = None
         self._restarts = 0
         self._next_start = 0.0
+        self._last_line = ""
+        self._started = 0.0
 
     @property
     def binary(self) -> str:
@@ -73,8 +78,20 @@ class Litestream:
     def start(self) -> None:
         self.process = subprocess.Popen([self.binary, "replicate", "-config", str(self.write_config()),
                                          "-no-expand-env"], env=self._environment(),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        self._started = time.monotonic()
+        threading.Thread(target=self._relay, args=(self.process,), name="litestream-log", daemon=True).start()
         log.info("litestream replicating %s (pid %s)", self.database, self.process.pid)
+
+    def _relay(self, process: subprocess.Popen) -> None:
+        """Each line Litestream prints, into the service's log at the level Litestream gave it."""
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                self._last_line = line
+                level = logging.ERROR if "level=ERROR" in line or " ERROR " in line else \
+                    logging.WARNING if "level=WARN" in line else logging.INFO
+                output_log.log(level, "%s", line)
 
     @property
     def running(self) -> bool:
@@ -85,11 +102,12 @@ class Litestream:
         if self.process is None or self.running:
             return
         if self._next_start == 0.0:
-            error = (self.process.stderr.read() or "").strip().splitlines()[-1:]
-            self._restarts += 1
+            # After a long good run a death is news, not a crash loop: start again soon.
+            self._restarts = 1 if time.monotonic() - self._started > 60 else self._restarts + 1
             self._next_start = time.monotonic() + min(60.0, 2.0 ** self._restarts)
             log.error("litestream exited with %s%s; restarting in %.0fs", self.process.returncode,
-                      f": {error[0]}" if error else "", self._next_start - time.monotonic())
+                      f" (its last line: {self._last_line})" if self._last_line else "",
+                      self._next_start - time.monotonic())
         if time.monotonic() >= self._next_start:
             self._next_start = 0.0
             self.start()

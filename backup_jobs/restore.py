@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_jobs import sqlitefile
-from opsmon import catalog, files
-from opsmon.catalog import SAFETY, to_iso
+from opsmon import files
+from opsmon.catalog import SAFETY, DatabaseFacts, to_iso
 from backup_jobs.store import BackupRecord, BackupStore, VerifyFailed
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Restorer:
         holds the very database that passed.
         """
         if database is None:
-            database = not (record.verified and self.store.manifest(record)["database"].get("integrity_checked"))
+            database = not (record.verified and self.store.manifest(record).database.integrity_checked)
         target = self.store.tmp / f"restore-{record.id}.db"
         try:
             self.store.check(record, into=target, database=database)
@@ -116,10 +116,10 @@ class Restorer:
     # ---- restoring --------------------------------------------------------------------------
 
     def restore(self, candidate: Path, source: str, tables: list[str] | None = None, dry_run: bool = False,
-                expected: dict | None = None) -> Report:
+                expected: DatabaseFacts | None = None) -> Report:
         """Write a verified database file into the live one (all of it, or `tables`).
 
-        `expected` is the backup manifest's database section (row counts, broken foreign keys),
+        `expected` is the backup manifest's facts of the database (row counts, broken foreign keys),
         when the candidate comes from a backup.
         """
         report = Report(source=source, tables=tables, dry_run=dry_run)
@@ -133,13 +133,14 @@ class Restorer:
                 report.row_counts_after = self._dry_run(candidate, tables)
                 return report
             report.row_counts_after, report.safety_backup = self._write_with_safety(
-                candidate, source, tables, expected or {}, report.notes)
+                candidate, source, tables, expected, report.notes)
             self.store.prune({SAFETY: self.keep_safety})
             return report
         finally:
             candidate.unlink(missing_ok=True)
 
-    def _write_with_safety(self, candidate: Path, source: str, tables, expected: dict, notes: list[str]):
+    def _write_with_safety(self, candidate: Path, source: str, tables, expected: DatabaseFacts | None,
+                           notes: list[str]):
         """Snapshot the live database, then write; the snapshot is catalogued as the safety backup
         while the write and its checks run, and copied back if either fails."""
         started = self.store.clock()
@@ -203,13 +204,15 @@ class Restorer:
         finally:
             trial.unlink(missing_ok=True)
 
-    def _write(self, candidate: Path, tables, expected: dict, notes: list[str]) -> dict[str, int]:
+    def _write(self, candidate: Path, tables, expected: DatabaseFacts | None, notes: list[str]) -> dict[str, int]:
         if tables:
             return _replace_tables(self.live, candidate, tables)
-        if expected.get("foreign_key_violations") is None:  # not from a checked backup: count them now
+        if expected is None or expected.foreign_key_violations is None:  # not from a checked backup: count now
             with closing(sqlitefile.open_readonly(candidate)) as source:
-                expected = {"tables": sqlitefile.row_counts(source),
-                            "foreign_key_violations": len(sqlitefile.foreign_key_problems(source))}
+                expected_tables = sqlitefile.row_counts(source)
+                allowed_fk = len(sqlitefile.foreign_key_problems(source))
+        else:
+            expected_tables, allowed_fk = expected.tables, expected.foreign_key_violations
         with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
             before = _data_version(watcher)
             sqlitefile.copy_into(candidate, self.live)
@@ -218,12 +221,12 @@ class Restorer:
                 # data_version grows by one for each commit of another connection: by exactly one,
                 # only our copy committed, and the counts must be the backup's to the row.
                 only_ours = _data_version(watcher) == before + 1
-                _check_live(watcher, expected["foreign_key_violations"], self.quick)
+                _check_live(watcher, allowed_fk, self.quick)
                 counts = sqlitefile.row_counts(watcher)
             finally:
                 watcher.execute("COMMIT")
-        if only_ours and counts != expected["tables"]:
-            raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected['tables']}")
+        if only_ours and counts != expected_tables:
+            raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected_tables}")
         if not only_ours:
             notes.append("the application wrote during the restore: row counts were checked in the backup, "
                          "integrity and foreign keys in the live database")

@@ -2,11 +2,14 @@
 
 After downtime a job whose last run is older than its previous scheduled time runs once at
 start (not once per missed time); then each runs at its next cron time in backups.timezone.
+Jobs run one at a time on a worker thread, so the supervision (Litestream, the PITR window,
+signals) goes on while a long backup runs.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -17,16 +20,17 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import choose_encoder
 
-from opsmon import catalog
+from backup_jobs.console import create_app
+from backup_jobs.users import Users
+from opsmon import catalog, http
 from opsmon.catalog import TIERS
-from exporter.web import Families, serve as bind
 
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_SECONDS = 600  # a scheduled job waits this long for a running one (a restore, say)
 PITR_POLL_SECONDS = 15
+SUPERVISE_SECONDS = 1.0  # how often Litestream is looked after, whatever the jobs are doing
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Job:
     last_failure: float = 0.0
     last_duration: float = 0.0
     running: bool = False
+    queued: bool = False
 
 
 class Scheduler:
@@ -62,41 +67,68 @@ class Scheduler:
         return croniter(job.cron, self._local(after)).get_next(float)
 
     def seconds_to_next(self) -> float:
-        return max(0.0, min(job.next_run for job in self.jobs) - self.clock())
+        waiting = [job.next_run for job in self.jobs if not (job.queued or job.running)]
+        return max(0.0, min(waiting, default=self.clock() + 60) - self.clock())
+
+    def due(self) -> list[Job]:
+        """The jobs whose time has come and that are not already waiting or running, earliest first."""
+        now = self.clock()
+        return sorted((j for j in self.jobs if j.next_run <= now and not (j.queued or j.running)),
+                      key=lambda j: j.next_run)
+
+    def run_one(self, job: Job, run: Callable[[Job], None]) -> None:
+        now = self.clock()
+        job.running, job.queued, job.last_run = True, False, now
+        try:
+            run(job)
+            job.last_success = self.clock()
+        except Exception as err:  # noqa: BLE001 - a failed job is logged, recorded, and tried next time
+            job.last_failure = self.clock()
+            log.error("%s failed: %s", job.name, err)
+        finally:
+            job.last_duration = self.clock() - now
+            job.next_run = self._next(job, self.clock())
+            job.running = False
 
     def run_due(self, run: Callable[[Job], None]) -> None:
-        for job in sorted(self.jobs, key=lambda j: j.next_run):
-            now = self.clock()
-            if job.next_run > now:
-                continue
-            job.running, job.last_run = True, now
-            try:
-                run(job)
-                job.last_success = self.clock()
-            except Exception as err:  # noqa: BLE001 - a failed job is logged, recorded, and tried next time
-                job.last_failure = self.clock()
-                log.error("%s failed: %s", job.name, err)
-            finally:
-                job.running = False
-                job.last_duration = self.clock() - now
-                job.next_run = self._next(job, self.clock())
+        """Run what is due here and now, one after the other (the service hands them to a Worker)."""
+        for job in self.due():
+            self.run_one(job, run)
+
+
+class Worker:
+    """One thread that runs the jobs handed to it, one at a time, in the order they came."""
+
+    def __init__(self, scheduler: Scheduler, run: Callable[[Job], None]):
+        self._scheduler = scheduler
+        self._run = run
+        self._queue: queue.Queue[Job] = queue.Queue()
+        threading.Thread(target=self._loop, name="jobs", daemon=True).start()
+
+    def submit(self, job: Job) -> None:
+        job.queued = True
+        self._queue.put(job)
+
+    def _loop(self) -> None:
+        while True:
+            self._scheduler.run_one(self._queue.get(), self._run)
 
 
 def scheduled_jobs(jobs) -> list[Job]:
     """The backup service's jobs, each with when it last ran, from the catalog."""
     backups = jobs.config.backups
-    records = jobs.store.records()
-    status = catalog.read_status(jobs.directory)
+    current = jobs.store.catalog()
+    status = current.status
 
     def last_of_tier(tier: str) -> float | None:
-        return max((r.started_at for r in records if r.tier == tier), default=None)
+        return max((r.started_at for r in current.of_tier(tier)), default=None)
 
     entries = [Job(f"backup-{tier}", getattr(backups.schedule, tier), lambda tier=tier: jobs.backup(tier),
                    last_of_tier(tier)) for tier in TIERS]
     entries += [
-        Job("verify", backups.verify_schedule, jobs.verify, status.get("verify", {}).get("last_run_at")),
-        Job("drill", backups.drill_schedule, jobs.drill, status.get("drill", {}).get("last_run_at")),
-        Job("check", backups.check_schedule, jobs.check, status.get("integrity", {}).get("checked_at")),
+        Job("verify", backups.verify_schedule, jobs.verify, status.verify.last_run_at),
+        Job("drill", backups.drill_schedule, jobs.drill, status.drill.last_run_at),
+        Job("check", backups.check_schedule, jobs.check, status.integrity.checked_at if status.integrity else None),
     ]
     return entries
 
@@ -139,29 +171,20 @@ def make_app(collector, console=None):
     """/metrics and /-/healthy, open to Prometheus; everything else is the console (behind its login)."""
 
     def app(environ, start_response):
-        path = environ.get("PATH_INFO", "/")
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics":
-            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))
-            body = encoder(Families(list(collector.collect())))
-            start_response("200 OK", [("Content-Type", content_type)])
-        elif path == "/-/healthy":
-            body = b"Healthy\n"
-            start_response("200 OK", [("Content-Type", "text/plain")])
-        elif console is not None:
+            return http.finish(start_response, http.metrics_response(environ, collector.collect), method)
+        if path == "/-/healthy":
+            return http.finish(start_response, ("200 OK", [("Content-Type", "text/plain")], b"Healthy\n"), method)
+        if console is not None:
             return console(environ, start_response)
-        else:
-            body = b"Not Found\n"
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [body]
+        return http.finish(start_response, ("404 Not Found", [("Content-Type", "text/plain")], b"Not Found\n"), method)
 
     return app
 
 
 def console_app(jobs):
     """The console's WSGI app when it is enabled, its audit, and TLS files; the first admin is made here."""
-    from backup_jobs.console import create_app
-    from backup_jobs.users import Users
-
     settings = jobs.config.backups.console
     if not settings.enabled:
         return None, None, None
@@ -177,9 +200,13 @@ def console_app(jobs):
 
 
 def record_pitr(jobs) -> None:
-    window = jobs.pitr.window()
+    try:
+        window = jobs.pitr.window()
+    except Exception as err:  # noqa: BLE001 - the window is asked again at the next poll
+        log.warning("could not read the replica's window: %s", err)
+        return
     if window is not None:
-        catalog.set_status(jobs.directory, ("pitr",), {"earliest_at": window[0], "last_replicated_at": window[1]})
+        catalog.record_pitr(jobs.directory, *window)
 
 
 def serve(jobs, stop: threading.Event | None = None, listen_address: str | None = None) -> int:
@@ -200,7 +227,7 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
             return 0
     scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
     console, audit, tls = console_app(jobs)
-    server = bind(make_app(ServiceCollector(scheduler, jobs.pitr, audit), console), listen_address, tls)
+    server = http.serve(make_app(ServiceCollector(scheduler, jobs.pitr, audit), console), listen_address, tls)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if jobs.pitr is not None:
         jobs.pitr.start()
@@ -211,18 +238,24 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
         with jobs.locked(f"scheduled {job.name}", wait_seconds=LOCK_WAIT_SECONDS):
             job.action()
 
+    worker = Worker(scheduler, run)
     next_pitr_poll = 0.0
     try:
         while True:
-            scheduler.run_due(run)
+            for job in scheduler.due():
+                worker.submit(job)
             if jobs.pitr is not None:
                 jobs.pitr.supervise()
                 if time.monotonic() >= next_pitr_poll:
                     record_pitr(jobs)
                     next_pitr_poll = time.monotonic() + PITR_POLL_SECONDS
-            if stopped(min(scheduler.seconds_to_next(), 5.0)):
+            if stopped(min(scheduler.seconds_to_next(), SUPERVISE_SECONDS)):
                 break
     finally:
+        for job in scheduler.jobs:
+            if job.running:
+                log.warning("%s is cut short by the stop; the next opsmon-backup command cleans up after it "
+                            "(or rolls a restore back)", job.name)
         if jobs.pitr is not None:
             jobs.pitr.stop()
         server.shutdown()

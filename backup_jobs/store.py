@@ -8,7 +8,6 @@ and neither is in the catalog: the next job removes them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,7 +21,8 @@ from tqdm import tqdm
 
 from backup_jobs import gzipfile, sqlitefile
 from opsmon import catalog, files
-from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupRecord, to_iso
+from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupFile, BackupRecord, CatalogError,
+                            DatabaseFacts, Manifest, Verification, to_iso)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,13 @@ class BackupStore:
 
     # ---- reading ---------------------------------------------------------------------------
 
+    def catalog(self) -> catalog.Catalog:
+        """The catalog as it is on disk now: backups, status, and the manifests that cannot be read."""
+        return catalog.read_catalog(self.directory)
+
     def records(self) -> list[BackupRecord]:
         """Every backup in the catalog, oldest first."""
-        return sorted(catalog.read_manifests(self.directory), key=lambda r: (r.started_at, r.id))
+        return self.catalog().backups
 
     def find(self, backup_id: str) -> BackupRecord:
         """The backup with this id; ids come only from the catalog, never from a path."""
@@ -68,11 +72,10 @@ class BackupStore:
                 return record
         raise UnknownBackup(f"no backup with id {backup_id!r} in {self.directory} (see: opsmon-backup list)")
 
-    def manifest_path(self, record: BackupRecord) -> Path:
-        return record.path.with_name(record.id + MANIFEST_SUFFIX)
-
-    def manifest(self, record: BackupRecord) -> dict:
-        return json.loads(self.manifest_path(record).read_text())
+    @staticmethod
+    def manifest(record: BackupRecord) -> Manifest:
+        """The backup's manifest as it is on disk now (CatalogError when it can no longer be read)."""
+        return catalog.read_manifest(record.manifest_path).manifest
 
     # ---- housekeeping ----------------------------------------------------------------------
 
@@ -151,22 +154,22 @@ class BackupStore:
             os.replace(packed, final)
             files.fsync_dir(final.parent)
             finished = self.clock()
-            manifest = {
-                "id": backup_id,
-                "tier": tier,
-                "database": {"path": str(self.database), "sha256": raw.sha256, "size_bytes": raw.size_bytes,
-                             "page_size": facts["page_size"], "page_count": facts["page_count"],
-                             "tables": facts["tables"], "foreign_key_violations": facts["foreign_key_violations"],
-                             "integrity_checked": check},
-                "backup": {"file": final.name, "sha256": compressed.sha256, "size_bytes": compressed.size_bytes,
-                           "compression": f"gzip (isal level {self.compression_level})"},
-                "sqlite_version": sqlite3.sqlite_version,
-                "started_at": to_iso(started),
-                "finished_at": to_iso(finished),
-                "verification": {"ok": not problems, "at": to_iso(finished),
-                                 "error": f"unreadable: {'; '.join(problems[:5])}" if problems else None},
-            }
-            files.write_json_atomically(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
+            manifest = Manifest(
+                id=backup_id,
+                tier=tier,
+                database=DatabaseFacts(path=str(self.database), sha256=raw.sha256, size_bytes=raw.size_bytes,
+                                       page_size=facts["page_size"], page_count=facts["page_count"],
+                                       tables=facts["tables"], foreign_key_violations=facts["foreign_key_violations"],
+                                       integrity_checked=check),
+                backup=BackupFile(file=final.name, sha256=compressed.sha256, size_bytes=compressed.size_bytes,
+                                  compression=f"gzip (isal level {self.compression_level})"),
+                sqlite_version=sqlite3.sqlite_version,
+                started_at=to_iso(started),
+                finished_at=to_iso(finished),
+                verification=Verification(ok=not problems, at=to_iso(finished),
+                                          error=f"unreadable: {'; '.join(problems[:5])}" if problems else None),
+            )
+            catalog.write_manifest(final.with_name(backup_id + MANIFEST_SUFFIX), manifest)
         except BaseException:
             packed.unlink(missing_ok=True)
             raise
@@ -186,7 +189,7 @@ class BackupStore:
         changed_message = "the file's sha256 does not match the manifest (it changed after it was written)"
         try:
             manifest = self.manifest(record)
-        except (OSError, ValueError) as err:
+        except CatalogError as err:
             raise VerifyFailed(f"{name}: the manifest cannot be read: {err}") from None
         if not record.path.is_file():
             raise VerifyFailed(f"{name}: the file {record.path} is missing")
@@ -197,7 +200,7 @@ class BackupStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         target = into or self.tmp / f"verify-{record.id}.db"
         try:
-            with progress_bar(f"verify {record.id}", manifest["database"]["size_bytes"]) as bar:
+            with progress_bar(f"verify {record.id}", manifest.database.size_bytes) as bar:
                 try:
                     raw, compressed = gzipfile.decompress(record.path, target, bar.update)
                 except gzipfile.CorruptGzip as err:
@@ -205,10 +208,10 @@ class BackupStore:
                     raise VerifyFailed(f"{name}: {changed}{err}") from None
             if compressed.sha256 != record.sha256:
                 raise VerifyFailed(f"{name}: {changed_message}")
-            if raw.sha256 != manifest["database"]["sha256"]:
+            if raw.sha256 != manifest.database.sha256:
                 raise VerifyFailed(f"{name}: the database inside does not match the manifest's sha256")
             if database:
-                self._check_database(name, target, manifest["database"]["tables"])
+                self._check_database(name, target, manifest.database.tables)
         except BaseException:
             target.unlink(missing_ok=True)
             raise
@@ -237,19 +240,14 @@ class BackupStore:
     def _record_verification(self, record: BackupRecord, error: str | None) -> None:
         try:
             manifest = self.manifest(record)
-        except (OSError, ValueError):
+        except CatalogError:
             return  # nothing to record into; the error itself names the manifest
-        manifest["verification"] = {"ok": error is None, "at": to_iso(self.clock()), "error": error}
-        files.write_json_atomically(self.manifest_path(record), manifest)
+        manifest.verification = Verification(ok=error is None, at=to_iso(self.clock()), error=error)
+        catalog.write_manifest(record.manifest_path, manifest)
 
     def unreadable_manifests(self) -> list[str]:
-        """Manifests that exist but cannot be read: each is a problem verify must report."""
-        problems = []
-        readable = {self.manifest_path(r) for r in self.records()}
-        for path in sorted(self.directory.glob(f"*/*{MANIFEST_SUFFIX}")):
-            if path not in readable:
-                problems.append(f"manifest {path}: not a valid manifest (damaged or edited by hand)")
-        return problems
+        """Manifests that exist but cannot be read (damaged, or of a newer format): verify reports each."""
+        return self.catalog().problems
 
     # ---- pruning ---------------------------------------------------------------------------
 
@@ -264,7 +262,7 @@ class BackupStore:
 
     def delete(self, record: BackupRecord) -> None:
         # Manifest first: if we die between the two, an unnamed file is left, never a dangling manifest.
-        self.manifest_path(record).unlink(missing_ok=True)
+        record.manifest_path.unlink(missing_ok=True)
         record.path.unlink(missing_ok=True)
         log.info("deleted backup %s", record.id)
 

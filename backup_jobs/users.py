@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -33,8 +32,7 @@ class Users:
             raise ValueError("a user name is letters, digits and _; a password has 12 characters at least")
         users = self._read()
         users[name] = {"role": role, "password_hash": generate_password_hash(password)}
-        write_json_atomically(self.path, {"users": users})
-        os.chmod(self.path, 0o600)
+        write_json_atomically(self.path, {"users": users}, mode=0o600)  # never readable by others, not even briefly
 
     def ensure_admin(self) -> str | None:
         """On first start, an admin with a generated password; returns the password to show once."""
@@ -43,6 +41,11 @@ class Users:
         password = secrets.token_urlsafe(15)
         self.add("admin", password, "admin")
         return password
+
+    def role(self, name: str | None) -> str | None:
+        """The user's role now, or None when there is no such user."""
+        user = self._read().get(name) if name else None
+        return user["role"] if user and user.get("role") in ROLES else None
 
     def authenticate(self, name: str, password: str) -> str | None:
         """The user's role when the password is right, else None (in about the same time either way)."""

@@ -12,7 +12,8 @@ from exporter import __version__
 from exporter.collectors import REGISTRY
 from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
 from exporter.service import Exporter
-from exporter.web import make_app, serve
+from exporter.web import make_app
+from opsmon.http import serve
 
 log = logging.getLogger("exporter")
 

@@ -76,14 +76,15 @@ def backup_check(directory, max_age: dict, now: float) -> dict:
     catalog = read_catalog(directory)
     problems = []
     for tier in TIERS:
-        verified = [b for b in catalog.of_tier(tier) if b.verified]
-        if not verified:
+        newest = catalog.newest_verified(tier)
+        if newest is None:
             problems.append(f"no verified {tier} backup")
-        elif now - verified[-1].finished_at > max_age[tier]:
-            problems.append(f"newest {tier} backup is {(now - verified[-1].finished_at) / 3600:.1f}h old")
+        elif now - newest.finished_at > max_age[tier]:
+            problems.append(f"newest {tier} backup is {(now - newest.finished_at) / 3600:.1f}h old")
     failing = sum(1 for b in catalog.scheduled if b.verified is False)
     if failing:
         problems.append(f"{failing} backup(s) fail verification")
+    problems.extend(catalog.problems)
     detail = "; ".join(problems) or f"{len(catalog.scheduled)} backups, all tiers fresh and verified"
     return _check("backups", "degraded" if problems else "ok", detail,
                   **{f"max_age_seconds_{tier}": max_age[tier] for tier in TIERS})

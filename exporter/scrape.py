@@ -2,14 +2,17 @@
 
 A collector that raises or hangs costs only its own metrics: it shows as
 `opsmon_scrape_collector_success{collector="..."} 0` and the rest of the scrape is served.
+A scraper replaced by a reload is closed only once the scrapes still using it have finished.
 """
 
 from __future__ import annotations
 
 import logging
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 
@@ -26,6 +29,8 @@ class Scraper:
         self._in_flight: dict[str, Future] = {}
         self._failing: set[str] = set()
         self._lock = threading.Lock()  # scrapes may overlap; each collector still starts once
+        self._users = 0
+        self._closing = False
 
     @property
     def names(self) -> list[str]:
@@ -72,7 +77,29 @@ class Scraper:
             self._failing.discard(name)
             log.info("collector %s works again", name)
 
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[Scraper]:
+        """Hold the scraper open for one scrape: a close() meanwhile waits for the scrape to end."""
+        with self._lock:
+            self._users += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._users -= 1
+                last = self._closing and self._users == 0
+            if last:
+                self._shut()
+
     def close(self) -> None:
+        """Close now, or when the last scrape still using the scraper ends."""
+        with self._lock:
+            self._closing = True
+            idle = self._users == 0
+        if idle:
+            self._shut()
+
+    def _shut(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for collector in self._collectors:
             if hasattr(collector, "close"):

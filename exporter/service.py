@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from exporter import __version__
 from exporter.collectors import build_collectors
-from opsmon.config import InvalidConfig, load_config
+from opsmon.config import load_config
 from exporter.health import check_health
 from exporter.scrape import Scraper
 
@@ -38,7 +39,7 @@ class Exporter:
         try:
             config = load_config(self._config_file)
             scraper = Scraper(build_collectors(config, self._enabled))
-        except InvalidConfig as err:
+        except Exception as err:  # noqa: BLE001 - whatever the reason, the running config stays
             log.error("config reload failed, keeping the running config:\n%s", err)
             self._reload_ok = 0
             return False
@@ -53,9 +54,11 @@ class Exporter:
         return True
 
     def scrape(self, timeout: float | None = None) -> list:
-        with self._lock:
-            scraper, config = self._scraper, self.config
-        families = scraper.scrape(timeout or config.exporter.scrape_timeout_seconds)
+        with contextlib.ExitStack() as stack:
+            with self._lock:  # taken and marked in use at once, so a reload cannot close it in between
+                scraper, config = self._scraper, self.config
+                stack.enter_context(scraper.in_use())
+            families = scraper.scrape(timeout or config.exporter.scrape_timeout_seconds)
         return families + self._self_metrics()
 
     def _self_metrics(self) -> list:

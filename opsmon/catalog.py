@@ -1,33 +1,48 @@
-"""The backup catalog on disk, read by the exporter and written by backup_jobs: manifests and job status.
+"""The backup catalog on disk: typed, versioned manifests and job status, each with one writer and one reader.
 
 Layout under the backup directory:
 
     <tier>/<id>.db.gz          the backup, standard gzip
     <tier>/<id>.json           its manifest (the truth about that backup)
     status.json                outcome of the last jobs: failures, verify runs, copies, drills,
-                               integrity checks, PITR replication
+                               restores, integrity checks, PITR replication
 
-Every write goes to a temporary file that is fsynced and renamed into place, so a reader
-never sees half a file. This module imports nothing from the exporter.
+Both kinds of file carry a format `version` (files written before it existed have none: version 1).
+A record that cannot be read, or was written by a newer opsmon, is reported by name and left as it
+is, never skipped in silence; everything else goes on. A status file with a bad part is read
+without that part, and the next write heals it. Every write is atomic (opsmon.files).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from opsmon import files
 
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # the newest format this opsmon reads and writes, for manifests and status alike
 TIERS = ("daily", "weekly", "monthly")
 SAFETY = "safety"  # taken before a restore or a fix; kept apart from the scheduled tiers
 STATUS_FILE = "status.json"
 LOCK_FILE = ".status.lock"
 BACKUP_SUFFIX = ".db.gz"
 MANIFEST_SUFFIX = ".json"
+# The only shape a backup id has: it becomes a file name, so nothing else may pass for one.
+ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-(daily|weekly|monthly|safety)(-\d+)?")
+
+
+class CatalogError(Exception):
+    """A catalog file cannot be used; the message names the file and what is wrong."""
 
 
 def to_timestamp(moment: str | None) -> float | None:
@@ -45,9 +60,73 @@ def to_iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _moment(value: str) -> str:
+    try:
+        to_timestamp(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 moment: {value!r}") from None
+    return value
+
+
+def _backup_id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"not a backup id: {value!r}")
+    return value
+
+
+Moment = Annotated[str, AfterValidator(_moment)]
+Timestamp = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+BackupId = Annotated[str, AfterValidator(_backup_id)]
+
+
+class Record(BaseModel):
+    # strict: "12" is not a number nor 1 a boolean; finite numbers only. Keys this version does not
+    # know are kept, so rewriting a record never drops what a newer minor writer added.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+
+# ---- manifests ------------------------------------------------------------------------------
+
+class DatabaseFacts(Record):
+    path: str
+    sha256: str
+    size_bytes: Count
+    page_size: Count | None = None
+    page_count: Count | None = None
+    tables: dict[str, Count]
+    foreign_key_violations: Count | None = None  # None: not counted (older manifests, safety backups)
+    integrity_checked: bool = False  # older manifests did not say: their integrity is proven again
+
+
+class BackupFile(Record):
+    file: str
+    sha256: str
+    size_bytes: Count
+    compression: str | None = None
+
+
+class Verification(Record):
+    ok: bool | None = None
+    at: Moment | None = None
+    error: str | None = None
+
+
+class Manifest(Record):
+    version: int = FORMAT_VERSION
+    id: BackupId
+    tier: Literal["daily", "weekly", "monthly", "safety"]
+    database: DatabaseFacts
+    backup: BackupFile
+    sqlite_version: str | None = None
+    started_at: Moment
+    finished_at: Moment
+    verification: Verification = Verification()
+
+
 @dataclass(frozen=True)
 class BackupRecord:
-    """What the exporter needs of one manifest."""
+    """One backup as the catalog knows it: its manifest, with times as Unix seconds."""
 
     id: str
     tier: str
@@ -59,12 +138,275 @@ class BackupRecord:
     verified: bool | None
     verified_at: float | None = None
     verify_error: str | None = None
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def manifest_path(self) -> Path:
+        return self.path.with_name(self.id + MANIFEST_SUFFIX)
+
+    def as_json(self) -> dict:
+        """The backup as `list --json` and the console's API show it."""
+        return {"id": self.id, "tier": self.tier, "created_at": to_iso(self.started_at),
+                "finished_at": to_iso(self.finished_at), "path": str(self.path), "size_bytes": self.size_bytes,
+                "sha256": self.sha256, "verified": bool(self.verified), "verify_error": self.verify_error}
+
+
+def _version(document: object, name: str) -> int:
+    """The format version of a parsed file; CatalogError when it is not one this opsmon reads."""
+    if not isinstance(document, dict):
+        raise CatalogError(f"{name}: not a JSON object")
+    version = document.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CatalogError(f"{name}: version: not a format version: {version!r}")
+    if version > FORMAT_VERSION:
+        raise CatalogError(f"{name}: written by a newer opsmon (format {version}; this one reads up to "
+                           f"{FORMAT_VERSION}): left as it is")
+    return version
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CatalogError(f"{path}: not valid JSON ({err})") from None
+
+
+def _problems(err: ValidationError, name: str) -> list[str]:
+    return [f"{name}: {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()]
+
+
+def read_manifest(path: Path) -> BackupRecord:
+    """One manifest, checked from its format version to its last field; CatalogError names what is wrong."""
+    path = Path(path)
+    try:
+        document = _load_json(path)
+    except OSError as err:
+        raise CatalogError(f"{path}: cannot be read: {err.strerror}") from None
+    _version(document, str(path))
+    try:
+        manifest = Manifest.model_validate(document)
+    except ValidationError as err:
+        raise CatalogError("; ".join(_problems(err, str(path)))) from None
+    if path.name != manifest.id + MANIFEST_SUFFIX or path.parent.name != manifest.tier:
+        raise CatalogError(f"{path}: it describes backup {manifest.id} of tier {manifest.tier}, "
+                           "which does not belong at this path")
+    verification = manifest.verification
+    return BackupRecord(
+        id=manifest.id,
+        tier=manifest.tier,
+        path=path.with_name(manifest.id + BACKUP_SUFFIX),
+        started_at=to_timestamp(manifest.started_at),
+        finished_at=to_timestamp(manifest.finished_at),
+        size_bytes=manifest.backup.size_bytes,
+        sha256=manifest.backup.sha256,
+        verified=verification.ok,
+        verified_at=to_timestamp(verification.at),
+        verify_error=verification.error,
+        manifest=manifest,
+    )
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """The one writer of manifests: always in this opsmon's format version."""
+    manifest.version = FORMAT_VERSION
+    files.write_json_atomically(path, manifest.model_dump(mode="json"))
+
+
+def manifest_paths(directory: Path) -> list[Path]:
+    return sorted(Path(directory).glob(f"*/*{MANIFEST_SUFFIX}"))
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+class TierStatus(Record):
+    last_failure_at: Timestamp | None = None
+    last_error: str | None = None
+
+
+class VerifyStatus(Record):
+    last_run_at: Timestamp | None = None
+    last_success_at: Timestamp | None = None
+
+
+class CopyStatus(Record):
+    last_success_at: Timestamp | None = None
+    last_error: str | None = None
+
+
+class RestoreStatus(Record):
+    last_success_at: Timestamp
+    source: str | None = None
+    tables: list[str] | None = None
+    safety_backup: str | None = None
+
+
+class DrillStatus(Record):
+    last_run_at: Timestamp | None = None
+    last_success_at: Timestamp | None = None
+    last_failure_at: Timestamp | None = None
+    last_error: str | None = None
+    backup: str | None = None
+
+
+class IntegrityStatus(Record):
+    checked_at: Timestamp
+    ok: bool = False
+    integrity_problems: list[str] = []
+    foreign_key_violations: Count = 0
+    rule_violations: dict[str, Count] = {}
+
+
+class PitrStatus(Record):
+    earliest_at: Timestamp | None = None
+    last_replicated_at: Timestamp
+
+
+class Status(Record):
+    """status.json. Sections that could not be read are left out, and listed in `problems`."""
+
+    version: int = FORMAT_VERSION
+    tiers: dict[str, TierStatus] = {}
+    verify: VerifyStatus = VerifyStatus()
+    copies: dict[str, CopyStatus] = {}
+    restore: RestoreStatus | None = None
+    drill: DrillStatus = DrillStatus()
+    integrity: IntegrityStatus | None = None
+    pitr: PitrStatus | None = None
+    # section ("" for the whole file) -> what could not be read there; never written back
+    _problems: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _newer: bool = PrivateAttr(default=False)
+
+    def problems(self, *sections: str) -> list[str]:
+        """What could not be read, in these sections (all when none are named) and in the file as a whole."""
+        wanted = dict.fromkeys(("", *(sections or self._problems)))
+        return [problem for section in wanted for problem in self._problems.get(section, [])]
+
+    @property
+    def newer(self) -> bool:
+        return self._newer
+
+
+def _drop(document: dict, loc: tuple) -> None:
+    """Remove the part of the status a validation error points at: a section, or one entry of tiers/copies."""
+    section = loc[0]
+    if section in ("tiers", "copies") and len(loc) > 1 and isinstance(document.get(section), dict):
+        document[section].pop(loc[1], None)
+    else:
+        document.pop(section, None)
+
+
+def _salvage(document: dict, name: str) -> Status:
+    """The status with every part that fails validation left out and reported."""
+    problems: dict[str, list[str]] = {}
+    while True:
+        try:
+            status = Status.model_validate(document)
+            break
+        except ValidationError as err:
+            for error in err.errors():
+                loc = error["loc"] or ("",)
+                problems.setdefault(str(loc[0]), []).append(
+                    f"{name}: {'.'.join(map(str, loc))}: {error['msg']} (found {error['input']!r:.80})")
+                _drop(document, loc)
+    status._problems = problems
+    return status
+
+
+def read_status(directory: str | os.PathLike) -> Status:
+    """The one reader of status.json. A missing file is an empty status; a broken one is reported."""
+    path = Path(directory) / STATUS_FILE
+    try:
+        document = _load_json(path)
+        _version(document, str(path))
+    except FileNotFoundError:
+        return Status()
+    except (CatalogError, OSError) as err:
+        status = Status()
+        status._problems = {"": [str(err) if isinstance(err, CatalogError) else f"{path}: {err.strerror}"]}
+        status._newer = "newer opsmon" in str(err)
+        return status
+    return _salvage(dict(document), str(path))
+
+
+def update_status(directory: str | os.PathLike, change: Callable[[Status], None]) -> Status:
+    """Apply `change` under a lock, so concurrent jobs never lose each other's results. What could
+    not be read is dropped here: the status heals. A status of a newer format is never written over."""
+    directory = Path(directory)
+    with files.locked(directory / LOCK_FILE):
+        status = read_status(directory)
+        if status.newer:
+            log.error("%s", status.problems()[0])
+            return status
+        for problem in status.problems():
+            log.warning("%s; rewritten without it", problem)
+        change(status)
+        status.version = FORMAT_VERSION
+        files.write_json_atomically(directory / STATUS_FILE, status.model_dump(mode="json"))
+        return status
+
+
+# One writer per key of status.json:
+
+def record_backup_failure(directory, tier: str, at: float, error: str) -> None:
+    def change(status: Status) -> None:
+        status.tiers[tier] = TierStatus(last_failure_at=at, last_error=error)
+
+    update_status(directory, change)
+
+
+def record_verify(directory, run_at: float, passed: bool) -> None:
+    def change(status: Status) -> None:
+        status.verify.last_run_at = run_at
+        if passed:
+            status.verify.last_success_at = run_at
+
+    update_status(directory, change)
+
+
+def record_copy(directory, location: str, at: float, error: str | None = None) -> None:
+    def change(status: Status) -> None:
+        entry = status.copies.setdefault(location, CopyStatus())
+        entry.last_error = error
+        if error is None:
+            entry.last_success_at = at
+
+    update_status(directory, change)
+
+
+def record_restore(directory, at: float, source: str, tables: list[str] | None, safety_backup: str | None) -> None:
+    update_status(directory, lambda s: setattr(s, "restore", RestoreStatus(
+        last_success_at=at, source=source, tables=tables, safety_backup=safety_backup)))
+
+
+def record_drill(directory, run_at: float, finished_at: float, backup: str | None, error: str | None) -> None:
+    def change(status: Status) -> None:
+        drill = status.drill
+        drill.last_run_at, drill.last_error = run_at, error
+        if error is None:
+            drill.last_success_at, drill.backup = finished_at, backup
+        else:
+            drill.last_failure_at = finished_at
+
+    update_status(directory, change)
+
+
+def record_integrity(directory, result: IntegrityStatus) -> None:
+    update_status(directory, lambda s: setattr(s, "integrity", result))
+
+
+def record_pitr(directory, earliest_at: float, last_replicated_at: float) -> None:
+    update_status(directory, lambda s: setattr(s, "pitr", PitrStatus(earliest_at=earliest_at,
+                                                                     last_replicated_at=last_replicated_at)))
+
+
+# ---- the catalog ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Catalog:
     backups: list[BackupRecord]
-    status: dict = field(default_factory=dict)
+    status: Status = field(default_factory=Status)
+    problems: list[str] = field(default_factory=list)  # manifests that could not be read, each named
+    unreadable: list[Path] = field(default_factory=list)  # their paths: left as they are, never pruned
 
     @property
     def scheduled(self) -> list[BackupRecord]:
@@ -73,89 +415,23 @@ class Catalog:
 
     def of_tier(self, tier: str) -> list[BackupRecord]:
         """A tier's backups, oldest first."""
-        return sorted((b for b in self.backups if b.tier == tier), key=lambda b: b.finished_at)
+        return sorted((b for b in self.backups if b.tier == tier), key=lambda b: (b.started_at, b.id))
 
-    def status_time(self, *keys: str) -> float | None:
-        """A timestamp from status.json by path, e.g. status_time('copies', 'offsite', 'last_success_at')."""
-        node = self.status
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
-        return float(node) if isinstance(node, (int, float)) else None
-
-
-def _record(manifest_path: Path, manifest: dict) -> BackupRecord:
-    verification = manifest.get("verification") or {}
-    return BackupRecord(
-        id=manifest["id"],
-        tier=manifest["tier"],
-        path=manifest_path.with_name(manifest["id"] + BACKUP_SUFFIX),
-        started_at=to_timestamp(manifest["started_at"]),
-        finished_at=to_timestamp(manifest["finished_at"]),
-        size_bytes=int(manifest["backup"]["size_bytes"]),
-        sha256=manifest["backup"]["sha256"],
-        verified=verification.get("ok"),
-        verified_at=to_timestamp(verification.get("at")),
-        verify_error=verification.get("error"),
-    )
-
-
-def read_manifests(directory: Path) -> list[BackupRecord]:
-    """Every readable manifest under the backup directory; unreadable ones are skipped, not fatal."""
-    records = []
-    for manifest_path in sorted(Path(directory).glob(f"*/*{MANIFEST_SUFFIX}")):
-        try:
-            records.append(_record(manifest_path, json.loads(manifest_path.read_text())))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return records
-
-
-def read_status(directory: Path) -> dict:
-    try:
-        status = json.loads((Path(directory) / STATUS_FILE).read_text())
-    except FileNotFoundError:
-        return {}
-    return status if isinstance(status, dict) else {}
+    def newest_verified(self, tier: str) -> BackupRecord | None:
+        """The newest backup of the tier that passed its last verification: what a restore would use."""
+        verified = [b for b in self.of_tier(tier) if b.verified]
+        return verified[-1] if verified else None
 
 
 def read_catalog(directory: str | os.PathLike) -> Catalog:
-    """The catalog as it is on disk now. A missing directory is an empty catalog."""
+    """The catalog as it is on disk now, oldest backup first. A missing directory is an empty catalog."""
     directory = Path(directory)
-    return Catalog(backups=read_manifests(directory), status=read_status(directory))
-
-
-def update_status(directory: str | os.PathLike, change: Callable[[dict], None]) -> dict:
-    """Apply `change` to status.json under a lock, so concurrent jobs never lose each other's results."""
-    directory = Path(directory)
-    with files.locked(directory / LOCK_FILE):
-        status = read_status(directory)
-        change(status)
-        files.write_json_atomically(directory / STATUS_FILE, status)
-        return status
-
-
-def set_status(directory: str | os.PathLike, keys: tuple[str, ...], value: object) -> dict:
-    """Set one nested value of status.json, e.g. set_status(d, ('drill', 'last_success_at'), now)."""
-
-    def change(status: dict) -> None:
-        node = status
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-
-    return update_status(directory, change)
-
-
-def merge_status(directory: str | os.PathLike, patch: dict) -> dict:
-    """Merge `patch` into status.json, nested dicts key by key: {"drill": {"last_run_at": t}} keeps the rest."""
-
-    def merge(node: dict, changes: dict) -> None:
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(node.get(key), dict):
-                merge(node[key], value)
-            else:
-                node[key] = value
-
-    return update_status(directory, lambda status: merge(status, patch))
+    records, problems, unreadable = [], [], []
+    for path in manifest_paths(directory):
+        try:
+            records.append(read_manifest(path))
+        except CatalogError as err:
+            problems.append(str(err))
+            unreadable.append(path)
+    records.sort(key=lambda r: (r.started_at, r.id))
+    return Catalog(backups=records, status=read_status(directory), problems=problems, unreadable=unreadable)

@@ -32,7 +32,7 @@ def store(tmp_path):
 def test_backup_is_standard_gzip_with_a_full_manifest(store):
     record = store.create("daily")
     assert subprocess.run(["gzip", "-t", str(record.path)]).returncode == 0
-    manifest = store.manifest(record)
+    manifest = json.loads(record.manifest_path.read_text())
     assert manifest["tier"] == "daily" and manifest["verification"]["ok"] is True
     assert manifest["database"]["tables"] == {"approvals": manifest["database"]["tables"]["approvals"],
                                               "monetizations": manifest["database"]["tables"]["monetizations"],
@@ -112,13 +112,13 @@ def test_kill_9_at_random_moments_never_leaves_a_partial_backup(tmp_path):
     ("truncate", "the file is {half} bytes, the manifest says {size} (truncated or replaced)"),
     ("missing", "the file {path} is missing"),
     ("manifest", "row counts"),
-    ("manifest-json", "manifest {manifest}: not a valid manifest"),
+    ("manifest-json", "{manifest}: not valid JSON"),
 ])
 def test_verify_names_the_backup_and_the_damage(tmp_path, damage, message):
     store = BackupStore(demo_database(tmp_path / "live.db"), tmp_path / "backups")
     record = store.create("daily")
     size = record.size_bytes
-    manifest_path = store.manifest_path(record)
+    manifest_path = record.manifest_path
     if damage == "flip":
         data = bytearray(record.path.read_bytes())
         data[size // 2] ^= 0x01
@@ -144,9 +144,9 @@ def test_verify_names_the_backup_and_the_damage(tmp_path, damage, message):
 
 def test_wrong_sha_in_manifest_is_found(store):
     record = store.create("daily")
-    manifest = store.manifest(record)
+    manifest = json.loads(record.manifest_path.read_text())
     manifest["backup"]["sha256"] = "0" * 64
-    store.manifest_path(record).write_text(json.dumps(manifest))
+    record.manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(VerifyFailed, match=f"backup {record.id}: the file's sha256 does not match"):
         store.check(store.find(record.id))
 
@@ -205,7 +205,7 @@ def test_bad_input_is_named(tmp_path):
     missing = opsmon_backup("--database", tmp_path / "nope.db", "--backup-dir", tmp_path / "backups", "create")
     assert missing.returncode == 1 and f"database {tmp_path}/nope.db does not exist" in missing.stderr
     unknown = opsmon_backup(*args, "restore", "../../etc/passwd")
-    assert unknown.returncode == 2 and "no backup with id '../../etc/passwd'" in unknown.stderr
+    assert unknown.returncode == 2 and "'../../etc/passwd' is not a backup id" in unknown.stderr
     naive = opsmon_backup(*args, "restore", "--at", "2026-11-26T10:00:00")
     assert naive.returncode == 2 and "give the time zone too" in naive.stderr
     garbage = opsmon_backup(*args, "restore", "--at", "yesterday")

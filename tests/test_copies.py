@@ -62,9 +62,9 @@ def test_each_backup_reaches_both_copies_and_pruning_follows(setup):
     for backup_id in kept:  # the offsite bytes are the local bytes
         remote = client.get_object(Bucket=bucket, Key=f"demo/daily/{backup_id}.db.gz")["Body"].read()
         assert remote == (tmp_path / "backups" / "daily" / f"{backup_id}.db.gz").read_bytes()
-    status = catalog.read_status(tmp_path / "backups")["copies"]
-    assert status["offsite"]["last_success_at"] > 0 and status["offsite"]["last_error"] is None
-    assert status["secondary"]["last_success_at"] > 0
+    status = catalog.read_status(tmp_path / "backups").copies
+    assert status["offsite"].last_success_at > 0 and status["offsite"].last_error is None
+    assert status["secondary"].last_success_at > 0
 
 
 def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(setup):
@@ -78,7 +78,7 @@ def test_an_unreachable_bucket_keeps_the_local_backup_and_says_so(setup):
     assert (tmp_path / "backups" / "daily" / f"{backup_id}.db.gz").exists()
     assert (tmp_path / "second-disk" / "daily" / f"{backup_id}.db.gz").exists()
     assert "copy to offsite failed" in result.stderr
-    status = catalog.read_status(tmp_path / "backups")["copies"]
-    assert "offsite" in status and status["offsite"].get("last_success_at") is None
-    assert "Could not connect" in status["offsite"]["last_error"]
+    status = catalog.read_status(tmp_path / "backups").copies
+    assert "offsite" in status and status["offsite"].last_success_at is None
+    assert "Could not connect" in status["offsite"].last_error
     assert json.loads((tmp_path / "backups" / "daily" / f"{backup_id}.json").read_text())["verification"]["ok"]

@@ -11,7 +11,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from opsmon.catalog import set_status
+from opsmon.catalog import IntegrityStatus, record_integrity
 from tests.conftest import FIXTURES, REPO, free_port, start, stop, wait_for, write_config
 
 # Every exporter metric of CONTRACT.md that applies on a machine without a GPU.
@@ -81,8 +81,8 @@ def stack(tmp_path_factory):
 
 
 def test_every_contract_metric_is_published(stack):
-    set_status(stack["run_dir"] / "backups", ("integrity",), {
-        "checked_at": 1764129600.0, "ok": True, "foreign_key_violations": 0, "rule_violations": {"rule": 0}})
+    record_integrity(stack["run_dir"] / "backups", IntegrityStatus(
+        checked_at=1764129600.0, ok=True, foreign_key_violations=0, rule_violations={"rule": 0}))
 
     missing = list(CONTRACT_METRICS)
 

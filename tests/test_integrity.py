@@ -59,9 +59,9 @@ def test_injected_violations_are_found_and_recorded(setup):
     assert "approvals row" in result.stdout and "points at a missing row of videos" in result.stdout
     assert "rule stuck_processing: 3 violation(s)" in result.stdout
     assert "rule monetized_without_approval: 1 violation(s)" in result.stdout
-    integrity = catalog.read_status(directory)["integrity"]
-    assert integrity["ok"] is False and integrity["foreign_key_violations"] == 1
-    assert integrity["rule_violations"] == {"stuck_processing": 3, "monetized_without_approval": 1}
+    integrity = catalog.read_status(directory).integrity
+    assert integrity.ok is False and integrity.foreign_key_violations == 1
+    assert integrity.rule_violations == {"stuck_processing": 3, "monetized_without_approval": 1}
 
 
 def test_fix_repairs_only_the_fixable_rules_after_a_safety_backup(setup):

@@ -45,7 +45,7 @@ def test_restore_by_id_brings_the_data_back_and_keeps_a_safety_backup(jobs):
     assert report.changes()["monetizations"] == before["monetizations"][0]
     safety = jobs.store.find(report.safety_backup)
     assert safety.tier == "safety" and safety.verified
-    assert json.loads(jobs.store.manifest_path(safety).read_text())["database"]["tables"]["monetizations"] == 0
+    assert json.loads(safety.manifest_path.read_text())["database"]["tables"]["monetizations"] == 0
     assert damaged != before
     with closing(sqlite3.connect(live)) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -222,4 +222,4 @@ def test_a_damaged_live_database_can_be_restored_and_its_safety_backup_kept(jobs
         report = jobs.restore_backup(backup.id)
     assert fingerprint(live) == good
     safety = jobs.store.find(report.safety_backup)  # kept although the database it holds is damaged
-    assert safety.tier == "safety" and jobs.store.manifest(safety)["database"]["integrity_checked"] is False
+    assert safety.tier == "safety" and jobs.store.manifest(safety).database.integrity_checked is False

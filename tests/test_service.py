@@ -88,9 +88,9 @@ def test_serve_catches_up_replicates_and_publishes_metrics(tmp_path):
         text = wait_for(caught_up, timeout=60, interval=0.5, what="every missed job to run once")
         assert "opsmon_litestream_up 1.0" in text
         assert sorted(r.tier for r in jobs.store.records()) == ["daily", "monthly", "weekly"]
-        status = wait_for(lambda: catalog.read_status(jobs.directory).get("pitr"), timeout=30,
+        status = wait_for(lambda: catalog.read_status(jobs.directory).pitr, timeout=30,
                           what="the replica's window in the status")
-        assert status["last_replicated_at"] >= status["earliest_at"] > time.time() - 120
+        assert status.last_replicated_at >= status.earliest_at > time.time() - 120
         assert requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=5).text == "Healthy\n"
         assert requests.get(f"http://127.0.0.1:{litestream_port}/metrics", timeout=5).ok  # Litestream's own
     finally:

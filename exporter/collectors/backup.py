@@ -9,9 +9,10 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from opsmon.catalog import TIERS, Catalog, read_catalog
+from opsmon.catalog import TIERS, Catalog, CatalogError, read_catalog
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
+STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "restore", "pitr")  # what this collector reads
 
 
 class BackupCollector:
@@ -30,12 +31,22 @@ class BackupCollector:
 
     def collect(self):
         catalog = self._read(self._directory)
+        # A part of status.json that cannot be read fails this collector (and names the key), rather
+        # than publishing a 0 that reads as "never".
+        problems = catalog.status.problems(*STATUS_SECTIONS)
+        if problems:
+            raise CatalogError("; ".join(problems))
+        status = catalog.status
         yield from self._tiers(catalog)
         db = [self._database]
 
+        unreadable = self._gauge("opsmon_backup_manifests_unreadable",
+                                 "Manifests in the backup directory that cannot be read (damaged, or of a newer "
+                                 "format): their backups are left out of every other figure.")
+        unreadable.add_metric(db, len(catalog.problems))
         verify_ok = self._gauge("opsmon_backup_verify_last_success_timestamp_seconds",
                                 "When a verification of all retained backups last passed, in Unix seconds; 0 never.")
-        verify_ok.add_metric(db, catalog.status_time("verify", "last_success_at") or 0)
+        verify_ok.add_metric(db, status.verify.last_success_at or 0)
         failing = self._gauge("opsmon_backup_verify_failures", "Retained backups whose last verification failed.")
         failing.add_metric(db, sum(1 for b in catalog.scheduled if b.verified is False))
 
@@ -45,23 +56,22 @@ class BackupCollector:
         newest_local = max((b.finished_at for b in catalog.scheduled if b.verified), default=0)
         copies.add_metric([self._database, "local"], newest_local)
         for location in COPY_LOCATIONS:
-            if location in catalog.status.get("copies", {}):
-                copies.add_metric([self._database, location],
-                                  catalog.status_time("copies", location, "last_success_at") or 0)
+            if location in status.copies:
+                copies.add_metric([self._database, location], status.copies[location].last_success_at or 0)
 
         drill = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
                             "When a restore drill last restored and verified a backup, in Unix seconds; 0 never.")
-        drill.add_metric(db, catalog.status_time("drill", "last_success_at") or 0)
-        yield from (verify_ok, failing, copies, drill)
-        if "restore" in catalog.status:  # once the database has been restored
+        drill.add_metric(db, status.drill.last_success_at or 0)
+        yield from (unreadable, verify_ok, failing, copies, drill)
+        if status.restore is not None:  # once the database has been restored
             restored = self._gauge("opsmon_restore_last_success_timestamp_seconds",
                                    "When a restore into the live database last succeeded, in Unix seconds.")
-            restored.add_metric(db, catalog.status_time("restore", "last_success_at") or 0)
+            restored.add_metric(db, status.restore.last_success_at)
             yield restored
-        if "pitr" in catalog.status:  # only where Litestream replicates
+        if status.pitr is not None:  # only where Litestream replicates
             pitr = self._gauge("opsmon_pitr_last_replicated_timestamp_seconds",
                                "Newest moment the point-in-time replica holds, in Unix seconds.")
-            pitr.add_metric(db, catalog.status_time("pitr", "last_replicated_at") or 0)
+            pitr.add_metric(db, status.pitr.last_replicated_at)
             yield pitr
 
     def _tiers(self, catalog: Catalog):
@@ -76,9 +86,10 @@ class BackupCollector:
         for tier in TIERS:
             labels = [self._database, tier]
             backups = catalog.of_tier(tier)
-            verified = [b for b in backups if b.verified]
-            success.add_metric(labels, verified[-1].finished_at if verified else 0)
-            failure.add_metric(labels, catalog.status_time("tiers", tier, "last_failure_at") or 0)
+            newest = catalog.newest_verified(tier)
+            failed = catalog.status.tiers.get(tier)
+            success.add_metric(labels, newest.finished_at if newest else 0)
+            failure.add_metric(labels, (failed.last_failure_at if failed else None) or 0)
             retained.add_metric(labels, len(backups))
             if backups:
                 duration.add_metric(labels, backups[-1].finished_at - backups[-1].started_at)

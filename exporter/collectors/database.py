@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from opsmon.catalog import read_status
+from opsmon.catalog import CatalogError, IntegrityStatus, read_status
 
 
 class DatabaseCollector:
@@ -35,27 +35,29 @@ class DatabaseCollector:
                            "Last write to the database or its WAL, in Unix seconds (replication lag is measured "
                            "against it).", max(database.st_mtime, wal.st_mtime if wal else 0))
         if self._backup_directory is not None:
-            yield from self._integrity(read_status(self._backup_directory).get("integrity") or {})
+            status = read_status(self._backup_directory)
+            problems = status.problems("integrity")
+            if problems:  # fail this collector, naming the key, rather than publish a wrong figure
+                raise CatalogError("; ".join(problems))
+            if status.integrity is not None:  # before a first check there is nothing true to say
+                yield from self._integrity(status.integrity)
 
     def _family(self, name, documentation, value):
         family = GaugeMetricFamily(name, documentation, labels=["database"])
         family.add_metric([self._label], value)
         return family
 
-    def _integrity(self, integrity: dict):
-        """Published once a check has run; before that there is nothing true to say."""
-        if "checked_at" not in integrity:
-            return
+    def _integrity(self, integrity: IntegrityStatus):
         yield self._family("opsmon_db_integrity_check_success",
                            "1 when the last integrity check (opsmon-backup check) passed.",
-                           1 if integrity.get("ok") else 0)
+                           1 if integrity.ok else 0)
         yield self._family("opsmon_db_integrity_check_last_timestamp_seconds",
-                           "When the last integrity check ran, in Unix seconds.", integrity["checked_at"])
+                           "When the last integrity check ran, in Unix seconds.", integrity.checked_at)
         yield self._family("opsmon_db_foreign_key_violations", "Rows failing foreign_key_check at the last check.",
-                           integrity.get("foreign_key_violations", 0))
+                           integrity.foreign_key_violations)
         rules = GaugeMetricFamily("opsmon_db_rule_violations", "Rows breaking each business rule at the last check.",
                                   labels=["database", "rule"])
-        for rule, count in sorted((integrity.get("rule_violations") or {}).items()):
+        for rule, count in sorted(integrity.rule_violations.items()):
             rules.add_metric([self._label, rule], count)
         yield rules
 

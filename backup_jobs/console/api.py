@@ -1,0 +1,69 @@
+"""The console's JSON API (CONTRACT.md): backups, verify, delete, restores and jobs, behind the same login."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from backup_jobs.console.pages import delete_backup, verify_text
+from backup_jobs.console.respond import fail
+from backup_jobs.console.work import live_tables, overview
+from backup_jobs.inputs import UsageError, parse_backup_id, parse_tier, restore_request
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _shared():
+    return current_app.extensions["opsmon"]
+
+
+def _started(job_id: str):
+    return jsonify({"job": job_id}), 202
+
+
+@api.get("/backups")
+def list_backups():
+    return jsonify(overview(_shared()["jobs"])["backups"])
+
+
+@api.post("/backups")
+def create():
+    jobs = _shared()["jobs"]
+    tier = parse_tier((request.get_json(silent=True) or {}).get("tier"))
+    return _started(_shared()["runner"].start("backup", g.user, tier,
+                                              lambda: f"backup {jobs.backup(tier).id} made and verified"))
+
+
+@api.get("/backups/<path:backup_id>")
+def show(backup_id):
+    record = _shared()["jobs"].store.find(parse_backup_id(backup_id))
+    return jsonify({**record.as_json(), "manifest": record.manifest.model_dump(mode="json")})
+
+
+@api.delete("/backups/<path:backup_id>")
+def delete(backup_id):
+    return jsonify({"deleted": delete_backup(backup_id)})
+
+
+@api.post("/backups/<path:backup_id>/verify")
+def verify(backup_id):
+    jobs = _shared()["jobs"]
+    record = jobs.store.find(parse_backup_id(backup_id))
+    return _started(_shared()["runner"].start("verify", g.user, record.id, lambda: verify_text(jobs, [record.id])))
+
+
+@api.post("/restore")
+def restore():
+    jobs = _shared()["jobs"]
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise UsageError('send a JSON object: {"backup": id} or {"at": moment}')
+    wanted = restore_request(body, live_tables(jobs.store.database), body.get("dry_run", False))
+    kind = "preview" if wanted.dry_run else "restore"
+    return _started(_shared()["runner"].start(kind, g.user, wanted.describe(), lambda: jobs.restore(wanted),
+                                               wanted))
+
+
+@api.get("/jobs/<job_id>")
+def job(job_id):
+    run = _shared()["runner"].public(job_id)
+    return (jsonify(run), 200) if run else fail(404, f"no job {job_id}")

@@ -1,0 +1,157 @@
+"""What the console's pages and API share: the audit trail, background jobs, and the front page's facts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from contextlib import closing
+from pathlib import Path
+
+from flask import has_request_context, request
+
+from backup_jobs import sqlitefile
+from backup_jobs.jobs import age_text
+from opsmon.catalog import TIERS, to_iso
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_SECONDS = 120
+
+
+class Audit:
+    """Every action, as JSON lines in the backup directory, and counted for /metrics."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.counts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, user: str | None, action: str, result: str, target: str = "", detail: str = "") -> None:
+        entry = {"time": to_iso(time.time()), "user": user, "action": action, "target": target,
+                 "result": result, "detail": detail[:500],
+                 "remote": request.remote_addr if has_request_context() else None}
+        with self._lock:
+            self.counts[(action, result)] += 1
+            with open(self.path, "a") as out:
+                out.write(json.dumps(entry) + "\n")
+
+    def entries(self, limit: int = 200) -> list[dict]:
+        """The newest entries first. A line that cannot be read (cut by a crash, edited) shows as such."""
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in reversed(lines[-limit:]):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                entry = {"result": "unreadable", "detail": line[:200].decode("utf-8", "replace")}
+            entries.append({key: str(entry.get(key) or "") for key in
+                            ("time", "user", "action", "target", "result", "detail")})
+        return entries
+
+
+class Busy(Exception):
+    def __init__(self, job_id: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class JobRunner:
+    """Long actions in the background, one at a time through the job lock; one restore at a time."""
+
+    def __init__(self, jobs, audit: Audit):
+        self.jobs = jobs
+        self.audit = audit
+        self._runs: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, user: str, target: str, action, asked=None) -> str:
+        """Start `action` in the background; its return value (text, or a restore Report) is the result.
+        `asked` is the request behind it (a restore's), kept for its page."""
+        with self._lock:
+            if kind == "restore":
+                running = [i for i, r in self._runs.items() if r["kind"] == "restore" and r["status"] == "running"]
+                if running:
+                    raise Busy(running[0])
+            job_id = secrets.token_hex(8)
+            self._runs[job_id] = {"id": job_id, "kind": kind, "target": target, "user": user, "status": "running",
+                                  "started_at": to_iso(time.time()), "finished_at": None, "result": None,
+                                  "asked": asked}
+        threading.Thread(target=self._run, args=(job_id, action), daemon=True).start()
+        return job_id
+
+    def _run(self, job_id: str, action) -> None:
+        run = self._runs[job_id]
+        try:
+            with self.jobs.locked(f"console {run['kind']} {run['target']} by {run['user']}",
+                                  wait_seconds=LOCK_WAIT_SECONDS):
+                outcome = action()
+            run["status"] = "succeeded"
+        except Exception as err:  # noqa: BLE001 - the person sees the reason in plain words
+            run["status"], outcome = "failed", str(err)
+            log.warning("console %s of %s by %s failed: %s", run["kind"], run["target"], run["user"], err)
+        # A restore's report (a preview's above all) is kept whole for its page; the API shows its text.
+        run["report"] = outcome if hasattr(outcome, "summary") else None
+        run["result"] = outcome.summary() if run["report"] else outcome
+        run["finished_at"] = to_iso(time.time())
+        self.audit.record(run["user"], run["kind"], "ok" if run["status"] == "succeeded" else "failed",
+                          run["target"], str(run["result"]))
+
+    def get(self, job_id: str) -> dict | None:
+        return self._runs.get(job_id)
+
+    def public(self, job_id: str) -> dict | None:
+        """A job as the API shows it: plain values only."""
+        run = self._runs.get(job_id)
+        return {k: v for k, v in run.items() if k not in ("report", "asked")} if run else None
+
+
+def overview(jobs) -> dict:
+    """What the console's front page shows: per tier, per copy, drills, integrity, the PITR window."""
+    current = jobs.store.catalog()
+    status = current.status
+    now = time.time()
+    tiers = []
+    for tier in TIERS:
+        newest = current.newest_verified(tier)
+        tiers.append({"tier": tier, "count": len(current.of_tier(tier)), "newest": newest.id if newest else None,
+                      "age": age_text(now - newest.finished_at) if newest else "never"})
+    copies = {name: {"last_success": to_iso(c.last_success_at) if c.last_success_at else "never",
+                     "error": c.last_error} for name, c in status.copies.items()}
+    present = {location.name: _location_keys(location) for location in jobs.locations}
+    backups = []
+    for record in reversed(current.backups):
+        item = record.as_json()
+        item["age"] = age_text(now - record.finished_at)
+        item["locations"] = ["local"] + [name for name, keys in present.items()
+                                         if f"{record.tier}/{record.path.name}" in keys]
+        backups.append(item)
+    pitr = status.pitr
+    return {"tiers": tiers, "backups": backups, "copies": copies, "drill": status.drill,
+            "integrity": status.integrity, "problems": current.problems + status.problems(),
+            "pitr": {"earliest": to_iso(pitr.earliest_at) if pitr and pitr.earliest_at else None,
+                     "latest": to_iso(pitr.last_replicated_at) if pitr else None},
+            "tables": live_tables(jobs.store.database)}
+
+
+def _location_keys(location) -> set[str]:
+    try:
+        return location.keys()
+    except Exception:  # noqa: BLE001 - a location that cannot be listed shows no copies
+        return set()
+
+
+def live_tables(database: Path) -> list[str]:
+    try:
+        with closing(sqlitefile.open_readonly(database)) as connection:
+            return sqlitefile.tables(connection)
+    except Exception:  # noqa: BLE001 - no database yet: nothing to choose from
+        return []

@@ -1,0 +1,92 @@
+"""What a person asks for, parsed by one set of rules for the command line and the console alike."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from opsmon.catalog import ID_PATTERN, TIERS, to_iso
+
+TABLE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class UsageError(ValueError):
+    """The request cannot be carried out as asked; the message names the argument and says why."""
+
+
+def parse_moment(text: object, name: str = "--at", clock=time.time) -> float:
+    """An ISO 8601 moment with its time zone, e.g. 2026-11-26T10:00:00Z, not in the future."""
+    if not isinstance(text, str):
+        raise UsageError(f"{name}: give an ISO 8601 moment such as 2026-11-26T10:00:00Z")
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{name} {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{name} {text!r}: give the time zone too, e.g. {text}Z for UTC")
+    if moment.timestamp() > clock():
+        raise UsageError(f"{name} {text!r}: that moment is in the future; nothing holds data from it yet")
+    return moment.timestamp()
+
+
+def parse_tables(value: object, name: str = "--tables", known: list[str] | None = None) -> list[str] | None:
+    """Table names, as 'a,b' or a list of strings; each a plain SQL name, and one of `known` when given."""
+    if value is None or value == "" or value == []:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise UsageError(f"{name}: give table names separated by commas, e.g. videos,approvals")
+    tables = list(dict.fromkeys(t.strip() for t in items))
+    if not all(tables):
+        raise UsageError(f"{name} {value!r}: give table names separated by commas, e.g. videos,approvals")
+    bad = [t for t in tables if not TABLE_PATTERN.fullmatch(t) or (known is not None and t not in known)]
+    if bad:
+        listed = f" (tables: {', '.join(known)})" if known is not None else ""
+        raise UsageError(f"{name}: no table {', '.join(bad)} in the database{listed}")
+    return tables
+
+
+def parse_backup_id(value: object, name: str = "backup") -> str:
+    """A backup id by its shape alone; only the catalog says whether it names a backup."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise UsageError(f"{name}: {value!r} is not a backup id (see: opsmon-backup list)")
+    return value
+
+
+def parse_tier(value: object, name: str = "tier") -> str:
+    if value not in TIERS:
+        raise UsageError(f"{name} must be one of {', '.join(TIERS)}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """A restore: of one backup, or of the database as it was at a moment; all tables or some."""
+
+    backup: str | None = None
+    at: float | None = None
+    tables: list[str] | None = None
+    dry_run: bool = False
+
+    @property
+    def at_iso(self) -> str | None:
+        return to_iso(self.at) if self.at is not None else None
+
+    def describe(self) -> str:
+        what = self.backup if self.backup else f"the database at {to_iso(self.at)}"
+        return what + (f" (tables {', '.join(self.tables)})" if self.tables else "")
+
+
+def restore_request(values: Mapping, known_tables: list[str] | None = None, dry_run: object = False) -> RestoreRequest:
+    """A restore from a form or a JSON body: {"backup": id} or {"at": moment}, optional "tables"."""
+    tables = parse_tables(values.get("tables"), "tables", known_tables)
+    if values.get("backup") and values.get("at"):
+        raise UsageError("give a backup or a moment, not both")
+    if values.get("backup"):
+        return RestoreRequest(backup=parse_backup_id(values["backup"]), tables=tables, dry_run=dry_run is True)
+    if values.get("at"):
+        return RestoreRequest(at=parse_moment(values["at"], "at"), tables=tables, dry_run=dry_run is True)
+    raise UsageError("say what to restore: a backup id, or a moment")
