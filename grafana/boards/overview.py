@@ -1,5 +1,7 @@
 """Overview: is anything wrong right now, and which board says more?"""
 
+import re
+
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -37,6 +39,19 @@ def slow_share(selector: str = "") -> str:
     return (f"(sum(rate(app_request_duration_seconds_bucket{every}[$__rate_interval]))"
             f" - sum(rate(app_request_duration_seconds_bucket{fast}[$__rate_interval])))"
             f" / sum(rate(app_request_duration_seconds_bucket{every}[$__rate_interval]))")
+
+
+def reporting():
+    """1 while the series an absent() alert watches is there, 0 once it is gone: the blind spots in words."""
+    def name(alert: str) -> str:  # OpsmonAppMetricsAbsent: "App metrics"
+        words = re.findall(r"[A-Z][a-z]*", alert.removeprefix("Opsmon").removesuffix("Absent"))
+        return " ".join([words[0]] + [w.lower() for w in words[1:]])
+    targets = [p.query(f"(count({selector}) > bool 0) or vector(0)", name(alert), instant=True)
+               for alert, selector in rules.absences()]
+    alerts = ", ".join(alert for alert, _ in rules.absences())
+    return p.stat_panel("Metrics reporting", f"Whether the series the absence alerts watch ({alerts}) are there: "
+                        "without them those alerts, and this board, are blind.", targets, p.STATE,
+                        p.steps("red", (1, "green")), mappings=[p.words("missing", "reporting")])
 
 
 def build() -> dashboard.Dashboard:
@@ -86,20 +101,21 @@ def build() -> dashboard.Dashboard:
                         "burn rate that pages.",
                         "sum(job:app_request_errors:ratio_rate1h * on (job) job:app_requests:increase1h)"
                         " / sum(job:app_requests:increase1h)", p.RATIO, error_ratio_thresholds(),
-                        links=[p.link("Application", "opsmon-application")]), 5),
+                        links=[p.link("Application", "opsmon-application")]), 4),
                 (p.stat("Error budget left (30 days)", "Share of the 30-day error budget (1 % of requests) not "
                         "spent; red below 0, when the budget is overspent.",
                         "min(job:app_error_budget:remaining_ratio)", p.RATIO, budget_thresholds(),
-                        links=[p.link("Application", "opsmon-application")]), 5),
+                        links=[p.link("Application", "opsmon-application")]), 4),
                 (p.stat(f"Requests slower than {boundary} s", "Share of requests slower than the latency alert's "
                         "bucket boundary; OpsmonLatencyHigh fires where it turns orange.",
                         slow_share(), p.RATIO, p.above(rules.limit("OpsmonLatencyHigh")),
-                        links=[p.link("Application", "opsmon-application")]), 5),
+                        links=[p.link("Application", "opsmon-application")]), 4),
                 (p.stat("Requests per second", "All requests the application answers, per second (last minute).",
                         "sum(handler:app_requests:rate1m)", p.REQUESTS_PER_SECOND, p.neutral(), sparkline=True), 4),
                 (p.stat("Videos processed, last 24 h", "Videos the pipeline finished in the last 24 hours.",
                         "sum(job:business_videos_processed:increase1d)", p.VIDEOS, p.neutral(),
-                        links=[p.link("Business", "opsmon-business")]), 5),
+                        links=[p.link("Business", "opsmon-business")]), 4),
+                (reporting(), 4),
             ]),
             p.Row(9, [
                 (p.graph("Error ratio against the SLO", "Failed requests over requests, per job, over 5 minutes; "

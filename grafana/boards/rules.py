@@ -125,3 +125,13 @@ def heartbeat() -> str:
 def color(name: str, severity: str | None = None) -> str:
     """The colour of an alert's severity, for a state panel whose bad state is that alert."""
     return SEVERITY_COLORS[alert(name, severity)["labels"]["severity"]]
+
+
+def absences() -> list[tuple[str, str]]:
+    """(alert, selector) of each alert on a series gone missing, `absent(selector)`: the blind spots."""
+    found = []
+    for rule in _rules():
+        match = re.fullmatch(r"\s*absent\((.+)\)\s*", rule.get("expr", "")) if "alert" in rule else None
+        if match:
+            found.append((rule["alert"], match.group(1).strip()))
+    return sorted(found)
