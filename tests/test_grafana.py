@@ -175,6 +175,7 @@ def test_the_overview_reads_alertmanager():
 
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/datasources.yml").read_text())["datasources"]
     alertmanager = next(s["name"] for s in sources if s["type"] == "alertmanager")
+    prometheus = next(s["name"] for s in sources if s["type"] == "prometheus")
     overview = json.loads((GRAFANA / "dashboards/overview.json").read_text())
     person = next(p for p in overview["panels"] if p["title"] == "Alerts reaching a person")
     expr = person["targets"][0]["expr"]
@@ -182,6 +183,7 @@ def test_the_overview_reads_alertmanager():
     assert any(f"/alerting/groups?alertmanager={alertmanager}&" in link["url"] for link in person["links"])
     rules_list = next(p for p in overview["panels"] if p["type"] == "alertlist")
     assert rules_list["options"]["alertInstanceLabelFilter"] == f'{{alertname!="{heartbeat()}"}}'
+    assert rules_list["options"]["datasource"] == prometheus
 
 
 def test_rates_use_rate_interval_and_counters_are_never_graphed_raw():

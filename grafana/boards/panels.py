@@ -19,7 +19,8 @@ from grafana.boards.rules import Limit
 # The provisioned datasources' fixed uids (grafana/provisioning/datasources/datasources.yml): file provisioning
 # never fills in ${DS_...}, so a dashboard names the uid itself.
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="opsmon-prometheus")
-ALERTMANAGER = "Alertmanager"  # the Alertmanager datasource's name, which Grafana's alerting pages take
+# The datasources' names, which Grafana's alerting pages and its alert list take instead of a uid.
+PROMETHEUS_NAME, ALERTMANAGER = "Prometheus", "Alertmanager"
 TAG = "opsmon"
 
 # Units: Grafana's ids, and custom ones ("suffix:...") where Grafana has none for what is counted.
@@ -255,7 +256,7 @@ def alert_rules(title: str, description: str, hidden_alert: str,
     panel = (dashboard.Panel().type("alertlist").title(title).description(description).targets([])
              .options({"viewMode": "list", "groupMode": "default", "groupBy": [], "maxItems": 20,
                        "sortOrder": 3, "dashboardAlerts": False, "alertName": "", "showInstances": True,
-                       "folder": None, "datasource": "Prometheus",
+                       "datasource": PROMETHEUS_NAME,
                        "alertInstanceLabelFilter": f'{{alertname!="{hidden_alert}"}}',
                        "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False,
                                        "error": True}}))
