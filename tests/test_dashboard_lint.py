@@ -129,6 +129,7 @@ WIRED = [
     ("external-services", "Response time", lambda: [(rules.limit("OpsmonExternalServiceSlow").value, "orange")]),
     ("external-services", "Availability", lambda: [(rules.limit("OpsmonExternalServiceDown").value, "green")]),
     ("exporter", "Scrape duration", lambda: [(rules.limit("OpsmonScrapeSlow").value, "orange")]),
+    ("logs", "Newest error pattern", lambda: [(None, "orange"), (rules.limit("OpsmonLogPatternNew").value, "green")]),
 ]
 
 

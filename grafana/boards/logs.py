@@ -4,6 +4,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.boards import panels as p
+from grafana.boards import rules
 
 UID = "opsmon-logs"
 FILE = "logs"
@@ -32,16 +33,25 @@ def build() -> dashboard.Dashboard:
             p.Row(4, [
                 (p.stat("Lines per second", "Log lines per second, every level.",
                         f"sum(rate(opsmon_log_messages_total{S}[$__rate_interval]))", p.LINES_PER_SECOND,
-                        p.neutral(), sparkline=True), 6),
-                (p.stat("Error lines per second", "Lines at level error or critical, per second. No alert reads "
-                        "logs: the application's error metrics page instead.",
+                        p.neutral(), sparkline=True), 4),
+                (p.stat("Error lines per second", "Lines at level error or critical, per second; the application's "
+                        "error metrics, not its logs, page on errors.",
                         f"sum(rate(opsmon_log_messages_total{ERRORS}[$__rate_interval])) or vector(0)",
-                        p.LINES_PER_SECOND, p.neutral(), sparkline=True), 6),
+                        p.LINES_PER_SECOND, p.neutral(), sparkline=True), 4),
                 (p.stat("Patterns", "Distinct line patterns known now.", f"count(opsmon_log_pattern_info{S})",
-                        p.COUNT, p.neutral()), 6),
-                (p.age("Newest pattern", "Time since a pattern was first seen: a young one is something the "
-                       "application did not say before.",
-                       f"max(opsmon_log_pattern_first_seen_timestamp_seconds{S})", p.neutral()), 6),
+                        p.COUNT, p.neutral()), 4),
+                (p.age("Newest pattern", "Time since a pattern of any level was first seen: a young one is "
+                       "something the application did not say before.",
+                       f"max(opsmon_log_pattern_first_seen_timestamp_seconds{S})", p.neutral()), 4),
+                (p.age("Newest error pattern", "Time since a kind of error or critical line was first seen; orange "
+                       "while OpsmonLogPatternNew fires for it.",
+                       f"max(opsmon_log_pattern_first_seen_timestamp_seconds{S} * on (source, pattern) group_left () "
+                       f"max by (source, pattern) (opsmon_log_pattern_info{ERRORS}))",
+                       p.below(rules.limit("OpsmonLogPatternNew"))), 4),
+                (p.state("Log sources", "Each tailed log file: read, or unreadable (missing, a folder, no "
+                         "permission), when its lines go uncounted (OpsmonLogSourceDown).",
+                         f"opsmon_log_source_up{S}", "unreadable", "read", legend="{{source}}",
+                         zero_color=rules.color("OpsmonLogSourceDown")), 4),
             ]),
             p.Row(8, [
                 (p.graph("Lines by level", "Log lines per second, stacked by level.",
@@ -53,6 +63,17 @@ def build() -> dashboard.Dashboard:
                 (p.graph("Error patterns", "Each error or critical pattern's lines per second, named by its "
                          "template.", [p.query(error_patterns, "{{template}}")], p.LINES_PER_SECOND,
                          minimum=0), 12),
+            ]),
+            p.Row(8, [
+                (p.graph("Unread backlog", "Bytes written to each log file that the exporter has not read yet: "
+                         "a growing backlog means the counts lag behind the application.",
+                         [p.query(f"opsmon_log_backlog_bytes{S}", "{{source}}")], p.BYTES, minimum=0), 12),
+                (p.graph("Damaged lines", "Lines cut at the length limit, and lines that are not UTF-8, per "
+                         "second: counted, but their text is not what was written.",
+                         [p.query(f"sum by (source) (rate(opsmon_log_lines_truncated_total{S}[$__rate_interval]))",
+                                  "{{source}} truncated"),
+                          p.query(f"sum by (source) (rate(opsmon_log_lines_invalid_utf8_total{S}[$__rate_interval]))",
+                                  "{{source}} not UTF-8")], p.LINES_PER_SECOND, minimum=0), 12),
             ]),
             p.Row(10, [
                 (p.merged_table("Top patterns", "The 20 patterns logged most in the last moments, with their "
