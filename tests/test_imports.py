@@ -1,0 +1,50 @@
+"""The two services stand on opsmon/ and never on each other: every module's imports are read and checked."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from tests.conftest import REPO
+
+FORBIDDEN = {"opsmon": {"exporter", "backup_jobs"}, "exporter": {"backup_jobs"}, "backup_jobs": {"exporter"}}
+
+
+def imported_packages(path) -> set[str]:
+    """The top-level packages a module imports, at its top or inside functions alike."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_imports_one_it_must_not(package):
+    crossings = {str(path.relative_to(REPO)): sorted(imported_packages(path) & FORBIDDEN[package])
+                 for path in sorted((REPO / package).rglob("*.py"))}
+    assert {module: names for module, names in crossings.items() if names} == {}
+
+
+def test_the_check_sees_a_crossing(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from backup_jobs.catalog import x\n")
+    assert "backup_jobs" in imported_packages(module)
+
+
+def test_backup_jobs_imports_without_a_cycle():
+    """cli -> service -> console -> jobs: every import at the top of its module, and still importable
+    one by one in any order (a cycle shows as 'partially initialized module')."""
+    import importlib
+    import subprocess
+    import sys
+
+    modules = sorted(p.relative_to(REPO).with_suffix("").as_posix().replace("/", ".")
+                     for p in (REPO / "backup_jobs").rglob("*.py") if p.name != "__main__.py")
+    for module in modules:
+        result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, f"{module}: {result.stderr}"
+    assert importlib.import_module("backup_jobs.cli")
