@@ -157,8 +157,17 @@ def test_a_second_restore_gets_409_with_the_running_job(console):
     assert finished(session, url, first)["status"] == "succeeded"
 
 
-def test_sessions_are_protected_and_logins_rate_limited(console):
-    url = console["url"]
+def test_sessions_are_protected_and_logins_rate_limited(tmp_path):
+    # A console of its own: the six failed logins would lock the shared one's address out.
+    Users(tmp_path / "users.json").add(*ADMIN, "admin")
+    url, process = start_console(tmp_path, demo_database(tmp_path / "live.db"), tmp_path / "users.json")
+    try:
+        rate_limited(url)
+    finally:
+        stop(process)
+
+
+def rate_limited(url: str) -> None:
     session = requests.Session()
     form = session.get(f"{url}/login", timeout=5)
     cookie = form.headers["Set-Cookie"]
@@ -183,3 +192,49 @@ def test_under_tls_the_session_cookie_is_secure(tmp_path):
             requests.get(url.replace("https", "http") + "/login", timeout=5)
     finally:
         stop(process)
+
+
+def test_a_logged_out_cookie_is_dead_and_a_demoted_admin_loses_the_rights_at_once(console):
+    url = console["url"]
+    session, csrf = login(url, ADMIN)
+    copied = requests.Session()
+    copied.cookies.update(session.cookies)  # the cookie, as someone who saw it would replay it
+    assert copied.get(f"{url}/api/backups", timeout=5).status_code == 200
+    session.post(f"{url}/logout", data={"csrf_token": csrf}, timeout=5)
+    assert copied.get(f"{url}/api/backups", timeout=5).status_code == 401
+
+    users = Users(console["work"] / "users.json")
+    users.add("temp", "a temporary admin password", "admin")
+    session, csrf = login(url, ("temp", "a temporary admin password"))
+    users.add("temp", "a temporary admin password", "viewer")
+    refused = session.post(f"{url}/api/backups", json={"tier": "daily"}, headers={"X-CSRF-Token": csrf}, timeout=5)
+    assert refused.status_code == 403 and "only an admin" in refused.json()["error"]
+
+
+def test_a_broken_line_in_the_audit_does_not_break_the_history(console):
+    url = console["url"]
+    session, _ = login(url, VIEWER)
+    with open(console["work"] / "backups" / "audit.jsonl", "ab") as audit:
+        audit.write(b'{"time": "2026-11-26T10:00:00Z", "user": "cut sh\n\xff\xfe[1, 2]\n')
+    history = session.get(f"{url}/history", timeout=5)
+    assert history.status_code == 200 and "unreadable" in history.text
+    session.get(f"{url}/", timeout=5)  # and the line after it is read again as usual
+    assert "login" in session.get(f"{url}/history", timeout=5).text
+
+
+def test_a_restore_preview_runs_as_a_job_and_shows_what_it_would_undo(console):
+    url, db = console["url"], console["db"]
+    session, csrf = login(url, ADMIN)
+    before = fingerprint(db)
+    target = [b for b in backups(session, url) if b["tier"] == "daily"][0]["id"]
+    page = session.post(f"{url}/restore/preview", data={"backup": target, "csrf_token": csrf}, timeout=5)
+    assert "/jobs/" in page.url
+    def confirmation():
+        text = session.get(page.url, timeout=5).text
+        return text if 'id="confirm"' in text else None
+
+    confirm = wait_for(confirmation, timeout=60, what="the preview's confirmation")
+    assert f"backup {target}" in confirm and "A safety backup" in confirm
+    assert fingerprint(db) == before  # a preview changes nothing
+    assert session.get(f"{url}/restore?backup={target}", timeout=5).status_code == 405  # no GET does work
+
