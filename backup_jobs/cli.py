@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from getpass import getpass
 from pathlib import Path
@@ -193,4 +194,7 @@ def main(argv=None) -> int:
         return EXIT_ROLLED_BACK
     except (BackupFailed, FixFailed, Refused, OSError) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.Error as err:  # a database SQLite cannot use: a message, never a traceback
+        print(f"opsmon-backup: the database cannot be used: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -91,15 +91,15 @@ def decompress(source: Path, target: Path | None = None, progress: Callable[[int
         out = open(target, "wb") if target else None
         try:
             with igzip.GzipFile(fileobj=packed, mode="rb") as gz:
-                while chunk := gz.read(CHUNK):
+                while chunk := _read(gz):
                     raw.update(chunk)
                     raw_size += len(chunk)
                     if out:
-                        out.write(chunk)
+                        out.write(chunk)  # a failed write (a full disk) is no damage of the backup: it is raised
                     progress(len(chunk))
             error = None
-        except (OSError, EOFError, zlib.error, isal_zlib.error) as err:
-            error = err
+        except _Damaged as damaged:
+            error = damaged.__cause__
         finally:
             if out:
                 out.close()
@@ -108,6 +108,18 @@ def decompress(source: Path, target: Path | None = None, progress: Callable[[int
     if error is not None:
         raise CorruptGzip(f"gzip stream is damaged: {error}", packed.digest())
     return Digest(raw.hexdigest(), raw_size), packed.digest()
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _read(gz) -> bytes:
+    """The next chunk of the stream; _Damaged when the stream itself is broken."""
+    try:
+        return gz.read(CHUNK)
+    except (OSError, EOFError, zlib.error, isal_zlib.error) as err:
+        raise _Damaged() from err
 
 
 def file_digest(path: Path) -> Digest:

@@ -42,21 +42,27 @@ class CheckResult:
 
 
 def _violations(connection: sqlite3.Connection, rule) -> int:
-    try:
-        return len(connection.execute(rule.query).fetchall())
-    except sqlite3.Error as err:
-        raise ValueError(f"integrity rule {rule.name}: its query fails: {err}") from None
+    return len(connection.execute(rule.query).fetchall())
 
 
 def check(database: Path, rules, quick: bool = False, clock=None) -> CheckResult:
-    """Run every check on the live database, read-only."""
+    """Run every check on the live database, read-only. A check that cannot run (a damaged database,
+    a rule whose query fails) is itself a problem found: recorded, never raised."""
     with closing(sqlitefile.open_readonly(database)) as connection:
-        return CheckResult(
-            checked_at=clock() if clock else 0.0,
-            integrity_problems=sqlitefile.integrity_problems(connection, quick),
-            foreign_key_problems=sqlitefile.foreign_key_problems(connection),
-            rule_violations={rule.name: _violations(connection, rule) for rule in rules},
-        )
+        problems = sqlitefile.integrity_problems(connection, quick)
+        try:
+            broken = sqlitefile.foreign_key_problems(connection)
+        except sqlite3.DatabaseError as err:
+            broken = []
+            problems.append(f"foreign_key_check cannot run: {err}")
+        violations = {}
+        for rule in rules:
+            try:
+                violations[rule.name] = _violations(connection, rule)
+            except sqlite3.Error as err:
+                problems.append(f"integrity rule {rule.name}: its query fails: {err}")
+    return CheckResult(checked_at=clock() if clock else 0.0, integrity_problems=problems,
+                       foreign_key_problems=broken, rule_violations=violations)
 
 
 def fix(store: BackupStore, rules, found: CheckResult) -> dict[str, int]:

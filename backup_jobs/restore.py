@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +25,12 @@ from pathlib import Path
 from backup_jobs import sqlitefile
 from opsmon import files
 from opsmon.catalog import SAFETY, DatabaseFacts, to_iso
-from backup_jobs.store import BackupRecord, BackupStore, VerifyFailed
+from backup_jobs.store import BackupFailed, BackupRecord, BackupStore, VerifyFailed
 
 log = logging.getLogger(__name__)
 
 MARKER = "restore-in-progress.json"
+DAMAGED_DIR = "damaged"  # live files SQLite could not read, kept as they were before a restore replaced them
 
 
 class RestoreFailed(Exception):
@@ -91,10 +93,10 @@ class Restorer:
         """
         if database is None:
             database = not (record.verified and self.store.manifest(record).database.integrity_checked)
-        target = self.store.tmp / f"restore-{record.id}.db"
         try:
+            target = self.store.scratch(f"restore-{record.id}.db", record.manifest.database.size_bytes)
             self.store.check(record, into=target, database=database)
-        except VerifyFailed as err:
+        except (VerifyFailed, BackupFailed) as err:
             raise RestoreFailed(f"{err}; nothing was changed") from None
         return target
 
@@ -126,6 +128,9 @@ class Restorer:
         try:
             if not self.live.exists() and not tables:
                 return self._restore_missing(candidate, report)
+            unreadable = sqlitefile.unreadable(self.live)
+            if unreadable:
+                return self._restore_over_unreadable(candidate, report, unreadable)
             report.row_counts_before = _counts_if_readable(self.live)
             if tables:
                 self._check_tables(candidate, tables)
@@ -134,17 +139,21 @@ class Restorer:
                 return report
             report.row_counts_after, report.safety_backup = self._write_with_safety(
                 candidate, source, tables, expected, report.notes)
-            self.store.prune({SAFETY: self.keep_safety})
             return report
         finally:
             candidate.unlink(missing_ok=True)
+            if not dry_run:  # after a failed restore too: its safety backup counts against the retention
+                self.store.prune({SAFETY: self.keep_safety})
 
     def _write_with_safety(self, candidate: Path, source: str, tables, expected: DatabaseFacts | None,
                            notes: list[str]):
         """Snapshot the live database, then write; the snapshot is catalogued as the safety backup
         while the write and its checks run, and copied back if either fails."""
         started = self.store.clock()
-        safety = self.store.tmp / f"safety-{started:.6f}.db"
+        try:
+            safety = self.store.scratch(f"safety-{started:.6f}.db", self.store.live_size())
+        except BackupFailed as err:
+            raise RestoreFailed(f"no room for the safety backup: {err}") from None
         sqlitefile.snapshot(self.live, safety)
         sqlitefile.fsync_file(safety)
         files.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
@@ -181,6 +190,30 @@ class Restorer:
         report.notes.append(f"{self.live} did not exist: no safety backup was needed")
         if not report.dry_run:
             sqlitefile.copy_into(candidate, self.live)
+        return report
+
+    def _restore_over_unreadable(self, candidate: Path, report: Report, why: str) -> Report:
+        """The live file is beyond SQLite (random bytes, another kind of file): no snapshot of it can be
+        taken, and SQLite cannot write into it. Its bytes are kept aside as they are, then the file is
+        replaced whole: nobody can be using it as a database."""
+        if report.tables:
+            raise RestoreFailed(f"{self.live} cannot be read by SQLite ({why}): restore it whole, not by "
+                                "tables; nothing was changed")
+        with closing(sqlitefile.open_readonly(candidate)) as source:
+            report.row_counts_after = sqlitefile.row_counts(source)
+        if report.dry_run:
+            report.notes.append(f"{self.live} cannot be read by SQLite ({why}): it would be kept aside as it is "
+                                "and replaced")
+            return report
+        aside = self.store.directory / DAMAGED_DIR / f"{to_iso(self.store.clock())}-{self.live.name}"
+        aside.mkdir(parents=True)
+        for part in (self.live, Path(f"{self.live}-wal"), Path(f"{self.live}-shm")):
+            if part.exists():
+                shutil.copy2(part, aside / part.name)
+                sqlitefile.fsync_file(aside / part.name)
+        sqlitefile.replace_file(candidate, self.live)
+        report.notes.append(f"{self.live} could not be read by SQLite ({why}); it was kept as it was in {aside}, "
+                            "and replaced whole")
         return report
 
     def _check_tables(self, candidate: Path, tables: list[str]) -> None:
@@ -244,7 +277,8 @@ class Restorer:
             raise RestoreFailed(f"{self.marker} names an interrupted restore that cannot be rolled back "
                                 f"automatically ({err}); restore a backup by hand, then delete the marker") from None
         self.marker.unlink()
-        safety.unlink()
+        safety.unlink(missing_ok=True)
+        self.store.prune({SAFETY: self.keep_safety})  # the killed restore's safety backup counts too
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
                 f"the database was rolled back to the snapshot taken just before it")
 

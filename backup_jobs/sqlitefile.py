@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+
+from opsmon.files import fsync_dir
 
 
 def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
@@ -27,6 +30,28 @@ def snapshot(source: Path, target: Path) -> None:
         # A file on its own: no -wal or -shm beside it when it is opened later (the live
         # database keeps its own journal mode when this copy is written back into it).
         dst.execute("PRAGMA journal_mode = DELETE")
+
+
+def unreadable(path: Path) -> str | None:
+    """Why SQLite cannot read the file as a database at all (not a database, encrypted...), or None.
+    A database with damaged pages is still readable here: integrity_check says the rest."""
+    try:
+        with closing(open_readonly(path)) as connection:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as err:
+        return str(err)
+    return None
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """Put a copy of `source` in place of `target` by rename, durable; the target's -wal and -shm go."""
+    partial = target.with_name(f".{target.name}.restoring")
+    shutil.copyfile(source, partial)
+    fsync_file(partial)
+    for sidecar in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+        sidecar.unlink(missing_ok=True)
+    os.replace(partial, target)
+    fsync_dir(target.parent)
 
 
 def fsync_file(path: Path) -> None:

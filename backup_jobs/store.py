@@ -8,6 +8,8 @@ and neither is in the catalog: the next job removes them.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +29,7 @@ from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, Backu
 log = logging.getLogger(__name__)
 
 TMP_DIR = ".tmp"
+MIB = 1 << 20
 
 
 class BackupFailed(Exception):
@@ -89,6 +92,9 @@ class BackupStore:
             for path in self.tmp.iterdir():
                 path.unlink() if path.is_file() else shutil.rmtree(path)
                 removed.append(path)
+        for path in self.database.parent.glob(f"{self._beside_prefix()}*"):
+            path.unlink()
+            removed.append(path)
         for backup in self.directory.glob(f"*/*{BACKUP_SUFFIX}"):
             if not backup.with_name(backup.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists():
                 backup.unlink()
@@ -114,13 +120,43 @@ class BackupStore:
         if not self.database.is_file():
             raise BackupFailed(f"database {self.database} does not exist")
         started = self.clock()
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        snapshot = self.tmp / f"snapshot-{started:.6f}.db"
+        snapshot = self.scratch(f"snapshot-{started:.6f}.db", self.live_size())
         try:
-            sqlitefile.snapshot(self.database, snapshot)
+            try:
+                sqlitefile.snapshot(self.database, snapshot)
+            except sqlite3.DatabaseError as err:
+                if "disk is full" in str(err):
+                    raise _out_of_space(snapshot.parent) from None
+                raise BackupFailed(f"database {self.database} cannot be read by SQLite ({err}): no backup was "
+                                   "kept") from None
             return self.catalogue(tier, snapshot, started)
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise _out_of_space(self.directory) from None
         finally:
             snapshot.unlink(missing_ok=True)
+
+    def scratch(self, name: str, need: int) -> Path:
+        """A path for a temporary database file of `need` bytes where it fits: the backup folder's .tmp,
+        else beside the live database (its folder held the database, so it often has room for a
+        copy). A job's leftovers in either are removed by the next job. BackupFailed when neither fits."""
+        database_dir = self.database.parent
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for folder, file_name in ((self.tmp, name), (database_dir, f"{self._beside_prefix()}{name}")):
+            if _free(folder) >= need * 1.05 + MIB:
+                return folder / file_name
+        raise BackupFailed(f"no room for a temporary copy of the database ({need / MIB:.1f} MiB): {self.tmp} "
+                           f"has {_free(self.tmp) / MIB:.1f} MiB free and {database_dir} {_free(database_dir) / MIB:.1f}"
+                           " MiB; nothing was changed")
+
+    def live_size(self) -> int:
+        """The live database's bytes with its WAL: what a snapshot of it may take."""
+        return sum(p.stat().st_size for p in (self.database, Path(f"{self.database}-wal")) if p.exists())
+
+    def _beside_prefix(self) -> str:
+        # Named after the database and this backup folder, so a cleanup never takes another's snapshot.
+        return f".{self.database.name}.opsmon-snapshot-{hashlib.sha256(bytes(self.directory)).hexdigest()[:8]}-"
 
     def catalogue(self, tier: str, snapshot: Path, started: float) -> BackupRecord:
         """Compress a snapshot into the catalog, read it back, and write its manifest last.
@@ -149,6 +185,11 @@ class BackupStore:
             if problems and check:
                 raise BackupFailed(f"the database fails integrity_check, so no backup was kept: "
                                    f"{'; '.join(problems[:5])}")
+            if check and not facts["tables"]:
+                # An emptied or 0-byte file is a valid SQLite database, but a "verified" backup of it
+                # would push the real ones out of the retention.
+                raise BackupFailed(f"database {self.database} holds no tables, so no backup was kept: the "
+                                   "backups before it stay the newest")
             final = self.directory / tier / f"{backup_id}{BACKUP_SUFFIX}"
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(packed, final)
@@ -197,8 +238,7 @@ class BackupStore:
         if size != record.size_bytes:
             raise VerifyFailed(f"{name}: the file is {size} bytes, the manifest says {record.size_bytes} "
                                "(truncated or replaced)")
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        target = into or self.tmp / f"verify-{record.id}.db"
+        target = into or self.scratch(f"verify-{record.id}.db", manifest.database.size_bytes)
         try:
             with progress_bar(f"verify {record.id}", manifest.database.size_bytes) as bar:
                 try:
@@ -275,3 +315,17 @@ def to_prune(records: list[BackupRecord], keep: int) -> list[BackupRecord]:
     if newest_verified is not None:
         spared.add(newest_verified.id)
     return [r for r in newest_first if r.id not in spared]
+
+
+def _free(folder: Path) -> int:
+    """Bytes free for us in the filesystem that holds `folder` (or would hold it)."""
+    folder = Path(folder)
+    while not folder.exists():
+        folder = folder.parent
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _out_of_space(folder: Path) -> BackupFailed:
+    return BackupFailed(f"the filesystem of {folder} ran out of space during the backup ({_free(folder) / MIB:.1f} "
+                        "MiB free now); nothing was kept, and the backups before it are as they were")

@@ -40,6 +40,8 @@ def database_check(path) -> dict:
             connection.close()
     except sqlite3.Error as err:
         return _check("database", "down", f"{path} cannot be read: {err}")
+    if not tables:  # a 0-byte or emptied file opens fine, but the app's data is not there
+        return _check("database", "down", f"{path} holds no tables ({os.path.getsize(path)} bytes)")
     return _check("database", "ok", f"{path} opens read-only, {tables} tables")
 
 

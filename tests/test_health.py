@@ -12,7 +12,9 @@ from tests.fakes import FakeResponse, FakeSession, Statvfs, fake_psutil
 
 def config_for(tmp_path, **exporter):
     db = tmp_path / "app.db"
-    sqlite3.connect(db).close()
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS videos (id INTEGER PRIMARY KEY)")
+    connection.close()
     return parse_config({"database": {"path": str(db)}, "exporter": exporter}, "test.yml", tmp_path)
 
 
@@ -65,6 +67,13 @@ def test_unreadable_database_is_down(tmp_path):
     report = check_health(config, FakeSession({}), ps=fake_psutil(), statvfs=disk(0.5))
     assert statuses(report)["database"] == "down" and report["status"] == "down"
     assert "file is not a database" in report["checks"][0]["detail"]
+
+
+def test_a_0_byte_or_emptied_database_is_down(tmp_path):
+    config = config_for(tmp_path)
+    config.database.path.write_bytes(b"")
+    report = check_health(config, FakeSession({}), ps=fake_psutil(), statvfs=disk(0.5))
+    assert statuses(report)["database"] == "down" and "holds no tables (0 bytes)" in report["checks"][0]["detail"]
 
 
 def test_backups_degrade_when_a_tier_is_missing_or_a_backup_fails(tmp_path):

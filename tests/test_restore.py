@@ -161,12 +161,17 @@ def test_restore_killed_midway_leaves_the_database_as_it_was(tmp_path):
     marker = directory / "restore-in-progress.json"  # written once the safety snapshot is taken
     rng = random.Random(11)
     seen = []
-    for _ in range(14):
+    for attempt in range(14):
         process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--database", str(db), "--backup-dir",
                                     str(directory), "restore", backup_id],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # The later half is where the database is written; the earlier is the verify and safety backup.
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        if attempt % 2:  # every other kill lands after the safety snapshot, however busy the machine is
+            deadline = time.monotonic() + 10 * duration
+            while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.2) * duration)
+        else:  # the rest at any moment: the earlier part verifies and takes the safety backup
+            time.sleep(rng.uniform(0.3, 1.0) * duration)
         process.send_signal(signal.SIGKILL)
         process.wait()
         midway = marker.exists()  # killed between the safety backup and the end of the checks
