@@ -142,6 +142,10 @@ class LogSourceConfig(Strict):
     source: Name
     path: Location
     format: Literal["json", "text"] = "text"
+    # Drain patterns published for this source (the rest count under pattern="other"); 0 counts levels only.
+    max_patterns: Annotated[int, Field(ge=0, le=1000)] = 50
+    # Longer lines are cut to this many bytes (and counted) before they are parsed and mined.
+    max_line_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 64 * 1024
 
 
 class BusinessQueryConfig(Strict):
