@@ -138,3 +138,108 @@ def test_prepare_refuses_without_multiprocess_mode(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(instrument.ConfigError, match="set PROMETHEUS_MULTIPROC_DIR before"):
         instrument.prepare_multiprocess_dir()
+
+
+# ---- errors a person can find again: records carry the reference; track() logs an escaping error once ----
+
+@pytest.fixture
+def json_log(tmp_path):
+    """The app's JSON log through instrument.setup_logging; call the fixture to stop it and read the records."""
+    path = tmp_path / "app.jsonl"
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    listener = instrument.setup_logging(str(path), level="DEBUG")
+
+    def records() -> list[dict]:
+        listener.stop()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    yield records
+    if listener._thread is not None:
+        records()
+
+
+def test_track_logs_an_escaping_error_once_at_the_level_of_its_severity(metrics, json_log):
+    errors = [instrument.ValidationError("title too long"), instrument.ExternalServiceError("storage answered 503"),
+              instrument.DataIntegrityError("row 12 points at no video", table="approvals"),
+              instrument.ResourceExhaustedError("no space left on device")]
+    for error in errors:
+        with pytest.raises(instrument.OpsmonError):
+            with Track(metrics, "request"):
+                with Track(metrics, "stage"):  # the inner block logs it; the outer knows it was logged
+                    raise error
+    records = json_log()
+    assert [(r["level"], r["message"], r["reference"], r["category"], r["severity"]) for r in records] == [
+        ("INFO", "stage failed: title too long", errors[0].reference, "validation", "low"),
+        ("WARNING", "stage failed: storage answered 503", errors[1].reference, "external_service", "medium"),
+        ("ERROR", "stage failed: row 12 points at no video", errors[2].reference, "data_integrity", "high"),
+        ("CRITICAL", "stage failed: no space left on device", errors[3].reference, "resource", "critical"),
+    ]
+    assert ["exception" in r for r in records] == [False, False, True, True]  # a traceback where it helps
+    assert records[2]["context"] == {"table": "approvals"}
+    assert records[0]["handler"] == "request"  # the request is the outermost block
+    assert len({r["request_id"] for r in records}) == 4
+
+
+def test_records_inside_a_tracked_block_name_its_request(metrics, json_log):
+    log = logging.getLogger("app.test")
+    with Track(metrics, "http_get_video", {"method": "GET", "path": "/videos/7"}):
+        log.info("looking up video 7")
+        with Track(metrics, "load"):
+            log.debug("cache miss")
+    log.info("between requests")
+    with Track(metrics, "http_get_video"):
+        log.info("the next request")
+    first, second, between, third = json_log()
+    assert first["request_id"] == second["request_id"] != third["request_id"]
+    assert (first["handler"], first["method"], first["path"]) == ("http_get_video", "GET", "/videos/7")
+    assert "request_id" not in between and "handler" not in between
+
+
+def test_an_error_the_app_logged_itself_is_not_logged_again(metrics, json_log):
+    log = logging.getLogger("app.test")
+    with pytest.raises(instrument.DataIntegrityError):
+        with Track(metrics, "check"):
+            try:
+                raise instrument.DataIntegrityError("approval without a video")
+            except instrument.DataIntegrityError as err:
+                log.exception("integrity check failed")  # at ERROR, the level its severity asks for
+                raise err
+    handled = instrument.ExternalServiceError("storage answered 503")
+    with Track(metrics, "upload"):
+        log.warning("retrying later: %s", handled)  # a handled error's record carries its fields too
+    records = json_log()
+    assert [r["message"] for r in records] == ["integrity check failed", "retrying later: storage answered 503"]
+    assert (records[0]["category"], records[0]["severity"], records[0]["handler"]) == (
+        "data_integrity", "high", "check")
+    assert (records[1]["reference"], records[1]["category"], records[1]["handler"]) == (
+        handled.reference, "external_service", "upload")
+
+
+def test_an_unhandled_error_is_logged_with_a_reference_the_user_can_be_given(metrics, json_log):
+    with pytest.raises(KeyError) as raised:
+        with Track(metrics, "http_stats"):
+            {}["videos"]
+    shown = instrument.OpsmonError("unhandled error", reference=instrument.reference_of(raised.value))
+    (record,) = json_log()
+    assert (record["level"], record["message"]) == ("ERROR", "http_stats failed: KeyError: 'videos'")
+    assert (record["reference"], record["category"], record["severity"]) == (shown.reference, "unhandled", "high")
+    assert "Traceback" in record["exception"]
+    assert shown.user_message.endswith(f"(reference {record['reference']})")
+
+
+def test_an_error_logged_after_its_block_still_names_the_request(metrics, json_log):
+    try:
+        with Track(metrics, "process_video", {"video_id": 12}):
+            raise instrument.ValidationError("not a video")
+    except instrument.ValidationError as err:
+        logging.getLogger("app.test").warning("rejected: %s", err)
+    track_record, app_record = json_log()
+    assert app_record["request_id"] == track_record["request_id"] and app_record["video_id"] == 12
+
+
+def test_track_refuses_fields_that_would_shadow_a_log_record_attribute(metrics):
+    with pytest.raises(ValueError, match="msg, request_id"):
+        Track(metrics, "h", {"msg": "x", "request_id": "y"})

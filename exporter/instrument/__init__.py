@@ -25,6 +25,7 @@ from exporter.instrument.errors import (
     Severity,
     ValidationError,
     classify,
+    reference_of,
 )
 from exporter.instrument.jsonlog import JsonFormatter, setup_logging
 from exporter.instrument.metrics import AppMetrics, Track, prepare_multiprocess_dir, process_exited
@@ -32,7 +33,7 @@ from exporter.instrument.metrics import AppMetrics, Track, prepare_multiprocess_
 __all__ = [
     "AppMetrics", "BackupError", "ConfigError", "DataIntegrityError", "ExternalServiceError", "JsonFormatter",
     "OpsmonError", "ResourceExhaustedError", "Severity", "Track", "ValidationError", "classify", "metrics",
-    "prepare_multiprocess_dir", "process_exited", "record_error", "setup_logging", "track",
+    "prepare_multiprocess_dir", "process_exited", "record_error", "reference_of", "setup_logging", "track",
 ]
 
 _metrics: AppMetrics | None = None
@@ -46,8 +47,9 @@ def metrics() -> AppMetrics:
     return _metrics
 
 
-def track(handler: str) -> Track:
-    return Track(metrics(), handler)
+def track(handler: str, **fields) -> Track:
+    """Time, count and name one request or job; `fields` (method, path, video_id...) go on its log records."""
+    return Track(metrics(), handler, fields)
 
 
 def record_error(error: BaseException) -> None:

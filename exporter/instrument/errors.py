@@ -25,12 +25,13 @@ class OpsmonError(Exception):
     default_user_message = "Something went wrong on our side. Please try again in a moment."
 
     def __init__(self, message: str, *, user_message: str | None = None, severity: Severity | None = None,
-                 **context):
+                 reference: str | None = None, **context):
         super().__init__(message)
         if severity is not None:
             self.severity = severity
         self.context = context
-        self.reference = uuid.uuid4().hex[:12]
+        # `reference` lets an error stand for another one already logged (reference_of(that error)).
+        self.reference = reference or new_reference()
         self._user_message = user_message or self.default_user_message
 
     @property
@@ -77,6 +78,25 @@ class ConfigError(OpsmonError):
     category = "config"
     severity = Severity.CRITICAL
     default_user_message = "The service is misconfigured. An operator has to fix its settings."
+
+
+def new_reference() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def reference_of(error: BaseException) -> str:
+    """The reference that finds this error's log line: an OpsmonError's own, else one given to the
+    exception the first time it is asked for (track() logs unhandled errors with it)."""
+    if isinstance(error, OpsmonError):
+        return error.reference
+    reference = getattr(error, "_opsmon_reference", None)
+    if reference is None:
+        reference = new_reference()
+        try:
+            error._opsmon_reference = reference
+        except AttributeError:
+            pass  # an exception type with __slots__: each call gives a new reference
+    return reference
 
 
 def classify(error: BaseException) -> tuple[str, Severity]:

@@ -11,12 +11,18 @@ import queue
 import sys
 from datetime import datetime, timezone
 
+from exporter.instrument.context import annotate
+
 # Attributes every LogRecord has; anything else came in through `extra=` and is kept as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line; a record of an error carries its reference, category and severity,
+    and a record inside a tracked block its request_id and handler."""
+
     def format(self, record: logging.LogRecord) -> str:
+        annotate(record)
         entry = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -34,7 +40,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
     """Queue a record with its message and traceback as plain fields (the stock one folds them together)."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)
+        record = annotate(copy.copy(record))  # here, in the thread that logs: the request is known here
         record.msg, record.args = record.getMessage(), None
         if record.exc_info:
             record.exception = logging.Formatter().formatException(record.exc_info)

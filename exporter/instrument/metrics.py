@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import time
@@ -10,9 +11,14 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, multiprocess, values
 
-from exporter.instrument.errors import ConfigError, classify, known_kinds
+from exporter.instrument import context
+from exporter.instrument.errors import ConfigError, OpsmonError, Severity, classify, known_kinds
+
+log = logging.getLogger("exporter.instrument")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Names a LogRecord has already: track()'s fields must not shadow them.
+_RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Finer at the low end, where a healthy handler lives, and up to a minute for pipeline stages.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -50,34 +56,64 @@ class AppMetrics:
 
 
 class Track:
-    """Time and count one handler; use as `with track("h"):` or as `@track("h")`."""
+    """Time and count one handler; use as `with track("h"):` or as `@track("h")`.
 
-    def __init__(self, metrics: AppMetrics, handler: str):
+    The block is a request (or job) of its own: log records inside it carry its `request_id`,
+    `handler` and the given fields. An error that escapes it is logged once, with its reference,
+    category and severity, at the level its severity asks for, unless it was logged already.
+    """
+
+    def __init__(self, metrics: AppMetrics, handler: str, fields: dict | None = None):
+        clash = sorted(set(fields or {}) & (_RECORD_ATTRIBUTES | {"request_id", "handler"}))
+        if clash:
+            raise ValueError(f"track() fields clash with log record attributes: {', '.join(clash)}")
         self._metrics = metrics
         self._handler = handler
-        self._started: list[float] = []  # a stack, so one Track may be entered again while in use
+        self._fields = dict(fields or {})
+        # Stacks, so one Track may be entered again while in use.
+        self._started: list[float] = []
+        self._tokens: list = []
 
     def __enter__(self):
         self._metrics.request_errors.labels(self._handler)  # present at 0 before the first error
         self._metrics.in_progress.labels(self._handler).inc()
+        self._tokens.append(context.enter(self._handler, self._fields))
         self._started.append(time.perf_counter())
         return self
 
     def __exit__(self, exc_type, exc, tb):
         elapsed = time.perf_counter() - self._started.pop()
         metrics, handler = self._metrics, self._handler
-        metrics.in_progress.labels(handler).dec()
-        metrics.requests.labels(handler).inc()
-        metrics.duration.labels(handler).observe(elapsed)
-        if exc is not None:
-            metrics.request_errors.labels(handler).inc()
-            metrics.record_error(exc)
+        try:
+            metrics.in_progress.labels(handler).dec()
+            metrics.requests.labels(handler).inc()
+            metrics.duration.labels(handler).observe(elapsed)
+            if exc is not None:
+                metrics.request_errors.labels(handler).inc()
+                metrics.record_error(exc)
+                context.remember_request(exc)
+                if not context.was_logged(exc):
+                    self._log(exc)
+        finally:
+            context.leave(self._tokens.pop())
         return False
+
+    def _log(self, error: BaseException) -> None:
+        category, severity = classify(error)
+        text = str(error) if isinstance(error, OpsmonError) else f"{type(error).__name__}: {error}"
+        # A traceback where it helps: a bug, or an error bad enough that someone will read the code.
+        traceback = not isinstance(error, OpsmonError) or severity in (Severity.HIGH, Severity.CRITICAL)
+        extra = {**(context.current_request() or {}), **context.error_fields(error)}
+        if getattr(error, "context", None):
+            extra["context"] = error.context
+        log.log(context.LOG_LEVELS[severity], "%s failed: %s", self._handler, text, extra=extra,
+                exc_info=(type(error), error, error.__traceback__) if traceback else None)
+        context.mark_logged(error)
 
     def __call__(self, func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with Track(self._metrics, self._handler):
+            with Track(self._metrics, self._handler, self._fields):
                 return func(*args, **kwargs)
 
         return wrapper
