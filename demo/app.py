@@ -28,12 +28,15 @@ import requests
 
 from demo.db import connect, create_schema
 from exporter import instrument
-from exporter.instrument import ExternalServiceError, OpsmonError, Severity, ValidationError
+from exporter.instrument import (DataIntegrityError, ExternalServiceError, OpsmonError, ResourceExhaustedError,
+                                 Severity, ValidationError)
 
 log = logging.getLogger("demo")
 
 FAULT_DEFAULTS = {"error_rate": 0.0, "latency_seconds": 0.05, "external_available": 1.0,
-                  "external_latency_seconds": 0.01}
+                  "external_latency_seconds": 0.01, "storage_full": 0.0}
+# storage_full: every job fails with a kind of error the log has not shown before (a new log pattern).
+BOOLEAN_FAULTS = ("external_available", "storage_full")
 
 
 class TranscodeError(OpsmonError):
@@ -61,7 +64,8 @@ class Faults:
 
     def get(self) -> dict:
         values = dict(zip(FAULT_DEFAULTS, self._values[:]))
-        values["external_available"] = bool(values["external_available"])
+        for key in BOOLEAN_FAULTS:
+            values[key] = bool(values[key])
         return values
 
     def update(self, changes: dict) -> dict:
@@ -71,7 +75,7 @@ class Faults:
                                   user_message=f"Unknown setting(s): {', '.join(unknown)}.")
         checked = {}
         for key, value in changes.items():
-            if key == "external_available":
+            if key in BOOLEAN_FAULTS:
                 if not isinstance(value, bool):
                     raise ValidationError(f"{key} must be true or false", user_message=f"{key} must be true or false.")
                 checked[key] = 1.0 if value else 0.0
@@ -102,10 +106,25 @@ def call_external_api(session: requests.Session, url: str) -> None:
     """One step of a job, not a request of its own: its failures count in app_errors_total."""
     try:
         response = session.get(url, timeout=2)
+    except requests.Timeout:
+        raise ExternalServiceError("external API timed out after 2 s", service="external-api") from None
     except requests.RequestException as err:
         raise ExternalServiceError(f"external API unreachable: {err}", service="external-api") from None
     if response.status_code != 200:
         raise ExternalServiceError(f"external API answered {response.status_code}", service="external-api")
+
+
+def pipeline_failure(video_id: int, rng: random.Random) -> OpsmonError:
+    """What the injected error rate makes a job fail with: the kinds a real pipeline logs."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        return TranscodeError(f"transcoding video {video_id} failed: ffmpeg exited with status "
+                              f"{rng.choice([1, 69, 137])}", video_id=video_id)
+    if kind == 1:
+        return ValidationError(f"upload of video {video_id} rejected: the file is not a video "
+                               f"({rng.choice(['text/html', 'application/zip'])})", video_id=video_id)
+    return DataIntegrityError(f"checksum of video {video_id} does not match its upload "
+                              f"({rng.getrandbits(48):012x})", video_id=video_id)
 
 
 def process_video(connection, session, video_id: int, faults: Faults, api_url: str, rng: random.Random) -> None:
@@ -120,10 +139,15 @@ def process_video(connection, session, video_id: int, faults: Faults, api_url: s
             log.warning("video %s waits for the external API: %s", video_id, err, extra={"reference": err.reference})
             connection.execute("UPDATE videos SET status = 'queued' WHERE id = ?", (video_id,))
             return
+        if settings["storage_full"]:
+            connection.execute("UPDATE videos SET status = 'failed', updated_at = ? WHERE id = ?",
+                               (time.time(), video_id))
+            raise ResourceExhaustedError(f"no space left on device writing the transcoded file of video {video_id}",
+                                         video_id=video_id)
         if rng.random() < settings["error_rate"]:
             connection.execute("UPDATE videos SET status = 'failed', updated_at = ? WHERE id = ?",
                                (time.time(), video_id))
-            raise TranscodeError(f"transcoding video {video_id} failed", video_id=video_id)
+            raise pipeline_failure(video_id, rng)
         now = time.time()
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -168,9 +192,8 @@ def work(db_path: str, faults: Faults, api_url: str, stop, parent: int) -> None:
                 time.sleep(0.2)
                 continue
             process_video(connection, session, video_id, faults, api_url, rng)
-        except OpsmonError as err:
-            log.error("%s", err, extra={"category": err.category, "severity": err.severity.value,
-                                        "reference": err.reference})
+        except OpsmonError:
+            pass  # track() logged it, with its reference, category and severity
         except Exception:  # noqa: BLE001 - a worker logs and goes on; it never dies of one video
             log.exception("unexpected error in the pipeline")
             time.sleep(1)
@@ -237,17 +260,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not_found", "message": "No such endpoint."})
             return
         try:
-            with instrument.track(f"http_{name}"):
+            with instrument.track(f"http_{name}", method=method, path=self.path):
                 if name in FAULTY_HANDLERS:
                     self.app.maybe_fail(name)
                 status, body = action()
-        except OpsmonError as err:
-            level = logging.WARNING if err.severity in (Severity.LOW, Severity.MEDIUM) else logging.ERROR
-            log.log(level, "%s %s: %s", method, self.path, err, extra={"reference": err.reference})
+        except OpsmonError as err:  # track() logged it, with its reference
             status, body = STATUS_BY_CATEGORY.get(err.category, 500), err.to_dict()
-        except Exception:  # noqa: BLE001 - the user gets a reference, the log gets the traceback
-            error = OpsmonError("unhandled error")
-            log.exception("%s %s failed", method, self.path, extra={"reference": error.reference})
+        except Exception as exc:  # noqa: BLE001 - the user gets the reference of the traceback track() logged
+            error = OpsmonError("unhandled error", reference=instrument.reference_of(exc))
             status, body = 500, error.to_dict()
         self._send(status, body)
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from exporter import __version__
+from exporter import __version__, logtool
 from exporter.collectors import REGISTRY
 from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
 from exporter.service import Exporter
@@ -19,7 +19,10 @@ log = logging.getLogger("exporter")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="opsmon-exporter", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="opsmon-exporter", description=__doc__,
+        epilog="Log analysis on a terminal: opsmon-exporter logs report FILE... [--since 1h] [--level error] "
+               "[--json]; opsmon-exporter logs find REFERENCE FILE... (see opsmon-exporter logs --help).")
     parser.add_argument("--config.file", dest="config_file", default=DEFAULT_CONFIG_FILE,
                         help="the opsmon YAML config (default: %(default)s)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
@@ -42,6 +45,9 @@ def _credentials(web) -> tuple[str, str] | None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["logs"]:  # a command of its own; serving keeps its flags exactly as they were
+        return logtool.main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     enabled = {name for name in REGISTRY if getattr(args, f"collector_{name}")}
