@@ -29,7 +29,7 @@ def test_config_and_rules_pass_promtool():
 
 
 def test_each_rule_file_has_its_test_file():
-    assert len(RULE_FILES) == 6
+    assert len(RULE_FILES) == 7
     assert [p.name.replace(".rules.yml", "") for p in RULE_FILES] == \
         [p.name.replace(".test.yml", "") for p in TEST_FILES]
 
