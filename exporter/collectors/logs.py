@@ -37,7 +37,8 @@ JSON_MESSAGE_KEYS = ("message", "msg", "event")
 JSON_TIME_KEYS = ("time", "timestamp", "@timestamp", "ts", "asctime")
 # Upper-case level words (Python, Java, Go loggers) or logfmt's level=...: a lower-case "info"
 # in a sentence is not a level.
-TEXT_LEVEL = re.compile(r"\b(DEBUG|TRACE|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL)\b|\blevel=\"?(\w+)", re.I)
+TEXT_LEVEL = re.compile(r"\b(DEBUG|TRACE|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
+LOGFMT_LEVEL = re.compile(r"\blevel=\"?(\w+)", re.I)
 LOGFMT_MESSAGE = re.compile(r"\bmsg=(?:\"((?:[^\"\\]|\\.)*)\"|(\S+))")
 TEXT_TIME = re.compile(r"\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
 # A JSON line cut at the length limit no longer parses: its level and message are found by pattern.
@@ -119,24 +120,21 @@ def parse_json(line: str) -> tuple[str | None, str, object]:
 
 def parse_text(line: str) -> tuple[str | None, str, object]:
     """(level, message, time as written) of a plain-text or logfmt line; the message follows the level."""
-    for match in TEXT_LEVEL.finditer(line):
-        word, logfmt = match.groups()
-        if word and word.isupper():
-            level = normalise(word)
-        elif logfmt:
-            level = normalise(logfmt)
-        else:
-            continue
-        if level is None:
-            return None, line, None
-        quoted = LOGFMT_MESSAGE.search(line)
-        if quoted:
-            message = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
-        else:
-            message = line[match.end():].lstrip(" \t:]|-").rstrip() or line
-        when = TEXT_TIME.match(line)
-        return level, message, when.group(1) if when else None
-    return None, line, None
+    match = TEXT_LEVEL.search(line)
+    if "=" in line:  # the first of a level word and a logfmt level= counts
+        logfmt = LOGFMT_LEVEL.search(line)
+        if logfmt is not None and (match is None or logfmt.start() < match.start()):
+            match = logfmt
+    level = normalise(match.group(1)) if match else None
+    if level is None:
+        return None, line, None
+    quoted = LOGFMT_MESSAGE.search(line) if "msg=" in line else None
+    if quoted:
+        message = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
+    else:
+        message = line[match.end():].lstrip(" \t:]|-").rstrip() or line
+    when = TEXT_TIME.match(line)
+    return level, message, when.group(1) if when else None
 
 
 def parse_any(line: str) -> tuple[str | None, str, object]:
