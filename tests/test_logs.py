@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from exporter.collectors.logs import LogsCollector
-from opsmon.config import LogSourceConfig
+from opsmon.config import InvalidConfig, LogSourceConfig, parse_config
 from tests.conftest import GOLDEN, assert_golden, exposition
 from tests.fakes import FakeClock
 
@@ -264,3 +264,28 @@ def test_the_golden_case_with_a_pinned_clock(tmp_path):
     result = subprocess.run(["promtool", "check", "metrics"], input=(GOLDEN / "logs.prom").read_bytes(),
                             capture_output=True)
     assert result.returncode in (0, 3) and not (result.stdout + result.stderr).strip(), result
+
+
+def test_a_backlog_is_worked_off_over_several_scrapes_without_losing_a_line(tmp_path):
+    log = tmp_path / "app.log"
+    append(log, "".join(f"INFO line {n} of a backlog\n" for n in range(300_000)))  # about 8 MiB
+    collector = LogsCollector([LogSourceConfig(source="app", path=log)], tmp_path / "state.json", read_seconds=0)
+    backlogs = []
+    while not backlogs or backlogs[-1]:
+        result = scrape(collector)  # with no time to read, one chunk per scrape
+        backlogs.append(value(result, "opsmon_log_backlog_bytes", source="app"))
+    assert len(backlogs) > 4 and backlogs == sorted(backlogs, reverse=True)
+    assert value(result, "opsmon_log_messages", source="app", level="info") == 300_000
+
+
+@pytest.mark.parametrize("key, bad, message", [
+    ("max_line_bytes", 100, "Input should be greater than or equal to 1024"),
+    ("max_line_bytes", 2 * 1024 * 1024, "Input should be less than or equal to 1048576"),
+    ("max_patterns", -1, "Input should be greater than or equal to 0"),
+    ("max_pattern", 10, "unknown key"),
+])
+def test_the_new_source_settings_are_validated(tmp_path, key, bad, message):
+    document = {"database": {"path": "app.db"}, "exporter": {"logs": [{"source": "s", "path": "a.log", key: bad}]}}
+    with pytest.raises(InvalidConfig) as raised:
+        parse_config(document, "opsmon.yml", tmp_path)
+    assert raised.value.problems == [f"opsmon.yml: exporter.logs[0].{key}: {message}"]

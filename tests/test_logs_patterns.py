@@ -193,3 +193,17 @@ def test_binary_garbage_never_breaks_the_miner(tmp_path, garbage):
     (tmp_path / "app.log").write_bytes(garbage + b"\nERROR after the garbage\n")
     found = patterns(make(tmp_path))["patterns"]
     assert "after the garbage" in found
+
+
+def test_rotation_while_the_exporter_is_stopped_keeps_ids_and_counts(tmp_path):
+    log = tmp_path / "app.log"
+    append(log, "ERROR upload of video 1 failed\nINFO video 1 queued\n")
+    first = make(tmp_path)
+    before = patterns(first)["patterns"]
+    first.close()
+    os.rename(log, tmp_path / "app.log.1")  # logrotate runs while the exporter is down
+    append(log, "ERROR upload of video 2 failed\nINFO video 2 queued\nINFO video 3 queued\n")
+    after = patterns(make(tmp_path))["patterns"]
+    assert {t: (e[1], e[2]) for t, e in after.items()} == {
+        "upload of video <*> failed": (before["upload of video <*> failed"][1], 2),
+        "video <*> queued": (before["video <*> queued"][1], 3)}

@@ -152,3 +152,14 @@ def test_report_shows_the_demos_patterns_and_the_new_kind_of_error(demo_log):
     assert ("critical", "process_video failed: no space left on device writing the transcoded file of video <*>") \
         in templates
     assert ("error", "process_video failed: checksum of video <*> does not match its upload (<*>)") in templates
+
+
+def test_the_exporter_command_takes_logs_as_a_command_and_keeps_its_serving_flags(tmp_path, capsys):
+    from exporter import cli
+
+    log = tmp_path / "app.log"
+    log.write_text(TEXT_LOG)
+    assert cli.main(["logs", "report", str(log)]) == 0
+    assert "Upload of video <*> failed after <*> retries: <*>" in capsys.readouterr().out
+    args = cli.parse_args(["--config.file", "x.yml", "--web.listen-address", ":9", "--no-collector.gpu"])
+    assert (args.config_file, args.listen_address, args.collector_gpu) == ("x.yml", ":9", False)
