@@ -29,7 +29,6 @@ def test_config_and_rules_pass_promtool():
 
 
 def test_each_rule_file_has_its_test_file():
-    assert len(RULE_FILES) == 7
     assert [p.name.replace(".rules.yml", "") for p in RULE_FILES] == \
         [p.name.replace(".test.yml", "") for p in TEST_FILES]
 
@@ -75,3 +74,31 @@ def test_recording_rules_are_named_level_metric_operations():
             for rule in group["rules"]:
                 if "record" in rule:
                     assert re.fullmatch(r"[a-z_]*:[a-z_]+:[a-z0-9_]+", rule["record"]), rule["record"]
+
+
+RANGE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{[^}]*\})?\s*\[(\d+)([smhdwy])\]")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def test_long_windows_are_evaluated_apart_once_a_minute_to_five_from_recorded_rates():
+    """A window of a day or more is read from a recorded series (level:metric:operations) in a group of
+    its own evaluated every 1 to 5 minutes, not from raw samples at every 15-second evaluation."""
+    long_groups = set()
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                for metric, number, unit in RANGE.findall(rule["expr"]):
+                    if int(number) * SECONDS[unit] >= 86400:
+                        name = rule.get("record") or rule.get("alert")
+                        assert ":" in metric, f"{path.name}: {name} reads {number}{unit} of raw {metric}"
+                        assert group.get("interval") in {"1m", "2m", "3m", "4m", "5m"}, \
+                            f"{path.name}: {name} is in {group['name']}, evaluated at the global interval"
+                        long_groups.add(group["name"])
+    assert {"opsmon-daily-recording", "opsmon-slo-recording-long", "opsmon-business-long-term-recording"} <= long_groups
+
+
+def test_alerts_on_a_hovering_value_hold_with_keep_firing_for():
+    """The alerts on averages over a window keep firing while the average hovers around the threshold."""
+    held = {alert["alert"] for alert in alerts() if "keep_firing_for" in alert}
+    assert {"OpsmonCpuHigh", "OpsmonExternalServiceDown", "OpsmonExternalServiceSlow", "OpsmonCollectorFailing",
+            "OpsmonLatencyHigh"} <= held
