@@ -26,6 +26,7 @@ from pathlib import Path
 
 import requests
 
+from demo import business
 from demo.db import connect, create_schema
 from exporter import instrument
 from exporter.instrument import (DataIntegrityError, ExternalServiceError, OpsmonError, ResourceExhaustedError,
@@ -154,15 +155,25 @@ def process_video(connection, session, video_id: int, faults: Faults, api_url: s
             connection.execute("UPDATE videos SET status = 'processed', updated_at = ? WHERE id = ?", (now, video_id))
             connection.execute("INSERT INTO processed_videos (video_id, processed_at, duration_seconds) "
                                "VALUES (?, ?, ?)", (video_id, now, rng.uniform(1, 30)))
-            if rng.random() < 0.7:
+            approved = rng.random() < 0.7
+            monetized = approved and rng.random() < 0.3
+            if approved:
                 connection.execute("INSERT INTO approvals (video_id, approved_at) VALUES (?, ?)", (video_id, now))
-                if rng.random() < 0.3:
-                    connection.execute("INSERT INTO monetizations (video_id, monetized_at, revenue_cents) "
-                                       "VALUES (?, ?, ?)", (video_id, now, rng.randint(1, 500)))
+            if monetized:
+                connection.execute("INSERT INTO monetizations (video_id, monetized_at, revenue_cents) "
+                                   "VALUES (?, ?, ?)", (video_id, now, rng.randint(1, 500)))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        # Counted once committed, where the events happen: a restore that later takes these rows
+        # away does not lower the counters.
+        events = business.events()
+        events.processed.inc()
+        if approved:
+            events.approved.inc()
+        if monetized:
+            events.monetized.inc()
 
 
 def worker(db_path: str, faults: Faults, api_url: str, log_file: str | None, stop, listening) -> None:
@@ -364,6 +375,7 @@ def run(db_path: str, host: str, port: int, workers: int, rate: float, log_file:
         pidfile: str | None) -> int:
     """Start everything; stop on SIGTERM or SIGINT."""
     instrument.prepare_multiprocess_dir()
+    business.events()  # the business counters exist at 0 before the workers fork
     for path in (db_path, log_file, pidfile):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)

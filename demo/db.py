@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_status ON videos (status);
--- The three tables below are append-only: their row counts are the business counters.
+-- The three tables below record the pipeline's events. The events are counted where they happen
+-- (demo/business.py): a restore or a delete removes rows, and a count of rows would drop.
 CREATE TABLE IF NOT EXISTS processed_videos (
     id INTEGER PRIMARY KEY,
     video_id INTEGER NOT NULL REFERENCES videos (id),

@@ -149,14 +149,27 @@ class LogSourceConfig(Strict):
 
 
 class BusinessQueryConfig(Strict):
+    """A state read with SQL and published as a gauge. Events are counters the app increments."""
+
     name: Annotated[str, Field(pattern=METRIC_NAME)]
     help: Name
+    # Only "gauge" is valid; "counter" is named so that its refusal can say why (below).
     type: Literal["counter", "gauge"] = "gauge"
     query: Name
     labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
     value_column: Name = "value"
     refresh_seconds: PositiveFloat = 60.0
     timeout_seconds: PositiveFloat = 5.0
+
+    @model_validator(mode="after")
+    def _gauges_only(self) -> BusinessQueryConfig:
+        if self.type == "counter":
+            raise ValueError(
+                f"{self.name}: type counter is refused: a count of rows is a gauge. A restore or a delete "
+                "lowers it, Prometheus reads the drop as a counter reset, and increase() counts the whole "
+                "table again. Count events where they happen, in the app (exporter.instrument), and publish "
+                "states such as a backlog here as gauges")
+        return self
 
 
 class Thresholds(Strict):

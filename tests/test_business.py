@@ -1,4 +1,5 @@
-"""Business SQL: cached per refresh interval, aborted when it runs too long, read-only."""
+"""Business SQL: gauges only, cached per refresh interval, aborted when it runs too long, read-only; and the
+business counters, the app's, untouched by a restore."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import sqlite3
 import time
 
 import pytest
+import yaml
 
 from exporter.collectors.business import BusinessCollector, QueryTimeout, run_query
 from opsmon.config import BusinessQueryConfig
+from tests.conftest import REPO
 from tests.fakes import FakeClock
 
 RUNAWAY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
@@ -50,15 +53,15 @@ def test_runaway_query_leaves_the_others_alone(db):
 def test_cached_until_the_refresh_interval_passes(db):
     clock = FakeClock()
     collector = BusinessCollector([BusinessQueryConfig(
-        name="business_videos_total", help="h", type="counter", refresh_seconds=3600,
+        name="business_videos", help="h", refresh_seconds=3600,
         query="SELECT count(*) AS value FROM videos")], db, clock=clock)
-    assert value(collector, "business_videos_total") == 1
+    assert value(collector, "business_videos") == 1
     with sqlite3.connect(db) as connection:
         connection.execute("INSERT INTO videos DEFAULT VALUES")
     clock.advance(3599)
-    assert value(collector, "business_videos_total") == 1
+    assert value(collector, "business_videos") == 1
     clock.advance(1)
-    assert value(collector, "business_videos_total") == 2
+    assert value(collector, "business_videos") == 2
 
 
 def test_the_database_is_opened_read_only(db):
@@ -73,3 +76,95 @@ def test_missing_value_column_is_a_failed_query_that_names_it(db, caplog):
                                                        query="SELECT count(*) AS n FROM videos")], db)
     assert value(collector, "opsmon_business_query_success") == 0
     assert "the query returns no column value (it returns n)" in caplog.text
+
+
+def test_a_counter_query_is_refused_with_the_reason():
+    from opsmon.config import InvalidConfig, parse_config
+
+    document = {"database": {"path": "app.db"},
+                "business": [{"name": "business_videos_processed_total", "help": "h", "type": "counter",
+                              "query": "SELECT count(*) AS value FROM processed_videos"}]}
+    with pytest.raises(InvalidConfig) as refused:
+        parse_config(document, "opsmon.yml", REPO)
+    assert refused.value.problems == [
+        "opsmon.yml: business[0]: business_videos_processed_total: type counter is refused: a count of rows is "
+        "a gauge. A restore or a delete lowers it, Prometheus reads the drop as a counter reset, and increase() "
+        "counts the whole table again. Count events where they happen, in the app (exporter.instrument), and "
+        "publish states such as a backlog here as gauges"]
+
+
+@pytest.mark.parametrize("config", ["opsmon.yml", "opsmon.compose.yml"])
+def test_the_shipped_config_reads_only_states_with_sql(config):
+    from opsmon.config import load_config
+
+    queries = load_config(REPO / config).business
+    assert [(q.name, q.type) for q in queries] == [("business_videos_queued", "gauge")]
+
+
+# Processes videos with the demo's own pipeline code in a process of its own (prometheus_client picks
+# multiprocess mode at import), keeping a copy of the database before the last ten.
+PIPELINE = """
+import multiprocessing, os, random, sqlite3, sys
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
+from exporter import instrument
+instrument.prepare_multiprocess_dir()
+from demo import app, business
+from demo.db import connect, create_schema
+
+class Answer:
+    status_code = 200
+
+class Session:
+    def get(self, url, timeout):
+        return Answer()
+
+business.events()
+create_schema(sys.argv[1])
+connection = connect(sys.argv[1])
+faults = app.Faults(multiprocessing.get_context("fork"))
+faults.update({"latency_seconds": 0})
+rng = random.Random(7)
+for number in range(30):
+    if number == 20:
+        with sqlite3.connect(sys.argv[3]) as copy:
+            connection.backup(copy)
+    video = connection.execute("INSERT INTO videos (title, status, created_at, updated_at) "
+                               "VALUES ('v', 'processing', 0, 0) RETURNING id").fetchone()[0]
+    app.process_video(connection, Session(), video, faults, "http://unused/", rng)
+"""
+
+
+def business_totals(config, metrics_dir) -> dict[str, float]:
+    """What the exporter publishes as business_*_total: the app's counters and the config's SQL."""
+    from exporter.collectors.app import AppCollector
+
+    collectors = [AppCollector(metrics_dir), BusinessCollector(config.business, config.database.path)]
+    return {sample.name: sample.value for collector in collectors for family in collector.collect()
+            for sample in family.samples if sample.name.startswith("business_") and sample.name.endswith("_total")}
+
+
+def test_a_restore_that_removes_rows_lowers_no_business_counter(tmp_path, python_env):
+    """The day's figures come from increase() over these counters: a counter that drops by 10 reads as a
+    reset, and the whole table is counted again. The shipped config with the demo's pipeline must not drop."""
+    import subprocess
+    import sys
+
+    from opsmon.config import load_config
+
+    database, snapshot, metrics_dir = tmp_path / "demo.db", tmp_path / "before.db", tmp_path / "metrics"
+    subprocess.run([sys.executable, "-c", PIPELINE, str(database), str(metrics_dir), str(snapshot)], cwd=REPO,
+                   env=python_env, check=True, timeout=60)
+    document = yaml.safe_load((REPO / "opsmon.yml").read_text())
+    document["database"]["path"] = str(database)
+    config_path = tmp_path / "opsmon.yml"
+    config_path.write_text(yaml.safe_dump(document))
+    config = load_config(config_path)
+    before = business_totals(config, metrics_dir)
+    assert before["business_videos_processed_total"] == 30
+    with sqlite3.connect(snapshot) as copy, sqlite3.connect(database) as live:
+        copy.backup(live)  # the restore: the last ten videos' rows are gone
+        assert live.execute("SELECT count(*) FROM processed_videos").fetchone()[0] == 20
+    after = business_totals(config, metrics_dir)
+    assert set(after) == {"business_videos_processed_total", "business_videos_approved_total",
+                          "business_videos_monetized_total"}
+    assert after == before

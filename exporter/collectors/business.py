@@ -1,5 +1,9 @@
-"""Business metrics as SQL from the config, each query cached for its own refresh interval,
-e.g. `business_videos_queued 12`. The app's database is opened read-only."""
+"""Business states as SQL from the config, published as gauges, each query cached for its own refresh
+interval, e.g. `business_videos_queued 12`. The app's database is opened read-only.
+
+Only gauges: a count of rows drops when a restore or a delete removes rows, which Prometheus would
+read as a counter reset. Events are counters the app increments itself (exporter.instrument).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,8 @@ class CachedQuery:
         missing = [c for c in (*config.labels, config.value_column) if c not in columns]
         if missing:
             raise ValueError(f"the query returns no column {', '.join(missing)} (it returns {', '.join(columns)})")
-        kind = CounterMetricFamily if config.type == "counter" else GaugeMetricFamily
         documentation = f"{config.help} (cached: refreshed every {config.refresh_seconds:g}s)"
-        family = kind(config.name, documentation, labels=config.labels)
+        family = GaugeMetricFamily(config.name, documentation, labels=config.labels)
         positions = [columns.index(c) for c in config.labels]
         value_at = columns.index(config.value_column)
         for row in rows:
