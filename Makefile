@@ -45,12 +45,24 @@ test: test-deps venv
 # The native stack: the repository's configs with the compose service names turned into
 # 127.0.0.1, rendered under .run/, and one Procfile (Grafana only when it is installed).
 NATIVE_HOSTS := -e 's/"\(exporter\|backup\|alertmanager\):/"127.0.0.1:/' \
-                -e 's|mailpit:1025|127.0.0.1:1025|' -e 's|http://demo:8080|http://127.0.0.1:8080|'
+                -e 's|mailpit:1025|127.0.0.1:1025|' -e 's|http://demo:8080|http://127.0.0.1:8080|' \
+                -e 's|http://pager:8081|http://127.0.0.1:8081|'
+
+# One setting each, in .env (as docker compose reads it) or on make's command line: the URLs people
+# reach the stack by, rendered into the rules' dashboard links and the heartbeat receiver here, and
+# into Prometheus's and Alertmanager's --web.external-url by the Procfile (honcho reads .env too).
+-include .env
+GRAFANA_URL = $(or $(OPSMON_GRAFANA_URL),http://localhost:3000)
+HEARTBEAT_URL = $(or $(OPSMON_HEARTBEAT_URL),http://127.0.0.1:8081/webhook/heartbeat)
 
 native-configs:
 	@mkdir -p $(RUN_DIR)/logs
-	@sed $(NATIVE_HOSTS) -e 's#- rules/#- $(CURDIR)/prometheus/rules/#' prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
-	@sed $(NATIVE_HOSTS) -e 's#- templates/#- $(CURDIR)/alertmanager/templates/#' alertmanager/alertmanager.yml > $(RUN_DIR)/alertmanager.yml
+	@rm -rf $(RUN_DIR)/rules && mkdir -p $(RUN_DIR)/rules
+	@sed $(NATIVE_HOSTS) prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
+	@for rules in prometheus/rules/*.rules.yml; do \
+	  sed 's|http://localhost:3000|$(GRAFANA_URL)|' $$rules > $(RUN_DIR)/rules/$${rules##*/}; done
+	@sed $(NATIVE_HOSTS) -e 's#- templates/#- $(CURDIR)/alertmanager/templates/#' \
+	  -e 's|http://127.0.0.1:8081/webhook/heartbeat|$(HEARTBEAT_URL)|' alertmanager/alertmanager.yml > $(RUN_DIR)/alertmanager.yml
 	@cp Procfile $(RUN_DIR)/Procfile
 	@if command -v grafana-server >/dev/null; then \
 	  mkdir -p $(RUN_DIR)/grafana/provisioning/datasources $(RUN_DIR)/grafana/provisioning/dashboards; \
@@ -68,6 +80,7 @@ run: run-deps venv native-configs
 	@echo "  backups        http://127.0.0.1:9878/ (console; admin password printed once below)   /metrics"
 	@echo "  Prometheus     http://127.0.0.1:9090/targets   http://127.0.0.1:9090/alerts"
 	@echo "  Alertmanager   http://127.0.0.1:9093"
+	@echo "  pager (stand-in) http://127.0.0.1:8081/   (heartbeat: $(HEARTBEAT_URL))"
 	@echo "  mail (SMTP sink) http://127.0.0.1:8025"
 	@if command -v grafana-server >/dev/null; then echo "  Grafana        http://127.0.0.1:3000"; \
 	else echo "  Grafana is not packaged for Debian: 'docker compose up -d' runs it (or put grafana-server on PATH)"; fi

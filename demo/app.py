@@ -6,8 +6,8 @@ Endpoints:
     GET  /external/api                  the stand-in external service the pipeline calls
     GET|POST /admin/faults              error_rate, latency_seconds, external_available,
                                         external_latency_seconds: change them at run time
-    POST /webhook/<name>                a stand-in pager: keeps Alertmanager's webhook posts
-    GET  /webhook/<name>                what it received (count and the last 20)
+
+The stand-in pager that receives Alertmanager's webhooks is demo/pager.py, a process of its own.
 """
 
 from __future__ import annotations
@@ -217,7 +217,6 @@ STATUS_BY_CATEGORY = {"validation": 400, "not_found": 404, "external_service": 5
 # The handlers the injected error rate applies to: the app's own work, not its admin and health endpoints.
 FAULTY_HANDLERS = {"create_video", "get_video", "stats"}
 VIDEO_PATH = re.compile(r"^/videos/(\d+)$")
-WEBHOOK_PATH = re.compile(r"^/webhook/([a-z0-9-]{1,40})$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -248,11 +247,6 @@ class Handler(BaseHTTPRequestHandler):
         match = VIDEO_PATH.match(path)
         if method == "GET" and match:
             return "get_video", lambda: (200, self.app.get_video(int(match.group(1))))
-        hook = WEBHOOK_PATH.match(path)
-        if hook and method == "POST":
-            return "webhook", lambda: (200, self.app.webhooks.receive(hook.group(1), self._body()))
-        if hook:
-            return "webhook", lambda: (200, self.app.webhooks.show(hook.group(1)))
         return None, None
 
     def _body(self) -> dict:
@@ -291,33 +285,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class Webhooks:
-    """What a pager service would receive from Alertmanager, kept in memory to look at."""
-
-    def __init__(self, keep: int = 20):
-        self._received: dict[str, list] = {}
-        self._counts: dict[str, int] = {}
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def receive(self, name: str, body: dict) -> dict:
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + 1
-            self._received.setdefault(name, []).append(body)
-            del self._received[name][:-self._keep]
-        alerts = ", ".join(a.get("labels", {}).get("alertname", "?") for a in body.get("alerts", []))
-        log.info("webhook %s: %s %s", name, body.get("status"), alerts)
-        return {"received": True}
-
-    def show(self, name: str) -> dict:
-        with self._lock:
-            return {"received": self._counts.get(name, 0), "last": list(self._received.get(name, []))}
-
-
 class DemoApp:
     def __init__(self, db_path: str, faults: Faults):
         self.faults = faults
-        self.webhooks = Webhooks()
         # One connection for every request thread (the server starts a thread per request), used
         # under a lock: SQLite serialises writers anyway, and requests are short.
         self._connection = connect(db_path)

@@ -3,7 +3,10 @@ Alertmanager, and the email templates render."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +26,7 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 def test_config_passes_amtool():
     result = amtool("check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 inhibit rules" in result.stdout and "8 receivers" in result.stdout
+    assert "9 inhibit rules" in result.stdout and "8 receivers" in result.stdout
 
 
 ROUTES = yaml.safe_load((ALERTMANAGER / "tests" / "routes.yml").read_text())
@@ -52,13 +55,15 @@ def test_receivers_send_what_their_names_say():
     assert set(receivers["blackhole"]) == {"name"}
 
 
-def test_warnings_are_muted_in_the_maintenance_window_and_repeats_are_hours_apart():
+def test_warnings_are_muted_in_the_maintenance_window_and_repeat_at_most_twice_a_day():
     config = yaml.safe_load(CONFIG.read_text())
     warning_route = next(r for r in config["route"]["routes"] if r["matchers"] == ['severity="warning"'])
     assert warning_route["mute_time_intervals"] == ["maintenance"]
     window = config["time_intervals"][0]["time_intervals"][0]
     assert window == {"weekdays": ["sunday"], "times": [{"start_time": "02:00", "end_time": "04:00"}]}
-    assert config["route"]["repeat_interval"] == "4h"
+    assert config["route"]["repeat_interval"] == "12h" and "repeat_interval" not in warning_route
+    critical_route = next(r for r in config["route"]["routes"] if r["matchers"] == ['severity="critical"'])
+    assert critical_route["repeat_interval"] == "2h"
 
 
 @pytest.mark.parametrize("name", ["opsmon.email.subject", "opsmon.email.text", "opsmon.email.html"])
@@ -71,6 +76,9 @@ def test_templates_render(name):
         assert result.stdout.count("Dashboard</a>") == 2  # amtool's sample data holds two alerts
     if name == "opsmon.email.text":
         assert result.stdout.count("Runbook: ") == 2 and "Since: " in result.stdout
+        # Links built from the external URLs: Prometheus's (generatorURL) and Alertmanager's own.
+        assert "Source: https://generatorurl.com" in result.stdout
+        assert "Silence: https://example.com/#/silences/new?filter=" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +103,12 @@ def alertmanager(tmp_path_factory):
     process.wait(10)
 
 
-def post(url: str, *alerts: dict) -> None:
-    starts = datetime.now(timezone.utc).isoformat()
-    ends = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-    body = [{"labels": labels, "annotations": {"summary": "test."}, "startsAt": starts, "endsAt": ends}
+def post(url: str, *alerts: dict, ends: datetime | None = None) -> None:
+    """Send alerts as Prometheus does; an `ends` in the past resolves them."""
+    ends = ends or datetime.now(timezone.utc) + timedelta(hours=1)
+    starts = min(datetime.now(timezone.utc), ends - timedelta(minutes=1))
+    body = [{"labels": labels, "annotations": {"summary": "test."}, "startsAt": starts.isoformat(),
+             "endsAt": ends.isoformat()}
             for labels in alerts]
     requests.post(f"{url}/api/v2/alerts", json=body, timeout=5).raise_for_status()
 
@@ -159,3 +169,140 @@ def test_down_service_inhibits_its_slow_alert(alertmanager):
           **where})
     assert inhibited(alertmanager, "OpsmonExternalServiceSlow", service="payments")
     assert not inhibited(alertmanager, "OpsmonExternalServiceSlow", service="search")
+
+
+class Notifications:
+    """Every receiver of the shipped config turned into a webhook to here: what a person would get."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append((self.path.strip("/"), body))
+                self.send_response(200)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def about(self, fault: str) -> list[tuple[str, str, list[str]]]:
+        """(receiver, status, alertnames) of each notification whose alerts carry label fault=..."""
+        return [(receiver, body["status"], sorted(a["labels"]["alertname"] for a in body["alerts"]))
+                for receiver, body in list(self.received)
+                if any(a["labels"].get("fault") == fault for a in body["alerts"])]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def notifying_alertmanager(tmp_path_factory):
+    """The real Alertmanager with the shipped routes and inhibition rules; only the waits are short
+    (group_wait 1s) and every receiver posts here instead of mailing or paging."""
+    notifications = Notifications()
+    work = tmp_path_factory.mktemp("alertmanager-notify")
+    config = yaml.safe_load(CONFIG.read_text())
+    config["templates"] = [str(ALERTMANAGER / "templates" / "*.tmpl")]
+    config["route"]["group_wait"] = "1s"
+    for receiver in config["receivers"]:
+        receiver.pop("email_configs", None)
+        if receiver["name"] != "blackhole":
+            receiver["webhook_configs"] = [{"url": f"{notifications.url}/{receiver['name']}", "send_resolved": True}]
+    (work / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = subprocess.Popen(["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
+                                f"--storage.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                                "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="Alertmanager")
+    yield url, notifications
+    process.terminate()
+    process.wait(10)
+    notifications.close()
+
+
+def fault(url: str, notifications: Notifications, name: str, cause: dict, *effects: dict) -> list:
+    """Post the cause, then what follows from it (as Prometheus would, the cause's `for` being
+    shortest), and return the notifications about the fault once every group has had its turn.
+    The fault's alerts are resolved at the end, so that they hold back nothing of the next test."""
+    alerts = [{**alert, "fault": name} for alert in (cause, *effects)]
+    post(url, alerts[0])
+    assert not inhibited(url, cause["alertname"], fault=name)
+    post(url, *alerts[1:])
+    for effect in alerts[1:]:
+        assert inhibited(url, **effect), effect
+    wait_for(lambda: notifications.about(name), what=f"a notification about {name}")
+    time.sleep(3)  # group_wait is 1s: any other group of this fault would have been sent by now
+    sent = notifications.about(name)
+    post(url, *alerts, ends=datetime.now(timezone.utc) - timedelta(seconds=1))
+    return sent
+
+
+# Each fault: its cause first, then what follows from it, with the labels the shipped rules give
+# (test_the_faults_carry_the_labels_of_the_shipped_rules checks severity and team).
+EXPORTER = {"job": "opsmon-exporter", "instance": "exporter:9877"}
+FAULTS = {
+    "demo-outage": [
+        {"alertname": "OpsmonProcessDown", "severity": "critical", "team": "app", "process": "demo", **EXPORTER},
+        {"alertname": "OpsmonExternalServiceDown", "severity": "critical", "team": "app", "service": "demo-api",
+         **EXPORTER},
+        {"alertname": "OpsmonExternalServiceDown", "severity": "critical", "team": "app", "service": "external-api",
+         **EXPORTER},
+        {"alertname": "OpsmonExternalServiceSlow", "severity": "warning", "team": "app", "service": "external-api",
+         **EXPORTER},
+        {"alertname": "OpsmonVideoProcessingStalled", "severity": "critical", "team": "business", **EXPORTER},
+    ],
+    "backup-stopped": [
+        {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", "job": "opsmon-backup",
+         "instance": "backup:9878"},
+        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "litestream",
+         "instance": "backup:9879"},
+        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "database": "demo"},
+        {"alertname": "OpsmonBackupJobOverdue", "severity": "warning", "team": "ops", "job": "opsmon-backup",
+         "instance": "backup:9878", "backup_job": "backup-daily"},
+        {"alertname": "OpsmonBackupStale", "severity": "warning", "team": "ops", "database": "demo", "tier": "daily",
+         **EXPORTER},
+    ],
+    "litestream-down": [
+        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "opsmon-backup",
+         "instance": "backup:9878"},
+        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "database": "demo"},
+        {"alertname": "OpsmonLitestreamNotSyncing", "severity": "warning", "team": "ops", "database": "demo"},
+    ],
+}
+
+
+def test_the_faults_carry_the_labels_of_the_shipped_rules():
+    shipped = {(rule["alert"], rule["labels"]["severity"], rule["labels"]["team"])
+               for path in (REPO / "prometheus" / "rules").glob("*.rules.yml")
+               for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
+    for alerts in FAULTS.values():
+        for alert in alerts:
+            assert (alert["alertname"], alert["severity"], alert["team"]) in shipped, alert
+
+
+def test_a_demo_outage_is_one_page(notifying_alertmanager):
+    url, notifications = notifying_alertmanager
+    sent = fault(url, notifications, "demo-outage", *FAULTS["demo-outage"])
+    assert sent == [("pager-app", "firing", ["OpsmonProcessDown"])]
+
+
+def test_a_stopped_backup_service_is_one_page(notifying_alertmanager):
+    url, notifications = notifying_alertmanager
+    sent = fault(url, notifications, "backup-stopped", *FAULTS["backup-stopped"])
+    assert sent == [("pager-ops", "firing", ["OpsmonTargetDown"])]
+
+
+def test_litestream_down_alone_is_one_email_that_holds_back_replication_lag(notifying_alertmanager):
+    url, notifications = notifying_alertmanager
+    sent = fault(url, notifications, "litestream-down", *FAULTS["litestream-down"])
+    assert sent == [("email-ops", "firing", ["OpsmonLitestreamDown"])]
