@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--at", metavar="TIME", help="ISO 8601 moment with time zone, e.g. 2026-11-26T10:00:00Z")
     restore.add_argument("--tables", help="only these tables, comma-separated")
     restore.add_argument("--dry-run", action="store_true", help="restore into a temporary file, verify, report")
+    restore.add_argument("--allow-other-database", action="store_true",
+                         help="restore a source that holds another database than this one, on purpose (never the "
+                              "default: the live database keeps its identity)")
     delete = commands.add_parser("delete", help="delete one backup (never the last verified one of its tier)")
     delete.add_argument("backup_id", metavar="ID")
     commands.add_parser("prune", help="delete backups the retention policy lets go, here and in the copies")
@@ -73,16 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(args):
-    """The config: the file, with --database and --backup-dir over it; or those two alone."""
+    """The config: the file, with --database and --backup-dir over it; or those two alone.
+
+    A --database that is not the config's database borrows nothing of the config: the replica,
+    copies, integrity rules and schedules there belong to the config's database.
+    """
     config_file = args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
+    document, source, base = {}, "command line", Path.cwd()
     if config_file:
         config = load_config(config_file)
-        document = config.model_dump(mode="json", exclude_defaults=True)
-        source, base = config_file, Path(config_file).resolve().parent
-    else:
-        if not (args.database and args.backup_dir):
-            raise UsageError("give --config.file, or both --database and --backup-dir")
-        document, source, base = {}, "command line", Path.cwd()
+        if args.database and not _same_file(Path(args.database), config.database.path):
+            print(f"opsmon-backup: {args.database} is not the database of {config_file} ({config.database.path}): "
+                  f"nothing of {config_file} applies to it (its backup folder, replica, copies, integrity rules, "
+                  "schedules)", file=sys.stderr)
+        else:
+            document = config.model_dump(mode="json", exclude_defaults=True)
+            source, base = config_file, Path(config_file).resolve().parent
+    if not document and not (args.database and args.backup_dir):
+        raise UsageError("give --config.file, or both --database and --backup-dir")
     if args.database:
         document.setdefault("database", {})["path"] = str(Path(args.database).absolute())
     if args.backup_dir:
@@ -91,6 +102,11 @@ def load(args):
     if config.backups is None:
         raise UsageError(f"{source}: backups: required to run opsmon-backup (or give --backup-dir)")
     return config
+
+
+def _same_file(given: Path, configured: Path) -> bool:
+    return given.resolve() == configured.resolve() or (given.exists() and configured.exists()
+                                                         and given.samefile(configured))
 
 
 def run(args, jobs) -> int:
@@ -122,10 +138,11 @@ def run(args, jobs) -> int:
         if command == "restore":
             tables = parse_tables(args.tables)
             if args.at:
-                request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run)
+                request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run,
+                                         allow_other_database=args.allow_other_database)
             else:
                 request = RestoreRequest(backup=parse_backup_id(args.backup_id, "ID"), tables=tables,
-                                         dry_run=args.dry_run)
+                                         dry_run=args.dry_run, allow_other_database=args.allow_other_database)
             print(jobs.restore(request).summary())
             return EXIT_OK
         if command == "delete":

@@ -70,6 +70,7 @@ class RestoreRequest:
     at: float | None = None
     tables: list[str] | None = None
     dry_run: bool = False
+    allow_other_database: bool = False  # write another database's data over this one, on purpose
 
     @property
     def at_iso(self) -> str | None:

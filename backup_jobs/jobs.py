@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
 from typing import Iterator
 
-from backup_jobs import copies, integrity
+from backup_jobs import copies, identity, integrity
 from opsmon import catalog
 from opsmon.catalog import SAFETY, TIERS, to_iso
 from backup_jobs.inputs import RestoreRequest
@@ -75,13 +76,24 @@ class Jobs:
         started = self.clock()
         records = [self.store.find(i) for i in backup_ids] if backup_ids else self.store.records()
         problems = [] if backup_ids else self.store.unreadable_manifests()
+        own = self._live_identity()
         for record in records:
             error = self.store.verify(record)
             if error:
                 problems.append(error)
+            theirs = record.manifest.database.identity
+            if own and theirs and theirs != own:
+                problems.append(f"backup {record.id}: of another database ({theirs}); {self.store.database} is "
+                                f"database {own}, so a restore refuses it")
         if not backup_ids:
             catalog.record_verify(self.directory, started, passed=not problems)
         return problems
+
+    def _live_identity(self) -> str | None:
+        try:
+            return identity.read_file(self.store.database).id if self.store.database.exists() else None
+        except sqlite3.DatabaseError:
+            return None
 
     def prune(self) -> list[BackupRecord]:
         retention = self.config.backups.retention
@@ -117,15 +129,15 @@ class Jobs:
 
     def restore(self, request: RestoreRequest) -> Report:
         if request.backup:
-            return self.restore_backup(request.backup, request.tables, request.dry_run)
-        return self.restore_moment(request.at, request.tables, request.dry_run)
+            return self.restore_backup(request.backup, request.tables, request.dry_run, request.allow_other_database)
+        return self.restore_moment(request.at, request.tables, request.dry_run, request.allow_other_database)
 
-    def restore_backup(self, backup_id: str, tables=None, dry_run=False) -> Report:
+    def restore_backup(self, backup_id: str, tables=None, dry_run=False, allow_other=False) -> Report:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
         age = age_text(self.clock() - record.started_at)
         return self._restored(self.restorer.restore(candidate, f"backup {record.id} (taken {age} ago)", tables,
-                                                    dry_run, self.store.manifest(record).database))
+                                                    dry_run, self.store.manifest(record).database, allow_other))
 
     def _restored(self, report: Report) -> Report:
         """Record a restore that happened, for the exporter (opsmon_restore_last_success_timestamp_seconds)."""
@@ -133,23 +145,40 @@ class Jobs:
             catalog.record_restore(self.directory, self.clock(), report.source, report.tables, report.safety_backup)
         return report
 
-    def restore_moment(self, moment: float, tables=None, dry_run=False) -> Report:
-        """The database as it was at `moment`: from the Litestream replica when it covers it, else the
-        newest verified backup taken at or before it."""
-        if self.pitr is not None:
-            replica = self.pitr.restore_to(moment, self.store.tmp)
-            if replica is not None:
-                candidate, note = replica
-                report = self.restorer.restore(self.restorer.checked(candidate),
-                                               f"the Litestream replica at {to_iso(moment)}", tables, dry_run)
-                report.notes.append(note)
-                return self._restored(report)
+    def restore_moment(self, moment: float, tables=None, dry_run=False, allow_other=False) -> Report:
+        """The database as it was at `moment`, from the source whose newest point at or before it is the
+        nearest: the Litestream replica or a verified backup. A source holding nothing at or before
+        the moment is never used."""
+        at = to_iso(moment)
         record = self.restorer.newest_before(moment)
+        window = self.pitr.window() if self.pitr is not None else None
+        # Litestream lists and restores whole seconds, the floor of the moment: a point in the window's
+        # first second may lie after that floor, so the replica holds the moment from the next second on.
+        replica_point = min(moment, window[1]) if window and window[0] + 1 <= int(moment) else None
+        if window is None:
+            replica_says = "no Litestream replica is configured" if self.pitr is None else "the replica holds nothing"
+        else:
+            replica_says = f"the replica covers {to_iso(window[0])} to {to_iso(window[1])}"
+        backup_says = (f"the newest verified backup at or before it is {record.id}, taken {to_iso(record.started_at)}"
+                       if record else "no verified backup was taken at or before it")
+        if replica_point is not None and (record is None or replica_point >= record.started_at):
+            candidate = self.pitr.restore_to(moment, self.store.tmp)
+            if candidate is not None:
+                report = self.restorer.restore(self.restorer.checked(candidate), f"the Litestream replica at {at}",
+                                               tables, dry_run, None, allow_other)
+                report.notes.append(f"restored from the replica: its newest point at or before {at} is "
+                                    f"{to_iso(replica_point)}, {age_text(moment - replica_point)} before it; "
+                                    f"{replica_says}; {backup_says}")
+                return self._restored(report)
+            replica_says += ", but restoring from it failed (see the log)"
+        if record is None:
+            raise RestoreFailed(f"nothing holds the database at or before {at}: {backup_says}, and {replica_says}; "
+                                "nothing was changed")
         candidate = self.restorer.verified_copy(record)
         report = self.restorer.restore(candidate, f"backup {record.id}", tables, dry_run,
-                                       self.store.manifest(record).database)
-        report.notes.append(f"no replica covers {to_iso(moment)}: used the newest backup before it, taken "
-                            f"{age_text(moment - record.started_at)} earlier ({to_iso(record.started_at)})")
+                                       self.store.manifest(record).database, allow_other)
+        report.notes.append(f"restored from backup {record.id}, taken {to_iso(record.started_at)}, "
+                            f"{age_text(moment - record.started_at)} before {at}; {replica_says}")
         return self._restored(report)
 
     def drill(self) -> BackupRecord:

@@ -131,11 +131,8 @@ class Litestream:
         moments = [to_timestamp(entry["timestamp"]) for entry in json.loads(result.stdout or "[]")]
         return (min(moments), max(moments)) if moments else None
 
-    def restore_to(self, moment: float, directory: Path) -> tuple[Path, str] | None:
-        """The database at `moment` from the replica, with a note; None when the replica does not reach back."""
-        window = self.window()
-        if window is None or moment < window[0]:
-            return None
+    def restore_to(self, moment: float, directory: Path) -> Path | None:
+        """The database at `moment` from the replica (the caller has checked its window), or None."""
         target = Path(directory) / "pitr.db"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
@@ -145,10 +142,7 @@ class Litestream:
         if result.returncode != 0:
             log.warning("litestream restore to %s failed: %s", to_iso(moment), result.stderr.strip())
             return None
-        note = f"the replica covers {to_iso(window[0])} to {to_iso(window[1])}"
-        if moment > window[1]:
-            note += f"; it holds nothing newer than {to_iso(window[1])}"
-        return target, note
+        return target
 
 
 def _venv_bin() -> str:

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup_jobs import sqlitefile
+from backup_jobs import identity, sqlitefile
 from opsmon import files
-from opsmon.catalog import SAFETY, DatabaseFacts, to_iso
+from opsmon.catalog import SAFETY, TIERS, DatabaseFacts, to_iso
 from backup_jobs.store import BackupFailed, BackupRecord, BackupStore, VerifyFailed
 
 log = logging.getLogger(__name__)
@@ -109,20 +109,20 @@ class Restorer:
                                 "nothing was changed")
         return candidate
 
-    def newest_before(self, moment: float) -> BackupRecord:
-        candidates = [r for r in self.store.records() if r.verified and r.started_at <= moment]
-        if not candidates:
-            raise RestoreFailed(f"no verified backup was taken at or before {to_iso(moment)}; nothing was changed")
-        return max(candidates, key=lambda r: r.started_at)
+    def newest_before(self, moment: float) -> BackupRecord | None:
+        """The newest verified scheduled backup taken at or before `moment`, or None."""
+        candidates = [r for r in self.store.records() if r.verified and r.tier in TIERS and r.started_at <= moment]
+        return max(candidates, key=lambda r: r.started_at, default=None)
 
     # ---- restoring --------------------------------------------------------------------------
 
     def restore(self, candidate: Path, source: str, tables: list[str] | None = None, dry_run: bool = False,
-                expected: DatabaseFacts | None = None) -> Report:
+                expected: DatabaseFacts | None = None, allow_other: bool = False) -> Report:
         """Write a verified database file into the live one (all of it, or `tables`).
 
         `expected` is the backup manifest's facts of the database (row counts, broken foreign keys),
-        when the candidate comes from a backup.
+        when the candidate comes from a backup. A candidate of another database (identity.py) is
+        refused, unless `allow_other`: then it is written and the live database keeps its identity.
         """
         report = Report(source=source, tables=tables, dry_run=dry_run)
         try:
@@ -132,6 +132,7 @@ class Restorer:
             if unreadable:
                 return self._restore_over_unreadable(candidate, report, unreadable)
             report.row_counts_before = _counts_if_readable(self.live)
+            own = self._same_database(candidate, source, allow_other, report)
             if tables:
                 self._check_tables(candidate, tables)
             if dry_run:
@@ -139,9 +140,12 @@ class Restorer:
                 return report
             report.row_counts_after, report.safety_backup = self._write_with_safety(
                 candidate, source, tables, expected, report.notes)
+            if own is not None:
+                identity.restore_identity(self.live, own)
             return report
         finally:
-            candidate.unlink(missing_ok=True)
+            for leftover in (candidate, Path(f"{candidate}-wal"), Path(f"{candidate}-shm")):
+                leftover.unlink(missing_ok=True)
             if not dry_run:  # after a failed restore too: its safety backup counts against the retention
                 self.store.prune({SAFETY: self.keep_safety})
 
@@ -191,6 +195,22 @@ class Restorer:
         if not report.dry_run:
             sqlitefile.copy_into(candidate, self.live)
         return report
+
+    def _same_database(self, candidate: Path, source: str, allow_other: bool, report: Report) -> str | None:
+        """Refuse a candidate of another database (RestoreFailed, naming both); with `allow_other`, say so
+        and return the live identity to give back after the write."""
+        live = identity.read_file(self.live)
+        if live.id is None and not report.dry_run:  # named now, so that its name survives this restore
+            live = identity.Identity(identity.ensure(self.live), live.schema_sha256, live.tables)
+        problem = identity.compare(identity.read_file(candidate), live, source, str(self.live))
+        if problem is None:
+            return None
+        if not allow_other:
+            raise RestoreFailed(f"{problem}; nothing was changed (to write it over {self.live} on purpose: "
+                                "--allow-other-database)")
+        report.notes.append(f"{problem}: restored on purpose (--allow-other-database)"
+                            + (f"; {self.live} keeps its identity {live.id}" if live.id else ""))
+        return live.id
 
     def _restore_over_unreadable(self, candidate: Path, report: Report, why: str) -> Report:
         """The live file is beyond SQLite (random bytes, another kind of file): no snapshot of it can be

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from opsmon.files import fsync_dir
 
+OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backup_jobs/identity.py
+
 
 def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
     """A read-only connection that never creates the file: a missing database is an error."""
@@ -91,9 +93,17 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def not_the_apps(column: str = "name") -> str:
+    """An SQL condition on sqlite_master that leaves out what is not the application's: SQLite's tables,
+    opsmon's (identity, drill canary) and Litestream's."""
+    return (f"{column} NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND {column} NOT LIKE '\\_litestream\\_%' ESCAPE '\\' "
+            f"AND {column} != '{OPSMON_TABLE}'")
+
+
 def tables(connection: sqlite3.Connection) -> list[str]:
+    """The application's tables, by name."""
     return [row[0] for row in connection.execute(
-        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        f"SELECT name FROM main.sqlite_master WHERE type = 'table' AND {not_the_apps()} ORDER BY name")]
 
 
 def row_counts(connection: sqlite3.Connection) -> dict[str, int]:

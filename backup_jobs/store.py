@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from backup_jobs import gzipfile, sqlitefile
+from backup_jobs import gzipfile, identity, sqlitefile
 from opsmon import catalog, files
 from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupFile, BackupRecord, CatalogError,
                             DatabaseFacts, Manifest, Verification, to_iso)
@@ -119,6 +119,7 @@ class BackupStore:
             raise BackupFailed(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
         if not self.database.is_file():
             raise BackupFailed(f"database {self.database} does not exist")
+        self._refuse_another_database(identity.ensure(self.database))
         started = self.clock()
         snapshot = self.scratch(f"snapshot-{started:.6f}.db", self.live_size())
         try:
@@ -136,6 +137,15 @@ class BackupStore:
             raise _out_of_space(self.directory) from None
         finally:
             snapshot.unlink(missing_ok=True)
+
+    def _refuse_another_database(self, own: str | None) -> None:
+        """One backup folder, one database: a retention over two databases' backups would delete one's
+        to keep the other's."""
+        other = next((r for r in self.records() if own and r.manifest.database.identity not in (None, own)), None)
+        if other is not None:
+            raise BackupFailed(f"{self.directory} holds backups of another database ({other.id} is of database "
+                               f"{other.manifest.database.identity}, {self.database} is database {own}): give each "
+                               "database a backup folder of its own; nothing was changed")
 
     def scratch(self, name: str, need: int) -> Path:
         """A path for a temporary database file of `need` bytes where it fits: the backup folder's .tmp,
@@ -179,6 +189,7 @@ class BackupStore:
                 if gzipfile.decompress(packed) != (raw, compressed):
                     raise BackupFailed(f"{packed} does not read back as written")
                 facts = sqlitefile.describe(snapshot)
+                found = _identity_of(snapshot)
                 problems, facts["foreign_key_violations"] = checks.result() if checks else ([], None)
             if facts["unreadable"] and not problems:
                 problems = [facts["unreadable"]]
@@ -201,7 +212,8 @@ class BackupStore:
                 database=DatabaseFacts(path=str(self.database), sha256=raw.sha256, size_bytes=raw.size_bytes,
                                        page_size=facts["page_size"], page_count=facts["page_count"],
                                        tables=facts["tables"], foreign_key_violations=facts["foreign_key_violations"],
-                                       integrity_checked=check),
+                                       integrity_checked=check, identity=found.id if found else None,
+                                       schema_sha256=found.schema_sha256 if found else None),
                 backup=BackupFile(file=final.name, sha256=compressed.sha256, size_bytes=compressed.size_bytes,
                                   compression=f"gzip (isal level {self.compression_level})"),
                 sqlite_version=sqlite3.sqlite_version,
@@ -329,3 +341,10 @@ def _free(folder: Path) -> int:
 def _out_of_space(folder: Path) -> BackupFailed:
     return BackupFailed(f"the filesystem of {folder} ran out of space during the backup ({_free(folder) / MIB:.1f} "
                         "MiB free now); nothing was kept, and the backups before it are as they were")
+
+
+def _identity_of(snapshot: Path) -> identity.Identity | None:
+    try:
+        return identity.read_file(snapshot)
+    except sqlite3.DatabaseError:  # a damaged safety snapshot: kept as it is, without a name
+        return None

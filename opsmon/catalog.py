@@ -97,6 +97,8 @@ class DatabaseFacts(Record):
     tables: dict[str, Count]
     foreign_key_violations: Count | None = None  # None: not counted (older manifests, safety backups)
     integrity_checked: bool = False  # older manifests did not say: their integrity is proven again
+    identity: str | None = None  # which database this is (backup_jobs/identity.py); None in older manifests
+    schema_sha256: str | None = None
 
 
 class BackupFile(Record):

@@ -63,7 +63,8 @@ def test_backup_during_four_writers_is_a_consistent_prefix(tmp_path):
     for thread in writers:
         thread.start()
     try:
-        wait_for(lambda: min(written) >= 200, what="every writer to be writing")  # the backup happens under load
+        # The backup happens under load; on a busy machine a writer may wait its turn for a while.
+        wait_for(lambda: min(written) >= 50, timeout=60, what="every writer to be writing")
         record = BackupStore(db, tmp_path / "backups").create("daily")
         during = list(written)
     finally:
