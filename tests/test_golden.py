@@ -77,7 +77,7 @@ def test_logs(tmp_path):
         "ts=1 level=warning msg=slow\nthe info word in prose is no level\nFATAL out of memory\n")
     sources = [LogSourceConfig(source="json-app", path=tmp_path / "app.jsonl", format="json"),
                LogSourceConfig(source="text-app", path=tmp_path / "app.log", format="text")]
-    assert_golden("logs", exposition(LogsCollector(sources, tmp_path / "state.json")))
+    assert_golden("logs", exposition(LogsCollector(sources, tmp_path / "state.json", clock=FakeClock())))
 
 
 def test_database(tmp_path):
