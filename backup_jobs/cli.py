@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="integrity_check, foreign_key_check and the business rules")
     check.add_argument("--fix", action="store_true", help="apply the fixable rules' fixes (after a safety backup)")
     check.add_argument("--json", action="store_true")
-    commands.add_parser("drill", help="restore the newest backup to a temporary place and verify it")
+    commands.add_parser("drill", help="restore from every location (backup folder, copies, replica) to a temporary "
+                                      "place, prove it, and measure its RTO and RPO")
     user = commands.add_parser("user", help="add or change a console user; the password is read from stdin")
     user.add_argument("action", choices=["add"])
     user.add_argument("name")
@@ -157,13 +158,10 @@ def run(args, jobs) -> int:
             _print_check(result, args.json)
             return EXIT_OK if result.ok else EXIT_PROBLEMS
         if command == "drill":
-            try:
-                record = jobs.drill()
-            except RestoreFailed as err:
-                print(f"drill failed: {err}", file=sys.stderr)
-                return EXIT_PROBLEMS
-            print(f"drill passed: backup {record.id} restores and verifies")
-            return EXIT_OK
+            results = jobs.drill()
+            for result in results:
+                print(result.line(), file=sys.stdout if result.ok else sys.stderr)
+            return EXIT_OK if all(r.ok for r in results) else EXIT_PROBLEMS
     raise UsageError(f"unknown command {command}")
 
 

@@ -49,6 +49,10 @@ class FolderCopies:
     def sha256(self, key: str) -> str:
         return file_digest(self.root / key).sha256
 
+    def fetch(self, key: str, target: Path) -> None:
+        """Copy one object out to `target` (a drill restores from what the location holds, nothing else)."""
+        shutil.copyfile(self.root / key, target)
+
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
 
@@ -95,6 +99,9 @@ class BucketCopies:
         while chunk := body.read(CHUNK):
             hashing.update(chunk)
         return hashing.hexdigest()
+
+    def fetch(self, key: str, target: Path) -> None:
+        self.client.download_file(self.bucket, self._object(key), str(target))
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._object(key))

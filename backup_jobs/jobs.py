@@ -11,6 +11,7 @@ from typing import Iterator
 from backup_jobs import copies, identity, integrity
 from opsmon import catalog
 from opsmon.catalog import SAFETY, TIERS, to_iso
+from backup_jobs.drills import DrillFailed, DrillResult, Drills
 from backup_jobs.inputs import RestoreRequest
 from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
@@ -181,15 +182,15 @@ class Jobs:
                             f"{age_text(moment - record.started_at)} before {at}; {replica_says}")
         return self._restored(report)
 
-    def drill(self) -> BackupRecord:
+    def drill(self) -> list[DrillResult]:
+        """Restore drills of every location (drills.py); each location's result is recorded, and the
+        drill as a whole passes when every location does."""
         started = self.clock()
-        try:
-            record = self.restorer.drill()
-        except Exception as err:
-            catalog.record_drill(self.directory, started, self.clock(), None, str(err))
-            raise
-        catalog.record_drill(self.directory, started, self.clock(), record.id, None)
-        return record
+        results = Drills(self).run()
+        failed = "; ".join(r.line() for r in results if not r.ok) or None
+        local = results[0]
+        catalog.record_drill(self.directory, started, self.clock(), local.source if local.ok else None, failed)
+        return results
 
     # ---- integrity -------------------------------------------------------------------------
 
@@ -220,4 +221,4 @@ def age_text(seconds: float) -> str:
     return f"{minutes}m {seconds % 60}s"
 
 
-__all__ = ["Jobs", "Refused", "RestoreFailed"]
+__all__ = ["DrillFailed", "Jobs", "Refused", "RestoreFailed"]

@@ -302,17 +302,6 @@ class Restorer:
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
                 f"the database was rolled back to the snapshot taken just before it")
 
-    def drill(self) -> BackupRecord:
-        """Restore the newest verified backup to a temporary file and check all of it; the live
-        database is untouched."""
-        verified = [r for r in self.store.records() if r.verified and r.tier != SAFETY]
-        if not verified:
-            raise RestoreFailed("no verified backup to drill with")
-        newest = max(verified, key=lambda r: r.started_at)
-        self.verified_copy(newest, database=True).unlink()
-        return newest
-
-
 def _counts_if_readable(database: Path) -> dict[str, int]:
     """Row counts for the report; a database too damaged to count is what a restore is for."""
     try:

@@ -22,6 +22,7 @@ from croniter import croniter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from backup_jobs.console import create_app
+from backup_jobs.drills import DrillFailed
 from backup_jobs.users import Users
 from opsmon import catalog, http
 from opsmon.catalog import TIERS
@@ -127,10 +128,17 @@ def scheduled_jobs(jobs) -> list[Job]:
                    last_of_tier(tier)) for tier in TIERS]
     entries += [
         Job("verify", backups.verify_schedule, jobs.verify, status.verify.last_run_at),
-        Job("drill", backups.drill_schedule, jobs.drill, status.drill.last_run_at),
+        Job("drill", backups.drill_schedule, lambda: _passed(jobs.drill()), status.drill.last_run_at),
         Job("check", backups.check_schedule, jobs.check, status.integrity.checked_at if status.integrity else None),
     ]
     return entries
+
+
+def _passed(results) -> None:
+    """A drill job fails, for its metrics and log, when a location failed."""
+    failed = [r.line() for r in results if not r.ok]
+    if failed:
+        raise DrillFailed("; ".join(failed))
 
 
 class ServiceCollector:

@@ -250,6 +250,18 @@ class DrillStatus(Record):
     backup: str | None = None
 
 
+class LocationDrill(Record):
+    """The last drill of one location (local, secondary, offsite, replica)."""
+
+    last_run_at: Timestamp | None = None
+    last_success_at: Timestamp | None = None
+    last_failure_at: Timestamp | None = None
+    last_error: str | None = None
+    source: str | None = None  # what was restored: a backup id, or the replica up to a moment
+    rto_seconds: Annotated[float, Field(ge=0)] | None = None  # how long the restore and its checks took
+    rpo_seconds: Annotated[float, Field(ge=0)] | None = None  # how old the newest data it gave back was
+
+
 class IntegrityStatus(Record):
     checked_at: Timestamp
     ok: bool = False
@@ -272,6 +284,7 @@ class Status(Record):
     copies: dict[str, CopyStatus] = {}
     restore: RestoreStatus | None = None
     drill: DrillStatus = DrillStatus()
+    drills: dict[str, LocationDrill] = {}
     integrity: IntegrityStatus | None = None
     pitr: PitrStatus | None = None
     # section ("" for the whole file) -> what could not be read there; never written back
@@ -291,7 +304,7 @@ class Status(Record):
 def _drop(document: dict, loc: tuple) -> None:
     """Remove the part of the status a validation error points at: a section, or one entry of tiers/copies."""
     section = loc[0]
-    if section in ("tiers", "copies") and len(loc) > 1 and isinstance(document.get(section), dict):
+    if section in ("tiers", "copies", "drills") and len(loc) > 1 and isinstance(document.get(section), dict):
         document[section].pop(loc[1], None)
     else:
         document.pop(section, None)
@@ -388,6 +401,19 @@ def record_drill(directory, run_at: float, finished_at: float, backup: str | Non
             drill.last_success_at, drill.backup = finished_at, backup
         else:
             drill.last_failure_at = finished_at
+
+    update_status(directory, change)
+
+
+def record_location_drill(directory, location: str, at: float, source: str | None, error: str | None,
+                          rto_seconds: float | None = None, rpo_seconds: float | None = None) -> None:
+    def change(status: Status) -> None:
+        entry = status.drills.setdefault(location, LocationDrill())
+        entry.last_run_at, entry.last_error, entry.source = at, error, source
+        if error is None:
+            entry.last_success_at, entry.rto_seconds, entry.rpo_seconds = at, rto_seconds, rpo_seconds
+        else:
+            entry.last_failure_at = at
 
     update_status(directory, change)
 

@@ -278,6 +278,21 @@ class ConsoleConfig(Strict):
         return self
 
 
+class DrillConfig(Strict):
+    # Write a marker row into opsmon's own table of the live database before each drill, and measure
+    # each location's RPO by the newest marker its restored copy holds (end to end, not by file times).
+    canary: bool = False
+    # How long the drill waits for the marker to reach the Litestream replica.
+    replica_wait_seconds: PositiveFloat = 30.0
+
+
+class Objectives(Strict):
+    """What a disaster may cost: data lost (RPO, from the best location) and time to restore (RTO, each)."""
+
+    rpo_seconds: PositiveFloat = 26 * 3600
+    rto_seconds: PositiveFloat = 3600
+
+
 class BackupsConfig(Strict):
     directory: Location
     timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
@@ -291,6 +306,8 @@ class BackupsConfig(Strict):
     secondary_directory: Location | None = None
     offsite: OffsiteConfig | None = None
     litestream: LitestreamConfig = {}
+    drill: DrillConfig = {}
+    objectives: Objectives = {}
     listen_address: HostPort = "127.0.0.1:9878"
     console: ConsoleConfig = {}
 

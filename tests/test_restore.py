@@ -192,9 +192,11 @@ def test_restore_killed_midway_leaves_the_database_as_it_was(tmp_path):
 def test_drill_restores_the_newest_backup_and_records_it(jobs):
     backup = jobs.backup("daily")
     with jobs.locked("drill"):
-        assert jobs.drill().id == backup.id
+        results = jobs.drill()
+    assert [(r.location, r.ok, r.source) for r in results] == [("local", True, f"backup {backup.id}")]
     status = json.loads((jobs.directory / "status.json").read_text())
-    assert status["drill"]["backup"] == backup.id and status["drill"]["last_success_at"] > 0
+    assert status["drill"]["backup"] == f"backup {backup.id}" and status["drill"]["last_success_at"] > 0
+    assert status["drills"]["local"]["rto_seconds"] > 0
 
 
 def test_restore_into_a_lost_database_needs_no_safety_backup(jobs):

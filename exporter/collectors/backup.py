@@ -5,23 +5,27 @@ Tiers without any backup publish a last success of 0, so "never succeeded" alert
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from opsmon.catalog import TIERS, Catalog, CatalogError, read_catalog
+from opsmon.catalog import TIERS, Catalog, CatalogError, LocationDrill, read_catalog
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
-STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "restore", "pitr")  # what this collector reads
+STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "drills", "restore", "pitr")  # what this collector reads
 
 
 class BackupCollector:
     name = "backup"
 
-    def __init__(self, directory: Path, database: str, read=read_catalog):
+    def __init__(self, directory: Path, database: str, read=read_catalog, policy=None, clock=time.time):
         self._directory = Path(directory)
         self._database = database
         self._read = read
+        self._policy = policy  # the whole config, for the objectives and the 3-2-1 rule; None in tests
+        self._clock = clock
 
     def describe(self):
         return []
@@ -59,10 +63,10 @@ class BackupCollector:
             if location in status.copies:
                 copies.add_metric([self._database, location], status.copies[location].last_success_at or 0)
 
-        drill = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
-                            "When a restore drill last restored and verified a backup, in Unix seconds; 0 never.")
-        drill.add_metric(db, status.drill.last_success_at or 0)
-        yield from (unreadable, verify_ok, failing, copies, drill)
+        yield from (unreadable, verify_ok, failing, copies)
+        yield from self._drills(status)
+        if self._policy is not None:
+            yield from self._policy_gauges(catalog)
         if status.restore is not None:  # once the database has been restored
             restored = self._gauge("opsmon_restore_last_success_timestamp_seconds",
                                    "When a restore into the live database last succeeded, in Unix seconds.")
@@ -73,6 +77,46 @@ class BackupCollector:
                                "Newest moment the point-in-time replica holds, in Unix seconds.")
             pitr.add_metric(db, status.pitr.last_replicated_at)
             yield pitr
+
+    def _drills(self, status):
+        """Per location: the last passing drill, and what a disaster would cost from there."""
+        # Before any drill, and in a status of before per-location drills: the backup folder's, or "never".
+        drills = dict(status.drills) or {"local": LocationDrill(last_success_at=status.drill.last_success_at)}
+        success = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
+                              "When a restore drill of the location last restored and proved its newest copy, in "
+                              "Unix seconds; 0 never.", "location")
+        rto = self._gauge("opsmon_restore_drill_rto_seconds",
+                          "How long the location's last passing drill took to restore and check (its RTO).", "location")
+        rpo = self._gauge("opsmon_restore_drill_rpo_seconds",
+                          "How old the newest data the location gave back was at its last passing drill (its RPO).",
+                          "location")
+        for location, drill in sorted(drills.items()):
+            labels = [self._database, location]
+            success.add_metric(labels, drill.last_success_at or 0)
+            if drill.rto_seconds is not None:
+                rto.add_metric(labels, drill.rto_seconds)
+            if drill.rpo_seconds is not None:
+                rpo.add_metric(labels, drill.rpo_seconds)
+        yield from (family for family in (success, rto, rpo) if family.samples)
+
+    def _policy_gauges(self, catalog: Catalog):
+        policy, db = self._policy, [self._database]
+        objectives = policy.backups.objectives
+        yield from (self._value("opsmon_backup_objective_rpo_seconds",
+                                "The RPO objective (backups.objectives.rpo_seconds): data a disaster may cost.",
+                                objectives.rpo_seconds),
+                    self._value("opsmon_backup_objective_rto_seconds",
+                                "The RTO objective (backups.objectives.rto_seconds): time a restore may take.",
+                                objectives.rto_seconds),
+                    self._value("opsmon_backup_rule_321_satisfied",
+                                "1 when at least three fresh copies of the data exist, on at least two media, one "
+                                "of them offsite (the live database counts as one).",
+                                1 if rule_321(catalog, policy, self._clock()) else 0))
+
+    def _value(self, name: str, documentation: str, value: float) -> GaugeMetricFamily:
+        family = self._gauge(name, documentation)
+        family.add_metric([self._database], value)
+        return family
 
     def _tiers(self, catalog: Catalog):
         success = self._gauge("opsmon_backup_last_success_timestamp_seconds",
@@ -97,7 +141,43 @@ class BackupCollector:
         yield from (success, failure, duration, size, retained)
 
 
+def rule_321(catalog: Catalog, config, now: float) -> bool:
+    """At least three fresh copies (the live database, the backup folder, the second folder, the bucket,
+    the replica), on at least two media (filesystems; a bucket is one of its own), one of them offsite.
+    Fresh: within the daily tier's age limit of the health check."""
+    backups, max_age = config.backups, config.exporter.health.backup_max_age_seconds["daily"]
+    status = catalog.status
+
+    def fresh(moment: float | None) -> bool:
+        return moment is not None and now - moment <= max_age
+
+    media = {_medium(config.database.path)}
+    newest = catalog.newest_verified("daily")
+    copies, offsite = 1, False
+    held = [(fresh(newest.finished_at if newest else None), _medium(backups.directory), False)]
+    for name, copy in status.copies.items():
+        where = backups.secondary_directory if name == "secondary" else None
+        held.append((fresh(copy.last_success_at), _medium(where) if where else "bucket", name == "offsite"))
+    if status.pitr is not None and backups.litestream.enabled:
+        in_bucket = backups.litestream.replica_directory is None
+        held.append((fresh(status.pitr.last_replicated_at),
+                     "bucket" if in_bucket else _medium(backups.litestream.replica_directory), in_bucket))
+    for is_fresh, medium, is_offsite in held:
+        if is_fresh:
+            copies, offsite = copies + 1, offsite or is_offsite
+            media.add(medium)
+    return copies >= 3 and len(media) >= 2 and offsite
+
+
+def _medium(path: Path) -> str:
+    """The filesystem a path lives on (the nearest existing parent's)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return f"dev {os.stat(path).st_dev}"
+
+
 def build(config):
     if config.backups is None:
         return None  # nothing to read without a backups section
-    return BackupCollector(config.backups.directory, config.database.label)
+    return BackupCollector(config.backups.directory, config.database.label, policy=config)
