@@ -27,6 +27,8 @@ EVERY_WRITER = [
     lambda d: catalog.record_integrity(d, IntegrityStatus(checked_at=70.0, ok=False, integrity_problems=["p"],
                                                            foreign_key_violations=2, rule_violations={"r": 3})),
     lambda d: catalog.record_pitr(d, 80.0, 90.0),
+    lambda d: catalog.record_location_drill(d, "replica", 95.0, "the replica up to x", None, 2.5, 4.0),
+    lambda d: catalog.record_location_drill(d, "offsite", 96.0, None, "bucket object missing"),
 ]
 
 
@@ -48,6 +50,12 @@ def test_every_status_key_written_is_read_back_the_same(tmp_path):
         "integrity": {"checked_at": 70.0, "ok": False, "integrity_problems": ["p"], "foreign_key_violations": 2,
                       "rule_violations": {"r": 3}},
         "pitr": {"earliest_at": 80.0, "last_replicated_at": 90.0},
+        "drills": {"replica": {"last_run_at": 95.0, "last_success_at": 95.0, "last_failure_at": None,
+                               "last_error": None, "source": "the replica up to x", "rto_seconds": 2.5,
+                               "rpo_seconds": 4.0},
+                   "offsite": {"last_run_at": 96.0, "last_success_at": None, "last_failure_at": 96.0,
+                               "last_error": "bucket object missing", "source": None, "rto_seconds": None,
+                               "rpo_seconds": None}},
     }
     # Every key of the record has a writer above: a new key without one makes this test fail.
     assert all(value is not None for value in status.model_dump().values())

@@ -15,7 +15,8 @@ SERVICES = COMPOSE["services"]
 
 
 def test_the_whole_stack_is_there():
-    assert set(SERVICES) == {"demo", "exporter", "backup", "prometheus", "alertmanager", "grafana", "mailpit"}
+    assert set(SERVICES) == {"demo", "pager", "exporter", "backup", "prometheus", "alertmanager", "grafana",
+                             "mailpit"}
 
 
 def test_images_are_pinned_by_version():

@@ -107,7 +107,7 @@ def test_business(tmp_path):
             "CREATE TABLE processed (id INTEGER PRIMARY KEY, kind TEXT);"
             "INSERT INTO processed (kind) VALUES ('short'), ('short'), ('long');")
     queries = [
-        BusinessQueryConfig(name="business_videos_processed_total", help="Videos processed.", type="counter",
+        BusinessQueryConfig(name="business_videos_queued", help="Videos waiting now.",
                             query="SELECT count(*) AS value FROM processed", refresh_seconds=60),
         BusinessQueryConfig(name="business_videos_by_kind", help="Videos by kind.", labels=["kind"],
                             query="SELECT kind, count(*) AS value FROM processed GROUP BY kind ORDER BY kind",
