@@ -171,6 +171,23 @@ def test_down_service_inhibits_its_slow_alert(alertmanager):
     assert not inhibited(alertmanager, "OpsmonExternalServiceSlow", service="search")
 
 
+def test_a_stopped_backup_service_holds_back_the_3_2_1_rule_but_not_a_missed_objective(alertmanager):
+    """Copies stop arriving while the service is down (the 3-2-1 rule follows); the RTO and RPO of the last
+    passing drills stay as they were measured, so a miss is news of its own."""
+    where = {"job": "job-e", "instance": "e:9877", "database": "demo"}
+    post(alertmanager, {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", "job": "opsmon-backup",
+                        "instance": "backup:9878"},
+         {"alertname": "OpsmonBackupThreeTwoOneUnsatisfied", "severity": "warning", "team": "ops", **where},
+         {"alertname": "OpsmonRestoreDrillStale", "severity": "warning", "team": "ops", "location": "offsite", **where},
+         {"alertname": "OpsmonRestoreDrillRtoMissed", "severity": "warning", "team": "ops", "location": "offsite",
+          **where},
+         {"alertname": "OpsmonBackupRpoMissed", "severity": "warning", "team": "ops", **where})
+    assert inhibited(alertmanager, "OpsmonBackupThreeTwoOneUnsatisfied", job="job-e")
+    assert inhibited(alertmanager, "OpsmonRestoreDrillStale", job="job-e")
+    assert not inhibited(alertmanager, "OpsmonRestoreDrillRtoMissed", job="job-e")
+    assert not inhibited(alertmanager, "OpsmonBackupRpoMissed", job="job-e")
+
+
 class Notifications:
     """Every receiver of the shipped config turned into a webhook to here: what a person would get."""
 
@@ -270,6 +287,10 @@ FAULTS = {
         {"alertname": "OpsmonBackupJobOverdue", "severity": "warning", "team": "ops", "job": "opsmon-backup",
          "instance": "backup:9878", "backup_job": "backup-daily"},
         {"alertname": "OpsmonBackupStale", "severity": "warning", "team": "ops", "database": "demo", "tier": "daily",
+         **EXPORTER},
+        {"alertname": "OpsmonRestoreDrillStale", "severity": "warning", "team": "ops", "database": "demo",
+         "location": "offsite", **EXPORTER},
+        {"alertname": "OpsmonBackupThreeTwoOneUnsatisfied", "severity": "warning", "team": "ops", "database": "demo",
          **EXPORTER},
     ],
     "litestream-down": [

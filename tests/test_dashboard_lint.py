@@ -5,6 +5,7 @@ and the thresholds it asks for are the alert rules' own numbers."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -146,6 +147,33 @@ def test_each_tier_ages_against_its_own_alert():
     for tier in ("weekly", "monthly"):
         expected = [l.value for l in both("OpsmonBackupStale", where=f'tier="{tier}"')]
         assert [s["value"] for s in per_tier[tier][1:]] == expected, tier
+
+
+def test_the_drill_panels_turn_where_their_alerts_fire_against_the_objective_series():
+    """The objectives are the exporter's series in the alerts, so in the panels too: never a number of the board."""
+    stale = rules.limit("OpsmonRestoreDrillStale").value
+    # The best RPO counts the locations whose drill OpsmonRestoreDrillStale does not call stale, in both places.
+    assert rules.limit("OpsmonBackupRpoMissed").value == stale
+    for title, alert in (("RPO objective", "OpsmonBackupRpoMissed"), ("RTO objective", "OpsmonRestoreDrillRtoMissed")):
+        state = panel(BOARDS, "backups", title)
+        expr = state["targets"][0]["expr"]
+        figure = title[:3].lower()
+        assert re.search(rf"> bool on \(job, instance, database\)(?: group_left)? "
+                         rf"opsmon_backup_objective_{figure}_seconds\b", expr), expr
+        assert (1, rules.color(alert)) in steps(state) and (None, "green") in steps(state)
+    assert f"> {stale:g}))" in panel(BOARDS, "backups", "RPO objective")["targets"][0]["expr"]
+    rule = panel(BOARDS, "backups", "3-2-1 rule")
+    assert steps(rule)[0] == (None, rules.color("OpsmonBackupThreeTwoOneUnsatisfied"))
+
+    table = panel(BOARDS, "backups", "Restore drills, by location")
+    columns = {o["matcher"]["options"]: {prop["id"]: prop["value"] for prop in o["properties"]}
+               for o in table["fieldConfig"]["overrides"]}
+    assert (stale, "orange") in [(s["value"], s["color"]) for s in columns["Last passed"]["thresholds"]["steps"]]
+    assert columns["Last passed"]["mappings"][0]["options"]["-1"]["text"] == "never"
+    within = columns["Within RTO"]["mappings"][0]["options"]
+    assert within["1"] == {"text": "no", "color": rules.color("OpsmonRestoreDrillRtoMissed"), "index": 1}
+    assert {"RTO", "RTO objective", "RPO", "RPO objective"} <= {name for name, unit in columns.items()
+                                                                 if unit.get("unit") == "s"}
 
 
 def test_a_never_timestamp_reads_never_and_a_fresh_age_is_green():

@@ -15,6 +15,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_jobs.service import Job, Scheduler, ServiceCollector
+from demo.business import BusinessEvents
+from exporter.collectors.backup import BackupCollector
+from opsmon import catalog
 from opsmon.config import load_config
 from exporter.instrument import AppMetrics
 from exporter.service import Exporter
@@ -108,7 +111,18 @@ def known_names(tmp_path_factory) -> set[str]:
     tmp = tmp_path_factory.mktemp("names")
     exporter = Exporter(str(write_config(tmp / "opsmon.yml", {"database": {"path": str(tmp / "x.db")}})), set())
     names |= {f.name for f in exporter.scrape(1)}  # the scrape wrapper's own gauges, empty here
-    names |= {query.name for query in load_config(REPO / "opsmon.yml").business}  # the demo's business SQL
+    demo = load_config(REPO / "opsmon.yml")
+    names |= {query.name for query in demo.business}  # the demo's business SQL
+    # The demo pipeline's business events, counted where they happen (multiprocess counters, served by the exporter).
+    events = CollectorRegistry()
+    BusinessEvents(registry=events)
+    names |= {s.name for f in events.collect() for s in f.samples}
+    # The backup collector with the demo's objectives and 3-2-1 rule, after a drill of every location: the golden
+    # file holds a catalog of before per-location drills, read without a config.
+    drilled = tmp / "drilled"
+    for location in ("local", "secondary", "offsite", "replica"):
+        catalog.record_location_drill(drilled, location, 1.0, "a backup", None, rto_seconds=2.0, rpo_seconds=3.0)
+    names |= {s.name for f in BackupCollector(drilled, "demo", policy=demo).collect() for s in f.samples}
     app = AppMetrics(registry=CollectorRegistry())
     app.in_progress.labels("h")
     names |= {s.name for f in app.registry.collect() for s in f.samples}

@@ -28,10 +28,49 @@ def per_job(expr: str) -> str:
     return f"max by (backup_job) ({expr})"
 
 
+# The drills: per location (local, secondary, offsite, replica), against the objectives of the config, which the
+# exporter publishes per database; the alerts compare with those series, so the panels do too.
+SAME = "on (job, instance, database)"
+DRILL_PASSED = f"opsmon_restore_drill_last_success_timestamp_seconds{D}"
+
+
+def drilled(figure: str) -> str:
+    return f"opsmon_restore_drill_{figure}_seconds{D}"
+
+
+def objective(figure: str) -> str:
+    return f"opsmon_backup_objective_{figure}_seconds{D}"
+
+
+def per_location(expr: str) -> str:
+    return f"max by (database, location) ({expr})"
+
+
+def objective_per_location(figure: str) -> str:
+    """The database's objective on each location's row, so the table shows the figure beside what it must meet."""
+    return per_location(f"0 * {drilled(figure)} + {SAME} group_left {objective(figure)}")
+
+
+def best_rpo() -> str:
+    """The RPO a disaster would cost, as OpsmonBackupRpoMissed reads it: the best location among those whose drill
+    passed within OpsmonRestoreDrillStale's age."""
+    fresh = rules.limit("OpsmonRestoreDrillStale").value
+    return (f"min by (job, instance, database) ({drilled('rpo')} unless on (job, instance, database, location) "
+            f"(time() - {DRILL_PASSED} > {fresh:g}))")
+
+
+def missed(figure: str) -> str:
+    """1 where the alert on the objective fires (before its `for`), 0 where the figure is within it."""
+    if figure == "rpo":
+        return f"{best_rpo()} > bool {SAME} {objective('rpo')}"
+    return f"{drilled(figure)} > bool {SAME} group_left {objective(figure)}"
+
+
 def build() -> dashboard.Dashboard:
     pitr_lag = p.since(f"max by (database) (opsmon_pitr_last_replicated_timestamp_seconds{D})",
                        now=f"max by (database) (opsmon_db_last_modified_timestamp_seconds{D})", on="database")
     overdue = rules.limit("OpsmonBackupJobOverdue")
+    slow = rules.color("OpsmonRestoreDrillRtoMissed")
     return p.board(
         UID, "opsmon / Backups and data",
         "Is there a recent, verified, copied and restorable backup, and is the database sound?",
@@ -45,8 +84,9 @@ def build() -> dashboard.Dashboard:
                        "orange where OpsmonBackupVerificationStale fires.",
                        f"min(opsmon_backup_verify_last_success_timestamp_seconds{D})",
                        p.above(rules.limit("OpsmonBackupVerificationStale"))), 4),
-                (p.age("Last restore drill", "Time since a restore drill last restored and checked a backup; orange "
-                       "where OpsmonRestoreDrillStale fires.",
+                (p.age("Last restore drill", "Time since the drill of the location proved longest ago last "
+                       "restored and checked its copy (every location is drilled daily); orange where "
+                       "OpsmonRestoreDrillStale fires for a location, \"never\" while one never passed.",
                        f"min(opsmon_restore_drill_last_success_timestamp_seconds{D})",
                        p.above(rules.limit("OpsmonRestoreDrillStale"))), 4),
                 (p.stat("PITR lag", "How far the point-in-time replica is behind the database's last write; orange "
@@ -99,6 +139,40 @@ def build() -> dashboard.Dashboard:
                         [p.query(p.since(f"opsmon_backup_copy_last_success_timestamp_seconds{D}"), "{{location}}",
                                  instant=True)], p.SECONDS, p.above(rules.limit("OpsmonBackupCopyStale")),
                         mappings=[p.never()], minimum=0), 12),
+            ]),
+            p.Row(4, [
+                (p.state("RPO objective", "Whether the data a disaster would cost now is within "
+                         "backups.objectives.rpo_seconds: the best location's RPO at its last drill (locations whose "
+                         "drill passed in the last day), as OpsmonBackupRpoMissed reads it. One lagging location "
+                         "is not a disaster.", f"max({missed('rpo')})", "met", "missed", zero_color="green",
+                         one_color=rules.color("OpsmonBackupRpoMissed"), no_value="no drill yet"), 8),
+                (p.state("RTO objective", "Whether every location's last passing drill restored and checked its "
+                         "copy within backups.objectives.rto_seconds (OpsmonRestoreDrillRtoMissed, per location).",
+                         f"max({missed('rto')})", "met", "missed", zero_color="green",
+                         one_color=rules.color("OpsmonRestoreDrillRtoMissed"), no_value="no drill yet"), 8),
+                (p.state("3-2-1 rule", "At least three fresh copies (the live database counts as one), on two "
+                         "media, one offsite (OpsmonBackupThreeTwoOneUnsatisfied). The demo keeps every copy on one "
+                         "disk and has no bucket: not met, rightly.",
+                         f"min(opsmon_backup_rule_321_satisfied{D})", "not met", "met",
+                         zero_color=rules.color("OpsmonBackupThreeTwoOneUnsatisfied")), 8),
+            ]),
+            p.Row(8, [
+                (p.merged_table("Restore drills, by location", "Each location restored by the daily drill: how "
+                                "long ago its drill last passed (orange where OpsmonRestoreDrillStale fires, "
+                                "\"never\" if it never did), how long the restore and its checks took (RTO) "
+                                "and how old the newest data it gave back was (RPO), each beside its objective "
+                                "(backups.objectives). RTO and RPO are those of the last passing drill.",
+                                [p.Column("Last passed", per_location(p.since(DRILL_PASSED)), p.SECONDS,
+                                          mappings=[p.never()],
+                                          thresholds=p.above(rules.limit("OpsmonRestoreDrillStale")), colored=True),
+                                 p.Column("RTO", per_location(drilled("rto")), p.SECONDS),
+                                 p.Column("RTO objective", objective_per_location("rto"), p.SECONDS),
+                                 p.Column("Within RTO", per_location(missed("rto")), p.STATE,
+                                          mappings=[p.words("yes", "no", "green", slow)],
+                                          thresholds=p.steps("green", (1, slow)), colored=True),
+                                 p.Column("RPO", per_location(drilled("rpo")), p.SECONDS),
+                                 p.Column("RPO objective", objective_per_location("rpo"), p.SECONDS)],
+                                sort_by="location", descending=False), 24),
             ]),
             p.Row(8, [
                 (p.graph("Backup size, by tier", "Size of the newest backup of each tier; OpsmonBackupShrunk "
