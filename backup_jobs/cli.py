@@ -1,8 +1,10 @@
-"""`opsmon-backup`: create, list, verify, restore, delete, prune, check, drill and serve, with exit statuses by kind.
+"""`opsmon-backup`: status, create, list, verify, restore, delete, prune, check, drill and serve, with exit statuses by kind.
 
-Exit statuses: 0 done; 1 the job failed (nothing was lost: the message says what was kept);
-2 bad arguments or config; 3 damaged backups, data problems or a failed drill found; 4 another
-job holds the lock; 5 a restore did not happen (the database is as it was; rolled back if need be).
+Exit statuses: 0 done (status: all well); 1 the job failed (nothing was lost: the message says what
+was kept); 2 bad arguments or config; 3 damaged backups, data problems or a failed drill found
+(status: something is not well); 4 another job holds the lock; 5 a restore did not happen (the
+database is as it was; rolled back if need be). On a terminal, long work shows its progress on
+stderr (never on a pipe, nor with --quiet); stdout's last line is the same either way.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import sys
 from getpass import getpass
 from pathlib import Path
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from backup_jobs import humanize, report
 from backup_jobs.inputs import RestoreRequest, UsageError, parse_backup_id, parse_moment, parse_tables
 from backup_jobs.integrity import FixFailed
 from backup_jobs.jobs import Jobs, Refused
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest, RestoreFailed
-from backup_jobs.service import serve
+from backup_jobs.service import scheduled_jobs, serve
 from backup_jobs.store import BackupFailed, UnknownBackup
 from backup_jobs.users import Users
-from opsmon.catalog import TIERS, to_iso
+from opsmon import __version__
+from opsmon.catalog import TIERS
 from opsmon.config import InvalidConfig, load_config, parse_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_BUSY, EXIT_ROLLED_BACK = range(6)
@@ -39,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database", help="the SQLite database (overrides the config)")
     parser.add_argument("--backup-dir", help="the backup directory (overrides the config)")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, even on a terminal")
+    parser.add_argument("--version", action="version", version=f"opsmon-backup {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    status = commands.add_parser("status", help="is the data safe? backups, copies, replica, drills, integrity and "
+                                                "the service, each marked ok, warning or problem; exit status 3 "
+                                                "when something is not well")
+    status.add_argument("--json", action="store_true")
 
     create = commands.add_parser("create", help="back up the database now; prints the new backup's id")
     create.add_argument("--tier", choices=TIERS, default="daily")
@@ -112,6 +125,10 @@ def _same_file(given: Path, configured: Path) -> bool:
 
 def run(args, jobs) -> int:
     command = args.command
+    if command == "status":  # reads only: no lock, so it answers while a long job runs
+        found = report.build(jobs, report.ask_service, [(job.name, job.cron) for job in scheduled_jobs(jobs)])
+        print(json.dumps(found.as_json(), indent=2) if args.json else found.text())
+        return EXIT_OK if found.ok else EXIT_PROBLEMS
     if command == "list":
         current = jobs.store.catalog()
         for problem in current.problems:
@@ -119,9 +136,8 @@ def run(args, jobs) -> int:
         if args.json:
             print(json.dumps([r.as_json() for r in current.backups], indent=2))
         else:
-            for r in current.backups:
-                state = "verified" if r.verified else f"FAILED: {r.verify_error}"
-                print(f"{r.id:36} {r.tier:8} {to_iso(r.started_at)}  {r.size_bytes:>12,} bytes  {state}")
+            print(list_table(current.backups, jobs.clock()) if current.backups else
+                  f"no backups in {jobs.directory} yet (opsmon-backup create --tier daily makes one)")
         return EXIT_OK
     if command == "user":
         return add_user(args, jobs)
@@ -132,7 +148,7 @@ def run(args, jobs) -> int:
             print(jobs.backup(args.tier).id)
             return EXIT_OK
         if command == "verify":
-            problems = jobs.verify([args.backup_id] if args.backup_id else None)
+            problems = _verify(jobs, [args.backup_id] if args.backup_id else None)
             for problem in problems:
                 print(problem, file=sys.stderr)
             return EXIT_PROBLEMS if problems else EXIT_OK
@@ -175,6 +191,31 @@ def add_user(args, jobs) -> int:
     return EXIT_OK
 
 
+def list_table(records, now: float) -> str:
+    """The backups as an aligned table with a header, oldest first, sizes and ages for a person."""
+    rows = [("ID", "TIER", "TAKEN", "AGE", "SIZE", "VERIFIED")]
+    for r in records:
+        verified = "yes" if r.verified else "not yet" if r.verified is None else f"NO: {r.verify_error}"
+        rows.append((r.id, r.tier, humanize.moment_text(r.started_at), humanize.age_text(now - r.started_at),
+                     humanize.size_text(r.size_bytes), verified))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    right = {4}  # sizes line up on their units
+    return "\n".join("  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                               for i, cell in enumerate(row[:-1])) + "  " + row[-1] for row in rows)
+
+
+def _verify(jobs, ids: list[str] | None) -> list[str]:
+    """verify, with one bar over all the backups' bytes when there are several (--all)."""
+    if ids is not None:
+        return jobs.verify(ids)
+    records = jobs.store.records()
+    if len(records) < 2:
+        return jobs.verify(None)
+    total = sum(r.manifest.database.size_bytes for r in records)
+    with humanize.overall(f"verify {len(records)} backups", total):
+        return jobs.verify(None)
+
+
 def _describe(args) -> str:
     return " ".join(str(a) for a in sys.argv[1:]) or args.command
 
@@ -196,8 +237,10 @@ def _print_check(result, as_json: bool) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    humanize.set_quiet(args.quiet)
     try:
-        return run(args, Jobs(load(args)))
+        with logging_redirect_tqdm():  # a log line printed while a bar is drawn goes above it, not through it
+            return run(args, Jobs(load(args)))
     except (InvalidConfig, UsageError, UnknownBackup, BadRequest) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_USAGE

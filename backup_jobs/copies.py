@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from opsmon import files
 from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, BackupRecord, Catalog
-from backup_jobs.gzipfile import CHUNK, file_digest
+from backup_jobs.gzipfile import CHUNK
+from backup_jobs.humanize import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,29 @@ class FolderCopies:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        with open(source, "rb") as src, open(partial, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
+        with open(source, "rb") as src, open(partial, "wb") as out, \
+                progress_bar(f"copy {key} to {self.name}", Path(source).stat().st_size) as bar:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, target)
         files.fsync_dir(target.parent)
 
     def sha256(self, key: str) -> str:
-        return file_digest(self.root / key).sha256
+        path = self.root / key
+        with open(path, "rb") as file, progress_bar(f"read back {key} from {self.name}", path.stat().st_size) as bar:
+            return _hash(file, bar)
 
     def fetch(self, key: str, target: Path) -> None:
         """Copy one object out to `target` (a drill restores from what the location holds, nothing else)."""
-        shutil.copyfile(self.root / key, target)
+        source = self.root / key
+        with open(source, "rb") as src, open(target, "wb") as out, \
+                progress_bar(f"fetch {key} from {self.name}", source.stat().st_size) as bar:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -90,21 +100,30 @@ class BucketCopies:
         return found
 
     def put(self, source: Path, key: str) -> None:
-        self.client.upload_file(str(source), self.bucket, self._object(key))
+        with progress_bar(f"copy {key} to {self.name}", Path(source).stat().st_size) as bar:
+            self.client.upload_file(str(source), self.bucket, self._object(key), Callback=bar.update)
 
     def sha256(self, key: str) -> str:
         """Read the object back and hash it: what is verified is what the bucket holds."""
-        body = self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"]
-        hashing = hashlib.sha256()
-        while chunk := body.read(CHUNK):
-            hashing.update(chunk)
-        return hashing.hexdigest()
+        answer = self.client.get_object(Bucket=self.bucket, Key=self._object(key))
+        with progress_bar(f"read back {key} from {self.name}", answer.get("ContentLength")) as bar:
+            return _hash(answer["Body"], bar)
 
     def fetch(self, key: str, target: Path) -> None:
-        self.client.download_file(self.bucket, self._object(key), str(target))
+        size = self.client.head_object(Bucket=self.bucket, Key=self._object(key))["ContentLength"]
+        with progress_bar(f"fetch {key} from {self.name}", size) as bar:
+            self.client.download_file(self.bucket, self._object(key), str(target), Callback=bar.update)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
+
+
+def _hash(stream, bar) -> str:
+    hashing = hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        hashing.update(chunk)
+        bar.update(len(chunk))
+    return hashing.hexdigest()
 
 
 def sync(location, current: Catalog) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from backup_jobs import copies, identity, integrity
 from opsmon import catalog
 from opsmon.catalog import SAFETY, TIERS, to_iso
 from backup_jobs.drills import DrillFailed, DrillResult, Drills
+from backup_jobs.humanize import age_text
 from backup_jobs.inputs import RestoreRequest
 from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
@@ -206,19 +207,6 @@ class Jobs:
                 result.fixed, result.safety_backup = fixed, safety
         integrity.record(self.directory, result)
         return result
-
-
-def age_text(seconds: float) -> str:
-    """A duration as a person reads it: 2d 3h, 4h 12m, 5m 3s."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {seconds % 60}s"
 
 
 __all__ = ["DrillFailed", "Jobs", "Refused", "RestoreFailed"]

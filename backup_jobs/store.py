@@ -19,9 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm import tqdm
-
 from backup_jobs import gzipfile, identity, sqlitefile
+from backup_jobs.humanize import progress_bar
 from opsmon import catalog, files
 from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupFile, BackupRecord, CatalogError,
                             DatabaseFacts, Manifest, Verification, to_iso)
@@ -42,12 +41,6 @@ class VerifyFailed(Exception):
 
 class UnknownBackup(Exception):
     pass
-
-
-def progress_bar(description: str, total: int) -> tqdm:
-    """A byte progress bar on a terminal; nothing at all when stderr is not one."""
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, disable=None,
-                leave=False)
 
 
 class BackupStore:

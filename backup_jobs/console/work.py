@@ -13,9 +13,9 @@ from pathlib import Path
 
 from flask import has_request_context, request
 
-from backup_jobs import sqlitefile
-from backup_jobs.jobs import age_text
-from opsmon.catalog import TIERS, to_iso
+from backup_jobs import report, sqlitefile
+from backup_jobs.humanize import ago_text, moment_text, size_text
+from opsmon.catalog import TIERS, to_iso, to_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -115,31 +115,52 @@ class JobRunner:
 
 
 def overview(jobs) -> dict:
-    """What the console's front page shows: per tier, per copy, drills, integrity, the PITR window."""
+    """What the console's front page shows: the marked lines of `opsmon-backup status` (the console is the
+    service, so it is not asked about itself), per tier, per copy, drills, integrity, the PITR window,
+    and every backup with its size and age for a person (exact bytes and times in the API)."""
+    found = report.build(jobs)
+    facts = found.facts
     current = jobs.store.catalog()
     status = current.status
-    now = time.time()
+    now = found.checked_at
     tiers = []
     for tier in TIERS:
         newest = current.newest_verified(tier)
         tiers.append({"tier": tier, "count": len(current.of_tier(tier)), "newest": newest.id if newest else None,
-                      "age": age_text(now - newest.finished_at) if newest else "never"})
-    copies = {name: {"last_success": to_iso(c.last_success_at) if c.last_success_at else "never",
-                     "error": c.last_error} for name, c in status.copies.items()}
+                      "retention": facts["tiers"][tier]["retention"], "level": facts["tiers"][tier]["level"],
+                      "size": size_text(newest.size_bytes) if newest else None,
+                      "age": ago_text(newest.finished_at if newest else None, now)})
+    copies = {name: {"last_success": ago_text(c.last_success_at, now),
+                     "at": to_iso(c.last_success_at) if c.last_success_at else None, "error": c.last_error,
+                     "level": facts["copies"].get(name, {}).get("level", report.OK)}
+              for name, c in status.copies.items()}
     present = {location.name: _location_keys(location) for location in jobs.locations}
     backups = []
     for record in reversed(current.backups):
         item = record.as_json()
-        item["age"] = age_text(now - record.finished_at)
+        item["age"] = ago_text(record.started_at, now)
+        item["size"] = size_text(record.size_bytes)
+        item["taken"] = moment_text(record.started_at)
         item["locations"] = ["local"] + [name for name, keys in present.items()
                                          if f"{record.tier}/{record.path.name}" in keys]
         backups.append(item)
+    drills = [{"location": name, "level": d["level"],
+               "passed": ago_text(_timestamp(d["last_success_at"]), now),
+               "source": d["source"], "error": d["last_error"] if d["level"] == report.PROBLEM else None}
+              for name, d in facts["drills"].items()]
     pitr = status.pitr
-    return {"tiers": tiers, "backups": backups, "copies": copies, "drill": status.drill,
+    return {"status": {"ok": found.ok, "level": found.level,
+                       "lines": [line.as_json() for line in found.lines if line.level in (report.WARNING,
+                                                                                          report.PROBLEM)]},
+            "tiers": tiers, "backups": backups, "copies": copies, "drills": drills,
             "integrity": status.integrity, "problems": current.problems + status.problems(),
             "pitr": {"earliest": to_iso(pitr.earliest_at) if pitr and pitr.earliest_at else None,
                      "latest": to_iso(pitr.last_replicated_at) if pitr else None},
             "tables": live_tables(jobs.store.database)}
+
+
+def _timestamp(iso: str | None) -> float | None:
+    return to_timestamp(iso) if iso else None
 
 
 def _location_keys(location) -> set[str]:
