@@ -10,6 +10,7 @@ stderr (never on a pipe, nor with --quiet); stdout's last line is the same eithe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sqlite3
@@ -238,8 +239,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     humanize.set_quiet(args.quiet)
+    # A log line printed while a bar is drawn goes above it, not through it; the service draws no bars.
+    redirect = logging_redirect_tqdm() if args.command != "serve" else contextlib.nullcontext()
     try:
-        with logging_redirect_tqdm():  # a log line printed while a bar is drawn goes above it, not through it
+        with redirect:
             return run(args, Jobs(load(args)))
     except (InvalidConfig, UsageError, UnknownBackup, BadRequest) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
