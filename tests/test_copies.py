@@ -29,14 +29,20 @@ def s3():
     stop(server)
 
 
-@pytest.fixture
-def setup(tmp_path, s3):
+def new_bucket(s3: str, tmp_path: Path):
+    """A bucket of the test's own, a client for it, and the credential files a config names."""
     bucket = f"opsmon-{tmp_path.name.lower().replace('_', '-')}"[:60]
     client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
                           aws_secret_access_key="test")
     client.create_bucket(Bucket=bucket)
     (tmp_path / "key-id").write_text("test\n")
     (tmp_path / "secret").write_text("test\n")
+    return client, bucket
+
+
+@pytest.fixture
+def setup(tmp_path, s3):
+    client, bucket = new_bucket(s3, tmp_path)
     db = demo_database(tmp_path / "live.db")
     config = tmp_path / "opsmon.yml"
     config.write_text(yaml.safe_dump({

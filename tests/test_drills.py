@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import boto3
 import pytest
 import yaml
 
@@ -17,7 +16,7 @@ from opsmon import catalog
 from opsmon.config import load_config
 from tests.backup_helpers import demo_database
 from tests.conftest import exposition, free_port, wait_for
-from tests.test_copies import s3  # noqa: F401 - the module's S3 server fixture
+from tests.test_copies import new_bucket, s3  # noqa: F401 - s3: the module's S3 server fixture
 
 pytestmark = pytest.mark.slow
 LOCATIONS = ["local", "offsite", "replica", "secondary"]
@@ -25,12 +24,7 @@ LOCATIONS = ["local", "offsite", "replica", "secondary"]
 
 @pytest.fixture
 def kit(tmp_path, s3):  # noqa: F811
-    bucket = f"drill-{tmp_path.name.lower().replace('_', '-')}"[:60]
-    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
-                          aws_secret_access_key="test")
-    client.create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("test\n")
-    (tmp_path / "secret").write_text("test\n")
+    client, bucket = new_bucket(s3, tmp_path)
     demo_database(tmp_path / "live.db")
     (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({
         "database": {"path": "live.db", "name": "demo"},
