@@ -38,7 +38,7 @@ LOCK_FILE = ".status.lock"
 BACKUP_SUFFIX = ".db.gz"
 MANIFEST_SUFFIX = ".json"
 # The only shape a backup id has: it becomes a file name, so nothing else may pass for one.
-ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-(daily|weekly|monthly|safety)(-\d+)?")
+ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-(daily|weekly|monthly|safety)(-[0-9]+)?")  # ASCII digits only
 
 
 class CatalogError(Exception):
@@ -62,8 +62,8 @@ def to_iso(timestamp: float) -> str:
 
 def _moment(value: str) -> str:
     try:
-        to_timestamp(value)
-    except ValueError:
+        to_iso(to_timestamp(value))  # and back: a moment before year 1 in UTC cannot be shown
+    except (ValueError, OverflowError, OSError, TypeError):
         raise ValueError(f"not an ISO 8601 moment: {value!r}") from None
     return value
 
@@ -171,6 +171,8 @@ def _load_json(path: Path) -> object:
         return json.loads(path.read_bytes())
     except (UnicodeDecodeError, ValueError) as err:
         raise CatalogError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise CatalogError(f"{path}: not valid JSON (nested too deep)") from None
 
 
 def _problems(err: ValidationError, name: str) -> list[str]:

@@ -44,10 +44,13 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 
 def _usable_location(path: Path) -> Path:
     """A path we may create or read later: whatever exists of it must be readable, its parent a folder."""
-    if path.exists() and not os.access(path, os.R_OK):
-        raise ValueError(f"{path} is not readable")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ValueError(f"{path.parent} is not a directory")
+    try:
+        if path.exists() and not os.access(path, os.R_OK):
+            raise ValueError(f"{path} is not readable")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"{path.parent} is not a directory")
+    except OSError as err:  # a name too long for the filesystem, say
+        raise ValueError(f"{path} cannot be used: {err.strerror}") from None
     return path
 
 
@@ -84,7 +87,7 @@ def _timezone(value: str) -> str:
 def _regex(value: str) -> str:
     try:
         re.compile(value)
-    except re.error as err:
+    except (re.error, OverflowError, RecursionError) as err:  # a{99999999999} overflows, not re.error
         raise ValueError(f"not a valid regular expression: {err}") from None
     return value
 
@@ -401,10 +404,14 @@ def load_config(path: str | os.PathLike) -> OpsmonConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise InvalidConfig([f"{path}: cannot read config file: {err.strerror}"]) from None
+    except UnicodeDecodeError as err:
+        raise InvalidConfig([f"{path}: not UTF-8 text (byte {err.start}): save it as UTF-8"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise InvalidConfig([f"{path}: {where}not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    except RecursionError:
+        raise InvalidConfig([f"{path}: not valid YAML: nested too deep"]) from None
     return parse_config(data, str(path), path.resolve().parent)
