@@ -90,5 +90,12 @@ bench: venv
 	$(BIN)/python bench/exporter_bench.py
 	$(BIN)/python bench/backup_bench.py
 
+# Faults injected into the real commands (kill -9, a full disk, a flaky S3, Litestream killed, load),
+# each run checked after: not part of make test. Root (it mounts a tmpfs); about 10 minutes on 2 cores.
+# Shorter: make chaos CHAOS_FLAGS="--runs 24 --minutes 5".
+.PHONY: chaos
+chaos: venv
+	$(BIN)/python bench/chaos.py $(CHAOS_FLAGS)
+
 clean:
 	rm -rf $(RUN_DIR)
