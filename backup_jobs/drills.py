@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup_jobs import gzipfile, identity, sqlitefile
+from backup_jobs.humanize import age_text, progress_bar
 from backup_jobs.identity import TABLE
 from opsmon import catalog
 from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, to_iso
@@ -51,7 +52,7 @@ class DrillResult:
         if not self.ok:
             return f"{self.location}: FAILED: {self.error}"
         return (f"{self.location}: restored {self.source} and proved it; RTO {self.rto_seconds:.1f} s, "
-                f"RPO {_duration(self.rpo_seconds)}")
+                f"RPO {age_text(self.rpo_seconds)}")
 
 
 def write_canary(database: Path, at: float) -> None:
@@ -150,7 +151,8 @@ class Drills:
         location.fetch(backup_key, packed)
         target = self.store.scratch(f"drill-{location.name}.db", record.manifest.database.size_bytes)
         try:
-            raw, compressed = gzipfile.decompress(packed, target)
+            with progress_bar(f"drill {location.name}", record.manifest.database.size_bytes) as bar:
+                raw, compressed = gzipfile.decompress(packed, target, bar.update)
         except gzipfile.CorruptGzip as err:
             raise DrillFailed(f"{location.name} copy of backup {record.id}: {err}") from None
         if (compressed.sha256, raw.sha256) != (record.sha256, record.manifest.database.sha256):
@@ -204,9 +206,3 @@ class Drills:
         except sqlite3.DatabaseError:
             return None
 
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 3600:.1f} h" if seconds >= 7200 else \
-        f"{seconds / 60:.0f} min"
