@@ -78,6 +78,22 @@ def test_missing_value_column_is_a_failed_query_that_names_it(db, caplog):
     assert "the query returns no column value (it returns n)" in caplog.text
 
 
+@pytest.mark.parametrize("query, reason", [
+    ("SELECT 'a' AS kind, 1 AS value UNION ALL SELECT 'a', 2", "labels {'kind': 'a'} repeat an earlier row's"),
+    ("SELECT 'a' AS kind, NULL AS value", "value is None, not a number"),
+    ("SELECT NULL AS kind, 3 AS value", "a label column is NULL"),
+    ("SELECT 'a' AS kind, 'many' AS value", "value is 'many', not a number"),
+    ("SELECT 'a' AS kind, x'00' AS value", "not a number"),
+])
+def test_a_sample_set_with_a_bad_row_is_refused_whole(db, caplog, query, reason):
+    """Issue 13, fault 8: duplicates emitted twice, NULL read as 0, NULL label as "None", success 1."""
+    collector = BusinessCollector([BusinessQueryConfig(name="business_x", help="h", labels=["kind"],
+                                                       query=query)], db)
+    assert value(collector, "opsmon_business_query_success") == 0
+    assert value(collector, "business_x") is None
+    assert reason in caplog.text
+
+
 def test_a_counter_query_is_refused_with_the_reason():
     from opsmon.config import InvalidConfig, parse_config
 

@@ -82,8 +82,20 @@ class CachedQuery:
         family = GaugeMetricFamily(config.name, documentation, labels=config.labels)
         positions = [columns.index(c) for c in config.labels]
         value_at = columns.index(config.value_column)
-        for row in rows:
-            family.add_metric([str(row[i]) for i in positions], float(row[value_at] or 0))
+        seen = set()
+        for number, row in enumerate(rows, 1):
+            labels, value = [row[i] for i in positions], row[value_at]
+            # One bad row rejects the set (success 0, the reason logged): a NULL read as 0, or two rows
+            # with the same labels, would publish a wrong figure or an invalid exposition.
+            if any(label is None for label in labels):
+                raise ValueError(f"row {number}: a label column is NULL ({dict(zip(config.labels, labels))})")
+            if not isinstance(value, (int, float)):
+                raise ValueError(f"row {number}: {config.value_column} is {value!r:.40}, not a number")
+            key = tuple(str(label) for label in labels)
+            if key in seen:
+                raise ValueError(f"row {number}: labels {dict(zip(config.labels, key))} repeat an earlier row's")
+            seen.add(key)
+            family.add_metric(list(key), float(value))
         return family
 
 
