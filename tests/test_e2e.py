@@ -349,6 +349,32 @@ def test_6_a_foreign_key_violation_reaches_a_person(stack):
            "ops@localhost", pager=False, fault_at=fault)
 
 
+def test_11_a_new_kind_of_error_sends_the_new_pattern_alert_naming_it(stack):
+    """Issue 16: the demo's storage_full fault logs an error of a kind never logged before."""
+    since = max((m["id"] for m in stack.emails()), default=0)
+    stack.faults(storage_full=True)
+    fault = time.monotonic()
+
+    def naming_the_new_kind():
+        for message in stack.emails():
+            if message["id"] > since and "OpsmonLogPatternNew" in message["subject"]:
+                body = requests.get(f"{stack.url('mail')}/messages/{message['id']}.plain", timeout=5).text
+                if "no space left on device" in body:
+                    return body
+        return None
+
+    try:
+        body = wait_for(naming_the_new_kind, timeout=bound("OpsmonLogPatternNew") + 60, interval=0.5,
+                        what="an email about the new kind of error, with its template")
+        TIMINGS.append(("11 a new kind of error: OpsmonLogPatternNew names it", time.monotonic() - fault,
+                        bound("OpsmonLogPatternNew")))
+        assert "app-team@localhost" in str([m["recipients"] for m in stack.emails() if m["id"] > since])
+        assert "Runbook: https://github.com/opsmon/opsmon/blob/main/docs/runbooks.md#opsmonlogpatternnew" in body
+        assert stack.query('opsmon_log_pattern_info{template=~".*no space left on device.*"}')
+    finally:
+        stack.faults(storage_full=False)
+
+
 def panels():
     for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
