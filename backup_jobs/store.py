@@ -316,9 +316,9 @@ def to_prune(records: list[BackupRecord], keep: int) -> list[BackupRecord]:
     """Of one tier's backups, those beyond the newest `keep`, sparing always the newest verified one."""
     newest_first = sorted(records, key=lambda r: (r.started_at, r.id), reverse=True)
     spared = {r.id for r in newest_first[:keep]}
-    newest_verified = next((r for r in newest_first if r.verified), None)
-    if newest_verified is not None:
-        spared.add(newest_verified.id)
+    last_good = catalog.newest_verified(records)
+    if last_good is not None:
+        spared.add(last_good.id)
     return [r for r in newest_first if r.id not in spared]
 
 

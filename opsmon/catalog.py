@@ -449,8 +449,12 @@ class Catalog:
 
     def newest_verified(self, tier: str) -> BackupRecord | None:
         """The newest backup of the tier that passed its last verification: what a restore would use."""
-        verified = [b for b in self.of_tier(tier) if b.verified]
-        return verified[-1] if verified else None
+        return newest_verified(self.of_tier(tier))
+
+
+def newest_verified(records: list[BackupRecord]) -> BackupRecord | None:
+    """Of some backups, the newest that passed its last verification."""
+    return max((r for r in records if r.verified), key=lambda r: (r.started_at, r.id), default=None)
 
 
 def read_catalog(directory: str | os.PathLike) -> Catalog:
