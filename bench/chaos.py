@@ -647,6 +647,8 @@ def _full_disk_runs(suite: Suite, tally: Tally, runs: int, until: float, rng: ra
             tally.details.append(f"stopped at the time budget after {run - 1} of {runs} runs")
             break
         tally.runs += 1
+        earlier = set(backup_orphans(backup_kit.backups) + database_orphans(backup_kit.database)
+                      + backup_orphans(restore_kit.backups) + database_orphans(restore_kit.database))
         if run % 2:  # a backup into a filling disk
             kit = backup_kit
             leave = rng.randint(0, int(raw * 1.3))
@@ -684,9 +686,9 @@ def _full_disk_runs(suite: Suite, tally: Tally, runs: int, until: float, rng: ra
             tally.wrong_answer(run, f"{what}: a traceback instead of a message: {tail(result.stderr, 1)}")
         elif result.returncode not in (0, 1, 5):
             tally.wrong_answer(run, f"{what}: exit {result.returncode}: {tail(result.stderr, 1)}")
-        if result.returncode != 0:
-            left = backup_orphans(kit.backups) + database_orphans(kit.database)
-            if left:  # before the next command: a failed job must leave nothing behind
+        if result.returncode != 0:  # before the next command: a failed job must leave nothing behind
+            left = [p for p in backup_orphans(kit.backups) + database_orphans(kit.database) if p not in earlier]
+            if left:
                 tally.wrong_answer(run, f"{what} failed and left {', '.join(left)}")
         if kit is backup_kit and filled:
             check = kit.run("verify", "--all")  # on the disk as it is
