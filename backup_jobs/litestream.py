@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 import yaml
 
 from opsmon.catalog import to_iso, to_timestamp
@@ -75,7 +76,24 @@ class Litestream:
 
     # ---- replication ------------------------------------------------------------------------
 
+    def _stop_strays(self) -> None:
+        """A replicator of this config left by a service that was killed -9: two would replicate at once."""
+        mine = str(self.config_path)
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if "replicate" not in cmdline or mine not in cmdline or process.pid == os.getpid():
+                continue
+            log.warning("stopping litestream pid %s, left running by an earlier service", process.pid)
+            try:
+                process.terminate()
+                process.wait(10)
+            except psutil.TimeoutExpired:
+                process.kill()
+            except psutil.Error:
+                pass  # gone already
+
     def start(self) -> None:
+        self._stop_strays()
         self.process = subprocess.Popen([self.binary, "replicate", "-config", str(self.write_config()),
                                          "-no-expand-env"], env=self._environment(),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")

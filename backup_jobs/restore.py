@@ -77,6 +77,7 @@ class Restorer:
         self.keep_safety = keep_safety
         self.quick = quick  # quick_check instead of integrity_check after a restore (integrity.quick)
         self.marker = store.directory / MARKER
+        self._live_changed = False  # whether the restore under way has committed a write to the live database
 
     @property
     def live(self) -> Path:
@@ -143,6 +144,10 @@ class Restorer:
             if own is not None:
                 identity.restore_identity(self.live, own)
             return report
+        except sqlite3.Error as err:
+            if self.marker.exists():  # a rollback is pending: the next command finishes it
+                raise
+            raise RestoreFailed(f"{self.live} cannot be used now ({err}); nothing was changed") from None
         finally:
             for leftover in (candidate, Path(f"{candidate}-wal"), Path(f"{candidate}-shm")):
                 leftover.unlink(missing_ok=True)
@@ -152,37 +157,47 @@ class Restorer:
     def _write_with_safety(self, candidate: Path, source: str, tables, expected: DatabaseFacts | None,
                            notes: list[str]):
         """Snapshot the live database, then write; the snapshot is catalogued as the safety backup
-        while the write and its checks run, and copied back if either fails."""
+        while the write and its checks run, and copied back if either fails after the write committed.
+
+        The marker names the snapshot for the next command only while the live database may differ
+        from it: a failure before the write committed (a full disk, say) leaves nothing to roll back,
+        and a rollback of it would throw away what the app wrote since."""
         started = self.store.clock()
+        safety = None
         try:
             safety = self.store.scratch(f"safety-{started:.6f}.db", self.store.live_size())
-        except BackupFailed as err:
-            raise RestoreFailed(f"no room for the safety backup: {err}") from None
-        sqlitefile.snapshot(self.live, safety)
-        sqlitefile.fsync_file(safety)
-        files.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
-                                                    "started_at": to_iso(started)})
+            sqlitefile.snapshot(self.live, safety)
+            sqlitefile.fsync_file(safety)
+            files.write_json_atomically(self.marker, {"safety_snapshot": str(safety), "source": source,
+                                                        "started_at": to_iso(started)})
+        except (BackupFailed, sqlite3.Error, OSError) as err:
+            self.marker.unlink(missing_ok=True)
+            if safety is not None:
+                safety.unlink(missing_ok=True)
+            raise RestoreFailed(f"the safety backup could not be taken ({err}); nothing was changed") from None
+        self._live_changed = False
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 catalogued = pool.submit(self.store.catalogue, SAFETY, safety, started)
                 try:
-                    counts = self._write(candidate, tables, expected, notes)
+                    counts, failure = self._write(candidate, tables, expected, notes), None
                 except Exception as err:  # noqa: BLE001 - whatever broke, the database goes back
-                    sqlitefile.copy_into(safety, self.live)
-                    failure = f"restoring {source} failed ({err}); the database was rolled back, as it was before"
-                else:
-                    failure = None
+                    failure = f"restoring {source} failed ({err})"
                 try:
-                    record = catalogued.result()
+                    record, stored = catalogued.result(), None
                 except Exception as err:  # noqa: BLE001 - without a stored safety backup, nothing is kept
-                    if failure is None:
-                        sqlitefile.copy_into(safety, self.live)
-                    raise RestoreFailed(f"the safety backup could not be stored ({err}); the database was "
-                                        "rolled back, as it was before") from None
-            if failure:
-                raise RestoreFailed(f"{failure} (safety backup {record.id})")
+                    record, stored = None, f"the safety backup could not be stored ({err})"
+            if failure is None and stored is None:
+                self.marker.unlink()
+                return counts, record.id
+            if self._live_changed:
+                sqlitefile.copy_into(safety, self.live)  # if this fails too, the marker stays for the next command
+                outcome = "the database was rolled back, as it was before"
+            else:
+                outcome = "nothing was written: the database is as it was"
             self.marker.unlink()
-            return counts, record.id
+            kept = f" (safety backup {record.id})" if record else ""
+            raise RestoreFailed(f"{failure or stored}; {outcome}{kept}")
         finally:
             if not self.marker.exists():
                 safety.unlink(missing_ok=True)
@@ -258,8 +273,11 @@ class Restorer:
             trial.unlink(missing_ok=True)
 
     def _write(self, candidate: Path, tables, expected: DatabaseFacts | None, notes: list[str]) -> dict[str, int]:
+        """Write and check; `_live_changed` says whether a write committed (and must be undone on failure)."""
         if tables:
-            return _replace_tables(self.live, candidate, tables)
+            counts = _replace_tables(self.live, candidate, tables)  # checked before its one commit
+            self._live_changed = True
+            return counts
         if expected is None or expected.foreign_key_violations is None:  # not from a checked backup: count now
             with closing(sqlitefile.open_readonly(candidate)) as source:
                 expected_tables = sqlitefile.row_counts(source)
@@ -268,7 +286,8 @@ class Restorer:
             expected_tables, allowed_fk = expected.tables, expected.foreign_key_violations
         with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
             before = _data_version(watcher)
-            sqlitefile.copy_into(candidate, self.live)
+            sqlitefile.copy_into(candidate, self.live)  # one transaction: it commits whole, or not at all
+            self._live_changed = True
             watcher.execute("BEGIN")
             try:
                 # data_version grows by one for each commit of another connection: by exactly one,

@@ -41,15 +41,21 @@ def unreadable(path: Path) -> str | None:
         with closing(open_readonly(path)) as connection:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as err:
-        return str(err)
+        # Only what the file is, never how the machine is (a full disk, an I/O error, a lock): a healthy
+        # database must never be taken for one to set aside and replace.
+        return str(err) if "not a database" in str(err) else None
     return None
 
 
 def replace_file(source: Path, target: Path) -> None:
     """Put a copy of `source` in place of `target` by rename, durable; the target's -wal and -shm go."""
     partial = target.with_name(f".{target.name}.restoring")
-    shutil.copyfile(source, partial)
-    fsync_file(partial)
+    try:
+        shutil.copyfile(source, partial)
+        fsync_file(partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     for sidecar in (Path(f"{target}-wal"), Path(f"{target}-shm")):
         sidecar.unlink(missing_ok=True)
     os.replace(partial, target)

@@ -28,6 +28,7 @@ from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, Backu
 log = logging.getLogger(__name__)
 
 TMP_DIR = ".tmp"
+STALE_TEMPORARY_SECONDS = 60
 MIB = 1 << 20
 
 
@@ -88,6 +89,12 @@ class BackupStore:
         for path in self.database.parent.glob(f"{self._beside_prefix()}*"):
             path.unlink()
             removed.append(path)
+        # A write killed between its temporary file and the rename (opsmon/files.py): old enough that no
+        # writer is still on it (status is written outside the job lock too).
+        for path in (*self.directory.glob(".*.tmp"), *self.directory.glob("*/.*.tmp")):
+            if time.time() - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                path.unlink(missing_ok=True)
+                removed.append(path)
         for backup in self.directory.glob(f"*/*{BACKUP_SUFFIX}"):
             if not backup.with_name(backup.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists():
                 backup.unlink()

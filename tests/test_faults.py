@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -125,3 +125,78 @@ def test_14_a_moment_in_the_future_is_refused_with_a_reason(tmp_path):
                            "2099-01-01T00:00:00Z")
     assert result.returncode == 2 and "in the future" in result.stderr
 
+
+
+def fill(folder, leave_bytes: int) -> None:
+    """Fill the filesystem of `folder` until about `leave_bytes` are free."""
+    import os
+
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    (folder / "filler").write_bytes(b"\0" * max(0, free - leave_bytes))
+
+
+@pytest.mark.parametrize("leave", [1_200_000, 20_000])
+def test_chaos_a_b_a_restore_on_a_full_disk_changes_nothing_and_leaves_nothing_to_roll_back(tmp_path, leave):
+    """Chaos faults A and B: a restore that runs out of room left its rollback marker (the next command
+    then threw away what the app wrote since), or took a healthy database for one beyond SQLite."""
+    import sqlite3
+
+    with small_filesystem(tmp_path / "disk", "5m") as disk:
+        db = demo_database(disk / "live.db", videos=15_000)
+        args = ("--database", db, "--backup-dir", tmp_path / "backups")
+        backup_id = opsmon_backup(*args, "create", check=True).stdout.strip()
+        with closing(sqlite3.connect(db, isolation_level=None)) as connection:
+            connection.execute("DELETE FROM monetizations WHERE id % 2 = 0")
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = fingerprint(db)  # (with 20 KB left, even reading needs room for the -shm file)
+        fill(disk, leave)
+        failed = opsmon_backup(*args, "restore", backup_id)
+        assert failed.returncode == 5, failed.stderr
+        assert "nothing was changed" in failed.stderr or "nothing was written" in failed.stderr
+        assert not (tmp_path / "backups" / "restore-in-progress.json").exists()
+        assert not list(disk.glob(".live.db.*")) and not (tmp_path / "backups" / "damaged").exists()
+        (disk / "filler").unlink()
+        with closing(sqlite3.connect(db, isolation_level=None)) as connection:  # the app goes on writing
+            connection.execute("INSERT INTO videos (title, status, created_at, updated_at) "
+                               "VALUES ('after', 'queued', 0, 0)")
+        after = fingerprint(db)
+        assert after != before
+        assert opsmon_backup(*args, "verify", "--all").returncode == 0
+        assert fingerprint(db) == after  # nothing rolled back over the app's write
+
+
+def test_chaos_c_a_write_killed_before_its_rename_leaves_no_temporary_file_for_long(tmp_path):
+    import os
+
+    db = demo_database(tmp_path / "live.db")
+    args = ("--database", db, "--backup-dir", tmp_path / "backups")
+    backup_id = opsmon_backup(*args, "create", check=True).stdout.strip()
+    stale = tmp_path / "backups" / "daily" / f".{backup_id}.json.k2j3h4.tmp"
+    stale.write_text("{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / "backups" / ".status.json.abc123.tmp"  # a writer may still be on this one
+    fresh.write_text("{")
+    assert opsmon_backup(*args, "verify", "--all").returncode == 0
+    assert not stale.exists() and fresh.exists()
+
+
+def test_chaos_d_a_replicator_left_by_a_killed_service_is_stopped_before_the_next_starts(tmp_path):
+    from backup_jobs.litestream import Litestream
+    from opsmon.config import parse_config
+    from tests.conftest import free_port
+
+    db = demo_database(tmp_path / "live.db")
+    config = parse_config({"database": {"path": str(db)}, "backups": {
+        "directory": str(tmp_path / "backups"), "litestream": {
+            "enabled": True, "replica_directory": str(tmp_path / "replica"),
+            "metrics_address": f"127.0.0.1:{free_port()}"}}}, "t.yml", tmp_path).backups
+    first = Litestream(config.litestream, db, config.directory)
+    first.start()  # the service that starts it is then killed -9: nobody stops it
+    second = Litestream(config.litestream, db, config.directory)
+    try:
+        second.start()
+        first.process.wait(15)
+        assert second.running
+    finally:
+        second.stop()
+        first.stop()
