@@ -100,7 +100,7 @@ class BackupCollector:
         yield from (family for family in (success, rto, rpo) if family.samples)
 
     def _policy_gauges(self, catalog: Catalog):
-        policy, db = self._policy, [self._database]
+        policy = self._policy
         objectives = policy.backups.objectives
         yield from (self._value("opsmon_backup_objective_rpo_seconds",
                                 "The RPO objective (backups.objectives.rpo_seconds): data a disaster may cost.",
