@@ -89,10 +89,15 @@ class BackupStore:
         for path in self.database.parent.glob(f"{self._beside_prefix()}*"):
             path.unlink()
             removed.append(path)
-        # A write killed between its temporary file and the rename (opsmon/files.py): old enough that no
-        # writer is still on it (status is written outside the job lock too).
-        for path in (*self.directory.glob(".*.tmp"), *self.directory.glob("*/.*.tmp")):
-            if time.time() - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+        # Writes killed between their temporary file and the rename (opsmon/files.py). Manifests are
+        # written under the job lock held here, status.json under its own lock, taken here; any other
+        # file only once it is old enough that no writer can still be on it.
+        stale = list(self.directory.glob("*/.*.tmp"))
+        with files.locked(self.directory / catalog.LOCK_FILE):
+            stale += self.directory.glob(f".{catalog.STATUS_FILE}.*.tmp")
+            stale += [p for p in self.directory.glob(".*.tmp")
+                      if p not in stale and time.time() - p.stat().st_mtime > STALE_TEMPORARY_SECONDS]
+            for path in stale:
                 path.unlink(missing_ok=True)
                 removed.append(path)
         for backup in self.directory.glob(f"*/*{BACKUP_SUFFIX}"):

@@ -174,10 +174,12 @@ def test_chaos_c_a_write_killed_before_its_rename_leaves_no_temporary_file_for_l
     stale = tmp_path / "backups" / "daily" / f".{backup_id}.json.k2j3h4.tmp"
     stale.write_text("{")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    fresh = tmp_path / "backups" / ".status.json.abc123.tmp"  # a writer may still be on this one
+    status_tmp = tmp_path / "backups" / ".status.json.abc123.tmp"  # written under the status lock
+    status_tmp.write_text("{")
+    fresh = tmp_path / "backups" / ".console-secret.x1y2z3.tmp"  # another writer may still be on this one
     fresh.write_text("{")
     assert opsmon_backup(*args, "verify", "--all").returncode == 0
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and not status_tmp.exists() and fresh.exists()
 
 
 def test_chaos_d_a_replicator_left_by_a_killed_service_is_stopped_before_the_next_starts(tmp_path):
