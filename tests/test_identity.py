@@ -77,9 +77,8 @@ def test_the_session_of_the_report_cannot_cross_databases(project):
     assert made.returncode == 0, made.stderr
     assert "nothing of opsmon.yml applies to it" in made.stderr
     good = fingerprint(book)
-    time.sleep(1.1)
-    moment = time.time()
-    time.sleep(1.1)
+    moment = next_second()  # Litestream and the backup ids keep whole seconds
+    next_second()
     execute(book, "DELETE FROM entry WHERE id > 100")
     restored = opsmon_backup(*args, "restore", "--at", at(moment), cwd=project)
     assert restored.returncode == 0, restored.stderr
@@ -96,7 +95,7 @@ def test_a_replica_of_another_database_is_refused_by_pitr(project):
         "backups": {"directory": "ledger-backups",
                     "litestream": {"enabled": True, "replica_directory": ".run/litestream-replica"}}}))
     before = fingerprint(book)  # no backup of the ledger yet: the replica is the only source for the moment
-    time.sleep(1.1)  # the replica holds a moment from the second after its first point on
+    next_second()  # the replica holds a moment from the second after its first point on
     refused = opsmon_backup("--config.file", config, "restore", "--at", at(time.time()), cwd=project)
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert "another database" in refused.stderr and "nothing was changed" in refused.stderr
