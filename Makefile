@@ -10,7 +10,7 @@ RUN_DIR := .run
 # the binaries), and for the tests also the browser the console's test drives. Each is installed
 # when its command is missing and we are root; otherwise make says what to install.
 RUN_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool prometheus-alertmanager:prometheus-alertmanager
-TEST_PACKAGES := $(RUN_PACKAGES) chromium:chromium chromium-driver:chromedriver
+TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium chromium-driver:chromedriver
 
 define install-missing
 	@missing=$$(for pair in $(1); do command -v $${pair#*:} >/dev/null || echo $${pair%%:*}; done | sort -u); \
@@ -24,7 +24,7 @@ define install-missing
 endef
 
 run-deps:
-	$(call install-missing,$(RUN_PACKAGES))
+	$(call install-missing,$(RUN_PACKAGES) $(if $(LONG_TERM),victoria-metrics:victoria-metrics))
 
 test-deps:
 	$(call install-missing,$(TEST_PACKAGES))
@@ -46,7 +46,7 @@ test: test-deps venv
 # 127.0.0.1, rendered under .run/, and one Procfile (Grafana only when it is installed).
 NATIVE_HOSTS := -e 's/"\(exporter\|backup\|alertmanager\):/"127.0.0.1:/' \
                 -e 's|mailpit:1025|127.0.0.1:1025|' -e 's|http://demo:8080|http://127.0.0.1:8080|' \
-                -e 's|http://pager:8081|http://127.0.0.1:8081|'
+                -e 's|http://pager:8081|http://127.0.0.1:8081|' -e 's|http://victoriametrics:8428|http://127.0.0.1:8428|'
 
 # One setting each, in .env (as docker compose reads it) or on make's command line: the URLs people
 # reach the stack by, rendered into the rules' dashboard links and the heartbeat receiver here, and
@@ -54,19 +54,27 @@ NATIVE_HOSTS := -e 's/"\(exporter\|backup\|alertmanager\):/"127.0.0.1:/' \
 -include .env
 GRAFANA_URL = $(or $(OPSMON_GRAFANA_URL),http://localhost:3000)
 HEARTBEAT_URL = $(or $(OPSMON_HEARTBEAT_URL),http://127.0.0.1:8081/webhook/heartbeat)
+# The long-term store: OPSMON_LONG_TERM=1 starts VictoriaMetrics (13 months) and remote-writes to it.
+LONG_TERM = $(filter 1,$(OPSMON_LONG_TERM))
 
 native-configs:
 	@mkdir -p $(RUN_DIR)/logs
 	@rm -rf $(RUN_DIR)/rules && mkdir -p $(RUN_DIR)/rules
 	@sed $(NATIVE_HOSTS) prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
+	@rm -rf $(RUN_DIR)/targets && mkdir -p $(RUN_DIR)/targets
+	@for hosts in prometheus/targets/*.yml; do sed $(NATIVE_HOSTS) $$hosts > $(RUN_DIR)/targets/$${hosts##*/}; done
 	@for rules in prometheus/rules/*.rules.yml; do \
 	  sed 's|http://localhost:3000|$(GRAFANA_URL)|' $$rules > $(RUN_DIR)/rules/$${rules##*/}; done
 	@sed $(NATIVE_HOSTS) -e 's#- templates/#- $(CURDIR)/alertmanager/templates/#' \
 	  -e 's|http://127.0.0.1:8081/webhook/heartbeat|$(HEARTBEAT_URL)|' alertmanager/alertmanager.yml > $(RUN_DIR)/alertmanager.yml
 	@cp Procfile $(RUN_DIR)/Procfile
+	@if [ -n "$(LONG_TERM)" ]; then \
+	  sed $(NATIVE_HOSTS) prometheus/remote_write.yml >> $(RUN_DIR)/prometheus.yml; \
+	  echo "victoriametrics: exec victoria-metrics -storageDataPath=$(RUN_DIR)/victoria-metrics -retentionPeriod=13 -httpListenAddr=127.0.0.1:8428" >> $(RUN_DIR)/Procfile; \
+	fi
 	@if command -v grafana-server >/dev/null; then \
 	  mkdir -p $(RUN_DIR)/grafana/provisioning/datasources $(RUN_DIR)/grafana/provisioning/dashboards; \
-	  sed -e 's#http://prometheus:9090#http://127.0.0.1:9090#' -e 's#http://alertmanager:9093#http://127.0.0.1:9093#' \
+	  sed $(NATIVE_HOSTS) -e 's#http://prometheus:9090#http://127.0.0.1:9090#' -e 's#http://alertmanager:9093#http://127.0.0.1:9093#' \
 	    grafana/provisioning/datasources/datasources.yml > $(RUN_DIR)/grafana/provisioning/datasources/datasources.yml; \
 	  sed -e 's#/var/lib/grafana/dashboards#$(CURDIR)/grafana/dashboards#' \
 	    grafana/provisioning/dashboards/dashboards.yml > $(RUN_DIR)/grafana/provisioning/dashboards/dashboards.yml; \
@@ -82,6 +90,7 @@ run: run-deps venv native-configs
 	@echo "  Alertmanager   http://127.0.0.1:9093"
 	@echo "  pager (stand-in) http://127.0.0.1:8081/   (heartbeat: $(HEARTBEAT_URL))"
 	@echo "  mail (SMTP sink) http://127.0.0.1:8025"
+	@if [ -n "$(LONG_TERM)" ]; then echo "  VictoriaMetrics http://127.0.0.1:8428/vmui   (13 months of every sample)"; fi
 	@if command -v grafana-server >/dev/null; then echo "  Grafana        http://127.0.0.1:3000"; \
 	else echo "  Grafana is not packaged for Debian: 'docker compose up -d' runs it (or put grafana-server on PATH)"; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f $(RUN_DIR)/Procfile -d $(CURDIR)

@@ -16,7 +16,16 @@ SERVICES = COMPOSE["services"]
 
 def test_the_whole_stack_is_there():
     assert set(SERVICES) == {"demo", "pager", "exporter", "backup", "prometheus", "alertmanager", "grafana",
-                             "mailpit"}
+                             "mailpit", "victoriametrics"}
+
+
+def test_the_long_term_store_is_a_profile_that_prometheus_writes_to_when_switched_on():
+    assert SERVICES["victoriametrics"]["profiles"] == ["long-term"]
+    assert "profiles" not in SERVICES["prometheus"]
+    start = SERVICES["prometheus"]["command"][0]
+    assert '"${OPSMON_LONG_TERM:-0}" = 1 ]; then cat /etc/prometheus/remote_write.yml' in start
+    remote = yaml.safe_load((REPO / "prometheus/remote_write.yml").read_text())["remote_write"]
+    assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in remote] == ["victoriametrics"]
 
 
 def test_images_are_pinned_by_version():
@@ -57,8 +66,10 @@ def test_grafana_password_comes_from_the_environment_with_a_documented_default()
 
 def test_prometheus_and_alertmanager_reach_the_compose_services():
     prometheus = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
-    hosts = {target.split(":")[0] for job in prometheus["scrape_configs"] for config in job["static_configs"]
-             for target in config["targets"]} - {"localhost"}
+    groups = [group for job in prometheus["scrape_configs"] for group in job.get("static_configs", [])]
+    for path in (REPO / "prometheus/targets").glob("*.yml"):
+        groups += yaml.safe_load(path.read_text())
+    hosts = {target.split(":")[0] for group in groups for target in group["targets"]} - {"localhost"}
     assert hosts <= set(SERVICES), hosts - set(SERVICES)
     alertmanager = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
     assert alertmanager["global"]["smtp_smarthost"].split(":")[0] in SERVICES
