@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, stop, wait_for
+from tests.fleet import prometheus_config, write_host_config, write_host_file
 
 pytestmark = pytest.mark.slow
 
@@ -119,16 +120,17 @@ class Stack:
 
 def write_configs(stack: Stack) -> None:
     work, ports = stack.work, stack.ports
-    text = (REPO / "opsmon.yml").read_text().replace(".run/", f"{work}/").replace(":8080/", f":{ports['demo']}/")
-    document = yaml.safe_load(text)
-    document["exporter"]["listen_address"] = f"127.0.0.1:{ports['exporter']}"
-    document["backups"]["listen_address"] = f"127.0.0.1:{ports['backup']}"
-    document["backups"]["litestream"]["metrics_address"] = f"127.0.0.1:{ports['litestream']}"
-    for query in document["business"]:
-        query["refresh_seconds"] = 1
-    stack.config.write_text(yaml.safe_dump(document))
+    write_host_config(stack.config, ports)
+    rules = write_scaled_rules(work / "rules")
+    write_host_file(work / "targets", "demo", ports)
+    prometheus = prometheus_config(rules, work / "targets", ports, SCRAPE, EXPORTER_SCRAPE)
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    (work / "alertmanager.yml").write_text(yaml.safe_dump(scaled_alertmanager(stack.url("pager"), ports["smtp"])))
 
-    rules = work / "rules"
+
+def write_scaled_rules(rules: Path) -> Path:
+    """The shipped rules with every `for` and `keep_firing_for` (and the external checks' windows)
+    divided by FOR_SCALE, in the folder `rules`."""
     rules.mkdir()
     for path in (REPO / "prometheus/rules").glob("*.rules.yml"):
         document = yaml.safe_load(path.read_text())
@@ -142,21 +144,14 @@ def write_configs(stack: Stack) -> None:
                 if path.name == "external.rules.yml":  # their windows too: a share of checks over 5 minutes
                     rule["expr"] = re.sub(r"\[(\d+[smh])\]", lambda m: f"[{scaled_window(m.group(1))}]", rule["expr"])
         (rules / path.name).write_text(yaml.safe_dump(document, sort_keys=False))
-    prometheus = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
-    prometheus["global"].update({"scrape_interval": f"{SCRAPE}s", "evaluation_interval": f"{EVALUATION}s",
-                                 "scrape_timeout": f"{SCRAPE}s"})
-    prometheus["rule_files"] = [str(rules / "*.rules.yml")]
-    prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['alertmanager']}"]
-    targets = {"opsmon-exporter": "exporter", "opsmon-backup": "backup", "litestream": "litestream",
-               "prometheus": "prometheus", "alertmanager": "alertmanager"}
-    for job in prometheus["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[targets[job['job_name']]]}"]
-        if job["job_name"] == "opsmon-exporter":
-            job.update({"scrape_interval": f"{EXPORTER_SCRAPE}s", "scrape_timeout": f"{EXPORTER_SCRAPE}s"})
-    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    return rules
 
+
+def scaled_alertmanager(pager: str, smtp_port: int) -> dict:
+    """The shipped alertmanager.yml with its waits and repeats divided by AM_SCALE, mail to the SMTP
+    sink on `smtp_port` and webhooks to the pager at `pager`."""
     alertmanager = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
-    alertmanager["global"]["smtp_smarthost"] = f"127.0.0.1:{ports['smtp']}"
+    alertmanager["global"]["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"
     alertmanager["templates"] = [str(REPO / "alertmanager/templates/*.tmpl")]
     routes = [alertmanager["route"], *alertmanager["route"]["routes"]]
     routes += [child for route in alertmanager["route"]["routes"] for child in route.get("routes", [])]
@@ -166,8 +161,8 @@ def write_configs(stack: Stack) -> None:
                 route[key] = scaled(route[key], AM_SCALE)
     for receiver in alertmanager["receivers"]:
         for hook in receiver.get("webhook_configs", []):
-            hook["url"] = hook["url"].replace("http://pager:8081", stack.url("pager"))
-    (work / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager))
+            hook["url"] = hook["url"].replace("http://pager:8081", pager)
+    return alertmanager
 
 
 @pytest.fixture(scope="module")
@@ -393,10 +388,12 @@ EMPTY_WHEN_HEALTHY = {("system", "GPU utilisation"), ("system", "GPU memory used
                       ("logs", "Error patterns"), ("logs", "Newest error pattern")}
 
 
-def test_9_every_grafana_panel_shows_data(stack):
-    def filled(expr: str) -> str:
-        return re.sub(r'=~"\$\w+"', '=~".*"', expr).replace("$__rate_interval", "1m")
+def filled(expr: str) -> str:
+    """A panel's expression as Grafana sends it with every variable at All."""
+    return re.sub(r'=~"\$\w+"', '=~".*"', expr).replace("$__rate_interval", "1m")
 
+
+def test_9_every_grafana_panel_shows_data(stack):
     missing: set = set()
 
     def all_shown() -> bool:
@@ -537,33 +534,3 @@ def test_8_two_alertmanagers_in_a_cluster_notify_once_and_survive_one_loss(tmp_p
         for process in processes.values():
             stop(process)
         receiver.close()
-
-
-def test_scale_out_remote_write_reaches_a_second_prometheus(stack, tmp_path):
-    """docs/scaling.md, once for real: a Prometheus that remote-writes the exporter's series to another."""
-    receiver_port, sender_port = free_port(), free_port()
-    (tmp_path / "receiver.yml").write_text("global: {}\n")
-    (tmp_path / "sender.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "opsmon-exporter", "scrape_interval": "3s", "scrape_timeout": "3s",
-                            "static_configs": [{"targets": [f"127.0.0.1:{stack.ports['exporter']}"]}]}],
-        "remote_write": [{"url": f"http://127.0.0.1:{receiver_port}/api/v1/write"}]}))
-    processes = [
-        subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'receiver.yml'}", "--web.enable-remote-write-receiver",
-                          f"--storage.tsdb.path={tmp_path / 'receiver'}", f"--web.listen-address=127.0.0.1:{receiver_port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'sender.yml'}",
-                          f"--storage.tsdb.path={tmp_path / 'sender'}", f"--web.listen-address=127.0.0.1:{sender_port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    try:
-        def received():
-            answer = requests.get(f"http://127.0.0.1:{receiver_port}/api/v1/query", timeout=5,
-                                  params={"query": 'opsmon_backup_retained{job="opsmon-exporter"}'}).json()
-            return answer["data"]["result"]
-
-        series = wait_for(received, timeout=60, interval=1, what="the exporter's series in the second Prometheus")
-        assert {s["metric"]["tier"] for s in series} == {"daily", "weekly", "monthly"}
-    finally:
-        for process in processes:
-            stop(process)

@@ -24,6 +24,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, wait_for
+from tests.fleet import prometheus_config, write_host_file
 from tests.test_e2e import Receiver, Stack
 
 pytestmark = pytest.mark.slow
@@ -70,17 +71,9 @@ def write_configs(stack: Stack) -> None:
         (work / "rules" / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
 
     # The backup service is not part of this scenario: its jobs are not scraped.
-    prometheus = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-    prometheus["global"].update({"scrape_interval": f"{SCRAPE}s", "evaluation_interval": f"{SCRAPE}s",
-                                 "scrape_timeout": f"{SCRAPE}s"})
-    prometheus["rule_files"] = [str(work / "rules" / "*.rules.yml")]
-    prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['alertmanager']}"]
-    targets = {"opsmon-exporter": "exporter", "prometheus": "prometheus", "alertmanager": "alertmanager"}
-    prometheus["scrape_configs"] = [job for job in prometheus["scrape_configs"] if job["job_name"] in targets]
-    for job in prometheus["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[targets[job['job_name']]]}"]
-        if job["job_name"] == "opsmon-exporter":
-            job.update({"scrape_interval": f"{EXPORTER_SCRAPE}s", "scrape_timeout": f"{EXPORTER_SCRAPE}s"})
+    write_host_file(work / "targets", "demo", {"exporter": ports["exporter"]})
+    prometheus = prometheus_config(work / "rules", work / "targets", ports, SCRAPE, EXPORTER_SCRAPE,
+                                   jobs={"opsmon-exporter", "prometheus", "alertmanager"})
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
 
     # Every receiver also posts to a tap, which sees each notification a person would get.

@@ -1,0 +1,66 @@
+"""The fleet as the end-to-end tests run it: one target file per host, and the shipped prometheus.yml
+pointed at that folder and at loopback ports, its relabelling and labels left as they are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+# The jobs a host's target file names, and the port (by service name) each one scrapes.
+HOST_JOBS = {"opsmon-exporter": "exporter", "opsmon-backup": "backup", "litestream": "litestream"}
+
+
+def write_host_config(path: Path, ports: dict[str, int]) -> Path:
+    """The demo's opsmon.yml for one host: its files beside `path`, its services on `ports`, and
+    the business queries refreshed every second."""
+    work = path.parent
+    text = (REPO / "opsmon.yml").read_text().replace(".run/", f"{work}/").replace(":8080/", f":{ports['demo']}/")
+    document = yaml.safe_load(text)
+    document["exporter"]["listen_address"] = f"127.0.0.1:{ports['exporter']}"
+    document["backups"]["listen_address"] = f"127.0.0.1:{ports['backup']}"
+    document["backups"]["litestream"]["metrics_address"] = f"127.0.0.1:{ports['litestream']}"
+    for query in document["business"]:
+        query["refresh_seconds"] = 1
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def write_host_file(folder: Path, host: str, ports: dict[str, int]) -> Path:
+    """`folder/<host>.yml` as a user writes it, a group per job the host runs (those in `ports`).
+
+    Written whole and renamed: Prometheus rereads the folder on every change and would log a
+    half-written file as broken."""
+    groups = [{"targets": [f"127.0.0.1:{ports[service]}"],
+               "labels": {"job": job, "host": host, "env": "test", "role": "app"}}
+              for job, service in HOST_JOBS.items() if service in ports]
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{host}.yml"
+    part = folder / f".{host}.yml.part"
+    part.write_text(yaml.safe_dump(groups))
+    os.replace(part, path)
+    return path
+
+
+def prometheus_config(rules: Path, targets: Path, ports: dict[str, int], scrape: float,
+                      exporter_scrape: float, jobs: set[str] | None = None) -> dict:
+    """The shipped prometheus.yml with every interval `scrape` (the exporter's `exporter_scrape`),
+    the fleet read from `targets/*.yml`, and only `jobs` when given."""
+    prometheus = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    prometheus["global"].update({"scrape_interval": f"{scrape}s", "evaluation_interval": f"{scrape}s",
+                                 "scrape_timeout": f"{scrape}s"})
+    prometheus["rule_files"] = [str(rules / "*.rules.yml")]
+    prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['alertmanager']}"]
+    if jobs is not None:
+        prometheus["scrape_configs"] = [job for job in prometheus["scrape_configs"] if job["job_name"] in jobs]
+    for job in prometheus["scrape_configs"]:
+        if "file_sd_configs" in job:
+            job["file_sd_configs"] = [{"files": [str(targets / "*.yml")], "refresh_interval": "5s"}]
+        else:
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+        if job["job_name"] == "opsmon-exporter":
+            job.update({"scrape_interval": f"{exporter_scrape}s", "scrape_timeout": f"{exporter_scrape}s"})
+    return prometheus

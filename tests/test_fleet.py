@@ -1,0 +1,207 @@
+"""End to end, a fleet: three hosts (a demo app, an exporter and a backup service each, on their own
+ports and databases) discovered from target files by the real Prometheus, which remote-writes
+to a real VictoriaMetrics; the real Alertmanager with the shipped routing. Durations are scaled as
+in test_e2e.py. A fault on one host must alert for that host only, and hold back nothing of the
+others'.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import free_port, stop, wait_for
+from tests.fleet import prometheus_config, write_host_config, write_host_file
+from tests.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
+                            write_scaled_rules)
+
+pytestmark = pytest.mark.slow
+
+HOSTS = ("alpha", "bravo", "charlie")
+LATE = "charlie"  # its target file is added while Prometheus runs
+
+
+class Fleet:
+    def __init__(self, work: Path):
+        self.work = work
+        self.ports = {name: free_port() for name in ("prometheus", "alertmanager", "victoriametrics", "smtp")}
+        self.hosts = {host: {name: free_port() for name in ("demo", "exporter", "backup", "litestream")}
+                      for host in HOSTS}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = open(self.work / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_host(self, host: str) -> None:
+        """A host as `make run` starts one: the demo app on a fresh database, its exporter and backups."""
+        folder, ports = self.work / host, self.hosts[host]
+        (folder / "logs").mkdir(parents=True)
+        config = str(write_host_config(folder / "opsmon.yml", ports))
+        self.start(f"{host}-demo", [sys.executable, "-m", "demo", "serve", "--db", str(folder / "demo.db"),
+                                    "--listen", f"127.0.0.1:{ports['demo']}", "--metrics-dir",
+                                    str(folder / "app-metrics"), "--log-file", str(folder / "logs/demo.jsonl"),
+                                    "--pidfile", str(folder / "demo.pid"), "--rate", "5"])
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{ports['demo']}/health", timeout=1).ok,
+                 what=f"the demo app of {host}")
+        self.start(f"{host}-backup", [sys.executable, "-m", "backup_jobs", "--config.file", config, "serve"])
+        self.start(f"{host}-exporter", [sys.executable, "-m", "exporter", "--config.file", config])
+
+    def backup_cli(self, host: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file",
+                               str(self.work / host / "opsmon.yml"), *args], capture_output=True, text=True,
+                              timeout=120)
+
+    def query(self, expr: str, store: str = "prometheus", at: float | None = None) -> list:
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        answer = requests.get(f"http://127.0.0.1:{self.ports[store]}/api/v1/query", params=params, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def hosts_of(self, expr: str) -> set[str]:
+        return {series["metric"].get("host") for series in self.query(expr)}
+
+    def alertmanager_alerts(self, alertname: str | None = None) -> list[dict]:
+        alerts = requests.get(f"http://127.0.0.1:{self.ports['alertmanager']}/api/v2/alerts", timeout=5).json()
+        return [a for a in alerts if alertname in (None, a["labels"]["alertname"])]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    fleet = Fleet(tmp_path_factory.mktemp("fleet"))
+    work, ports = fleet.work, fleet.ports
+    rules = write_scaled_rules(work / "rules")
+    prometheus = prometheus_config(rules, work / "targets", ports, SCRAPE, EXPORTER_SCRAPE)
+    prometheus["remote_write"] = [{"url": f"http://127.0.0.1:{ports['victoriametrics']}/api/v1/write",
+                                   "queue_config": {"batch_send_deadline": "1s"}}]
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    (work / "alertmanager.yml").write_text(yaml.safe_dump(
+        scaled_alertmanager(f"http://127.0.0.1:{free_port()}", ports["smtp"])))  # nobody listens: no one is paged
+    for host in HOSTS:
+        fleet.start_host(host)
+        if host != LATE:
+            write_host_file(work / "targets", host, fleet.hosts[host])
+    # Its queries see samples as soon as they arrive (30 s later by default, for late scrapes).
+    fleet.start("victoriametrics", ["victoria-metrics", f"-storageDataPath={work / 'victoria-metrics'}",
+                                    f"-httpListenAddr=127.0.0.1:{ports['victoriametrics']}", "-search.latencyOffset=0s",
+                                    "-loggerLevel=WARN"])
+    fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={work / 'prometheus'}",
+                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+    fleet.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
+                                 f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
+                                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
+    wait_for(lambda: fleet.hosts_of('up{job="opsmon-exporter"} == 1') == set(HOSTS) - {LATE}, timeout=60,
+             interval=1, what="the first two hosts' exporters up")
+    yield fleet
+    for process in fleet.processes.values():  # all at once: each takes its time to stop
+        process.terminate()
+    for process in fleet.processes.values():
+        stop(process)
+
+
+def test_a_host_added_as_a_file_is_scraped_without_a_restart(fleet):
+    started = fleet.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1]
+    assert LATE not in fleet.hosts_of("up")
+    write_host_file(fleet.work / "targets", LATE, fleet.hosts[LATE])
+    wait_for(lambda: len(fleet.query(f'up{{host="{LATE}"}} == 1')) == 3, timeout=30, interval=1,
+             what=f"the three jobs of {LATE} up")
+    assert fleet.query('process_start_time_seconds{job="prometheus"}')[0]["value"][1] == started
+    # Every host's job carries the labels of its file, and its backups are seen (the catch-up at start).
+    assert {(s["metric"]["host"], s["metric"]["env"], s["metric"]["role"]) for s in fleet.query("up{host!=''}")} \
+        == {(host, "test", "app") for host in HOSTS}
+    wait_for(lambda: fleet.hosts_of('opsmon_backup_last_success_timestamp_seconds{tier="daily"} > 0') == set(HOSTS),
+             timeout=120, interval=1, what="every host's first backups")
+
+
+def test_the_long_term_store_answers_as_prometheus_does(fleet):
+    """What Prometheus remote-writes, VictoriaMetrics gives back: raw counters and recorded SLO series,
+    at one instant, per host. Prometheus's external labels are on the written samples only."""
+    external = set(yaml.safe_load((fleet.work / "prometheus.yml").read_text())["global"]["external_labels"])
+
+    def answers(expr: str, store: str, at: float) -> dict:
+        return {tuple(sorted((k, v) for k, v in s["metric"].items() if k not in external)): float(s["value"][1])
+                for s in fleet.query(expr, store, at)}
+
+    exprs = ("app_requests_total", "job:app_requests:rate5m", "job:app_request_errors:ratio_rate5m")
+
+    def an_instant_every_host_has() -> float | None:
+        at = time.time() - 2
+        hosts = [{dict(labels).get("host") for labels in answers(expr, "prometheus", at)} for expr in exprs]
+        return at if all(found == set(HOSTS) for found in hosts) else None
+
+    at = wait_for(an_instant_every_host_has, timeout=60, interval=1, what="the SLO series of every host")
+    for expr in exprs:
+        expected = answers(expr, "prometheus", at)
+
+        def same() -> bool:
+            got = answers(expr, "victoriametrics", at)
+            return got.keys() == expected.keys() and all(math.isclose(got[k], v, rel_tol=1e-12)
+                                                         for k, v in expected.items())
+
+        wait_for(same, timeout=30, interval=1, what=lambda: f"{expr} in VictoriaMetrics as in Prometheus at {at}: "
+                 f"{answers(expr, 'victoriametrics', at)} != {expected}")
+
+
+def test_every_dashboard_expression_returns_data_for_every_host(fleet):
+    per_host = [(board, title, expr) for board, title, expr in panels()
+                if "$host" in expr and (board, title) not in EMPTY_WHEN_HEALTHY]
+    assert len({board for board, _, _ in per_host}) >= 7, "boards without a host variable in their queries"
+    missing: set = set()
+
+    def all_shown() -> bool:
+        missing.clear()
+        missing.update((board, title, host) for board, title, expr in per_host for host in HOSTS
+                       if not fleet.query(filled(expr.replace("$host", host))))
+        return not missing
+
+    wait_for(all_shown, timeout=90, interval=2, what=lambda: f"data in {sorted(missing)}")
+
+
+def test_stopped_backups_of_one_host_alert_for_that_host_only(fleet):
+    # Backups stop on alpha and go on elsewhere. The daily threshold (26 h) becomes a few seconds
+    # less than the age of alpha's newest daily backup: alpha is late, the others are fresh.
+    for host in set(HOSTS) - {"alpha"}:
+        assert fleet.backup_cli(host, "create", "--tier", "daily").returncode == 0
+    newest = float(fleet.query('opsmon_backup_last_success_timestamp_seconds{host="alpha", tier="daily"}')[0]
+                   ["value"][1])
+    threshold = max(5, int(time.time() - newest) - 5)
+    path = fleet.work / "rules/backups.rules.yml"
+    original = path.read_text()
+    assert "26 * 3600" in original
+    path.write_text(original.replace("26 * 3600", str(threshold)))
+    fleet.processes["prometheus"].send_signal(signal.SIGHUP)
+    try:
+        stale = 'ALERTS{alertname="OpsmonBackupStale", alertstate="firing"}'
+        wait_for(lambda: "alpha" in fleet.hosts_of(stale), timeout=60, interval=1, what="OpsmonBackupStale for alpha")
+        assert fleet.hosts_of(stale) == {"alpha"}
+        assert {a["labels"]["host"] for a in fleet.alertmanager_alerts("OpsmonBackupStale")} <= {"alpha"}
+    finally:
+        path.write_text(original)
+        fleet.processes["prometheus"].send_signal(signal.SIGHUP)
+
+
+def test_one_hosts_exporter_killed_is_one_target_down_for_that_host(fleet):
+    # In the demo every host misses 3-2-1 (no bucket): an alert of each host's exporter, firing.
+    wait_for(lambda: {a["labels"]["host"] for a in fleet.alertmanager_alerts("OpsmonBackupThreeTwoOneUnsatisfied")}
+             == set(HOSTS), timeout=60, interval=1, what="the 3-2-1 alert of every host")
+    process = fleet.processes.pop("bravo-exporter")
+    process.kill()
+    process.wait()
+    wait_for(lambda: fleet.alertmanager_alerts("OpsmonTargetDown"), timeout=60, interval=1,
+             what="OpsmonTargetDown in Alertmanager")
+    time.sleep(2 * EXPORTER_SCRAPE)  # time for a wrong second one to come
+    down = fleet.alertmanager_alerts("OpsmonTargetDown")
+    assert [(a["labels"]["host"], a["labels"]["job"]) for a in down] == [("bravo", "opsmon-exporter")]
+    # The other hosts' alerts are not held back by bravo's: inhibition is per host.
+    for alert in fleet.alertmanager_alerts():
+        if alert["labels"].get("host") in ("alpha", "charlie"):
+            assert alert["status"]["state"] == "active", alert
