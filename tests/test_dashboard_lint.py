@@ -220,3 +220,29 @@ def test_the_rule_reader_takes_the_number_an_alert_compares_with(tmp_path, monke
             rules.limit("Missing")
     finally:
         rules._rules.cache_clear()
+
+
+def test_the_blind_spots_are_read_from_both_forms_of_absence_alert(tmp_path, monkeypatch):
+    """`absent(selector)` for the whole fleet, or `... unless on (host) selector` naming the host that lost it."""
+    (tmp_path / "x.rules.yml").write_text(textwrap.dedent("""\
+        groups:
+          - name: g
+            rules:
+              - alert: OpsmonAppMetricsAbsent
+                expr: absent(app_requests_total{job="opsmon-exporter"})
+              - alert: OpsmonBackupMetricsAbsent
+                expr: |
+                  (up{job="opsmon-exporter"} unless on (host) opsmon_backup_retained{job="opsmon-exporter"})
+                  or absent(opsmon_backup_retained{job="opsmon-exporter"})
+        """))
+    monkeypatch.setattr(rules, "RULES", tmp_path)
+    rules._rules.cache_clear()
+    try:
+        assert rules.absences() == [("OpsmonAppMetricsAbsent", 'app_requests_total{job="opsmon-exporter"}'),
+                                    ("OpsmonBackupMetricsAbsent", 'opsmon_backup_retained{job="opsmon-exporter"}')]
+        (tmp_path / "x.rules.yml").write_text("groups: [{name: g, rules: [{alert: OpsmonXAbsent, expr: 'x == 0'}]}]")
+        rules._rules.cache_clear()
+        with pytest.raises(LookupError):
+            rules.absences()
+    finally:
+        rules._rules.cache_clear()

@@ -128,10 +128,16 @@ def color(name: str, severity: str | None = None) -> str:
 
 
 def absences() -> list[tuple[str, str]]:
-    """(alert, selector) of each alert on a series gone missing, `absent(selector)`: the blind spots."""
+    """(alert, selector) of each alert on a series gone missing (named ...Absent), the blind spots: the series in
+    `absent(selector)`, or in `... unless on (host) selector` where the alert names the host that lost it."""
     found = []
     for rule in _rules():
-        match = re.fullmatch(r"\s*absent\((.+)\)\s*", rule.get("expr", "")) if "alert" in rule else None
-        if match:
-            found.append((rule["alert"], match.group(1).strip()))
+        name = rule.get("alert", "")
+        if not name.endswith("Absent"):
+            continue
+        match = (re.fullmatch(r"\s*absent\((.+)\)\s*", rule["expr"])
+                 or re.search(r"\bunless on \(host\)\s+([a-zA-Z_:][\w:]*(?:\{[^}]*\})?)", rule["expr"]))
+        if not match:  # loud: the overview's "Metrics reporting" would silently lose the series
+            raise LookupError(f"{name}: neither absent(selector) nor `unless on (host) selector` to read")
+        found.append((name, match.group(1).strip()))
     return sorted(found)
