@@ -1,14 +1,18 @@
 """The dashboard lint (grafana/boards/lint.py): every board passes it, it catches each problem issue 12 found
 on the boards as they were (grafana/tests/before-issue-12/, copied from git before the boards were generated),
-and the thresholds it asks for are the alert rules' own numbers."""
+the thresholds it asks for are the alert rules' own numbers, and it keeps the boards working for a fleet
+(issue 14): every host's series filtered by `$host`, every board on its datasource variable, the overview's
+Hosts table leading to every board."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import textwrap
 
 import pytest
+import yaml
 
 from grafana.boards import lint, rules
 from grafana.boards.lint import color_at
@@ -142,11 +146,17 @@ def test_a_panel_turns_where_its_alert_fires(board, title, expected):
 
 
 def test_each_tier_ages_against_its_own_alert():
+    """A bar is a host's database's tier, named with the tier last; each tier's override matches that name."""
     bars = panel(BOARDS, "backups", "Age of the newest backup, by tier")
-    per_tier = {o["matcher"]["options"]: o["properties"][0]["value"]["steps"] for o in bars["fieldConfig"]["overrides"]}
+    assert bars["targets"][0]["legendFormat"].endswith(" {{tier}}")
+    overrides = bars["fieldConfig"]["overrides"]
+    assert {o["matcher"]["id"] for o in overrides} == {"byRegexp"}
     for tier in ("weekly", "monthly"):
+        matching = [o for o in overrides if re.search(o["matcher"]["options"].strip("/"), f"demo app {tier}")]
+        assert len(matching) == 1, tier
         expected = [l.value for l in both("OpsmonBackupStale", where=f'tier="{tier}"')]
-        assert [s["value"] for s in per_tier[tier][1:]] == expected, tier
+        assert [s["value"] for s in matching[0]["properties"][0]["value"]["steps"][1:]] == expected, tier
+    assert not any(re.search(o["matcher"]["options"].strip("/"), "demo app daily") for o in overrides)
 
 
 def test_the_drill_panels_turn_where_their_alerts_fire_against_the_objective_series():
@@ -182,6 +192,154 @@ def test_a_never_timestamp_reads_never_and_a_fresh_age_is_green():
     assert mapping["-1"]["text"] == "never"
     assert "> 0) or (" in age["targets"][0]["expr"] and "== 0) - 1" in age["targets"][0]["expr"]
     assert color_at(steps(age), 60) == "green"
+
+
+# ---- the fleet (issue 14): hosts, the datasource variable, the Hosts table ------------------------------------
+
+PROVISIONED = yaml.safe_load((GRAFANA / "provisioning/datasources/datasources.yml").read_text())
+
+
+def found(boards: dict) -> set[tuple[str, str, str]]:
+    return {(p.board, p.panel, p.rule) for p in lint.lint(boards)}
+
+
+def broken(board: str, change) -> dict:
+    """Every board as committed, but `board` changed by `change` (a copy: BOARDS stays as it is)."""
+    boards = copy.deepcopy(BOARDS)
+    change(boards[board])
+    return boards
+
+
+def first_target(board: dict, title: str) -> dict:
+    return panel({"b": board}, "b", title)["targets"][0]
+
+
+def unfilter(title: str, nth: int = 0):
+    """Drop the nth `host=~"$host"` matcher of a panel's first query."""
+    def change(board: dict) -> None:
+        target = first_target(board, title)
+        matches = list(re.finditer(r'host=~"\$host"(?:, )?', target["expr"]))
+        target["expr"] = target["expr"][:matches[nth].start()] + target["expr"][matches[nth].end():]
+    return change
+
+
+def variable(board: dict, name: str) -> dict:
+    return next(v for v in board["templating"]["list"] if v["name"] == name)
+
+
+def drop_variable(name: str):
+    return lambda board: board["templating"]["list"].remove(variable(board, name))
+
+
+def set_variable(name: str, key: str, value):
+    return lambda board: variable(board, name).__setitem__(key, value)
+
+
+def hosts_table(board: dict) -> dict:
+    return panel({"b": board}, "b", "Hosts")
+
+
+def drop_row_link(uid: str):
+    def change(board: dict) -> None:
+        links = hosts_table(board)["fieldConfig"]["defaults"]["links"]
+        links[:] = [link for link in links if f"/d/{uid}?" not in link["url"]]
+    return change
+
+
+def without_time_range(board: dict) -> None:
+    for link in hosts_table(board)["fieldConfig"]["defaults"]["links"]:
+        link["url"] = link["url"].replace("&${__url_time_range}", "")
+
+
+def fixed_datasource(title: str):
+    def change(board: dict) -> None:
+        panel({"b": board}, "b", title)["datasource"] = {"type": "prometheus", "uid": "opsmon-prometheus"}
+    return change
+
+
+# (what is wrong, board, panel ("" for the board), the rule that catches it, the change that breaks it)
+FLEET_BREAKS = [
+    ("a raw series of every host", "system", "CPU utilisation", "host", unfilter("CPU utilisation")),
+    ("a recorded series of every host", "overview", "Error ratio against the SLO", "host",
+     unfilter("Error ratio against the SLO")),
+    ("the second side of a division of every host", "application", "Error ratio", "host",
+     unfilter("Error ratio", nth=1)),
+    ("a table column of every host", "overview", "Hosts", "host", unfilter("Hosts")),
+    ("a variable listing every host's values", "system", "", "host",
+     lambda board: variable(board, "instance")["query"].update(query="label_values(opsmon_cpus, instance)")),
+    ("no host variable", "logs", "", "host-variable", drop_variable("host")),
+    ("a host variable without the All of every host", "backups", "", "host-variable",
+     set_variable("host", "allValue", None)),
+    ("a host variable not refreshed with the time range", "business", "", "host-variable",
+     set_variable("host", "refresh", 1)),
+    ("a host variable on a fixed datasource", "exporter", "", "host-variable",
+     set_variable("host", "datasource", {"type": "prometheus", "uid": "opsmon-prometheus"})),
+    ("no datasource variable", "external-services", "", "datasource-variable", drop_variable("datasource")),
+    ("a datasource variable defaulting to the long-term store", "application", "", "datasource-variable",
+     set_variable("datasource", "current", {"text": "VictoriaMetrics", "value": "opsmon-victoriametrics"})),
+    ("a panel on a fixed datasource", "system", "Memory in use", "datasource", fixed_datasource("Memory in use")),
+    ("no Hosts table", "overview", "", "hosts-table",
+     lambda board: board["panels"].remove(hosts_table(board))),
+    ("no row link to a board", "overview", "", "hosts-table", drop_row_link("opsmon-backups")),
+    ("row links that lose the time range", "overview", "", "hosts-table", without_time_range),
+]
+
+
+@pytest.mark.parametrize("problem, board, title, rule, change", FLEET_BREAKS,
+                         ids=[f"{b}: {t or 'board'}: {r}: {w}" for w, b, t, r, _ in FLEET_BREAKS])
+def test_the_lint_catches_a_board_broken_for_the_fleet(problem, board, title, rule, change):
+    assert (board, title, rule) not in found(BOARDS)
+    assert (board, title, rule) in found(broken(board, change)), f"{problem}: not caught"
+
+
+def test_the_monitoring_itself_is_read_whatever_the_hosts_and_nothing_else_is():
+    assert lint.unfiltered('count(ALERTS{alertname="X"}) - max(alertmanager_alerts{state="active"})') == []
+    assert lint.unfiltered('up{job=~"prometheus|alertmanager"} == 0') == []
+    assert lint.unfiltered('up{job=~"prometheus|opsmon-backup"} == 0') == ['up{job=~"prometheus|opsmon-backup"}']
+    assert lint.unfiltered('rate(a{host=~"$host", p=~"[a-z]+"}[$__rate_interval]) / on (host) b offset 1w') == ["b"]
+    assert lint.unfiltered('sum by (host) (x{host=~"web"})') == ['x{host=~"web"}'], "a host, not the variable"
+
+
+def test_a_missing_row_link_is_named():
+    problems = lint.lint(broken("overview", drop_row_link("opsmon-backups")))
+    assert any(p.rule == "hosts-table" and "opsmon-backups" in p.message for p in problems)
+
+
+def test_the_hosts_table_has_a_row_per_host_leading_to_every_board():
+    table = panel(BOARDS, "overview", "Hosts")
+    assert all("by (host)" in target["expr"] for target in table["targets"])
+    assert table["transformations"][0]["id"] == "merge"
+    urls = [link["url"] for link in table["fieldConfig"]["defaults"]["links"]]
+    others = sorted(uid for name, uid in lint.UIDS.items() if name != "overview")
+    assert sorted(re.match(r"/d/([\w-]+)\?", url).group(1) for url in urls) == others
+    assert all("var-host=${__data.fields.host}" in url and "${__url_time_range}" in url
+               and "${datasource:queryparam}" in url for url in urls)
+    assert "job:app_request_errors:rate5m" in " ".join(t["expr"] for t in table["targets"]), \
+        "the error ratio from the SLO's recorded 5-minute rates, errors summed over requests summed"
+
+
+def test_provisioning_offers_the_long_term_store_with_its_fixed_uid():
+    assert lint.lint_provisioning(PROVISIONED) == []
+    store = next(s for s in PROVISIONED["datasources"] if s["uid"] == "opsmon-victoriametrics")
+    assert store["url"] == "http://victoriametrics:8428"
+
+
+def changed_store(**fields) -> dict:
+    document = copy.deepcopy(PROVISIONED)
+    next(s for s in document["datasources"] if s["name"] == "VictoriaMetrics").update(fields)
+    return document
+
+
+@pytest.mark.parametrize("document", [
+    {"datasources": [s for s in PROVISIONED["datasources"] if s["name"] != "VictoriaMetrics"]},
+    changed_store(uid="victoriametrics"),
+    changed_store(type="victoriametrics-datasource"),
+    changed_store(isDefault=True),
+    changed_store(editable=True),
+    {"datasources": [s for s in PROVISIONED["datasources"] if s["name"] != "Prometheus"]},
+], ids=["no store", "another uid", "another type", "the default", "editable", "no Prometheus"])
+def test_the_lint_catches_provisioning_without_the_fixed_datasources(document):
+    assert [p.rule for p in lint.lint_provisioning(document)] == ["datasources"]
 
 
 # ---- the reader of the rule files ---------------------------------------------------------------------------

@@ -64,11 +64,12 @@ def data_panels(dashboard: dict):
 
 
 def expressions():
-    """The panels' expressions and the dashboard variables' queries."""
+    """The panels' expressions and the dashboard query variables' queries (the datasource variable has none)."""
     yield from panel_expressions()
     for path in DASHBOARDS:
         for variable in json.loads(path.read_text())["templating"]["list"]:
-            yield path.stem, f"variable {variable['name']}", variable["query"]["query"]
+            if variable["type"] == "query":
+                yield path.stem, f"variable {variable['name']}", variable["query"]["query"]
 
 
 def filled(expr: str) -> str:
@@ -136,7 +137,7 @@ def known_names(tmp_path_factory) -> set[str]:
 
 
 def test_provisioning_names_fixed_uids():
-    assert datasource_uids() == {"opsmon-prometheus", "opsmon-alertmanager"}
+    assert datasource_uids() == {"opsmon-prometheus", "opsmon-victoriametrics", "opsmon-alertmanager"}
     provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/dashboards.yml").read_text())["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards"
 
@@ -152,12 +153,15 @@ def test_dashboards_are_complete_and_self_contained():
         uids.append(dashboard["uid"])
         for panel in panels(dashboard):
             assert panel["title"] and panel["description"], f"{path.name}: {panel.get('title')}"
+        # Every panel reads the board's datasource variable, whose default is a provisioned datasource's fixed uid.
+        source = next(v for v in dashboard["templating"]["list"] if v["name"] == "datasource")
+        assert source["current"]["value"] in datasource_uids(), path.name
         for panel in data_panels(dashboard):
             where = f"{path.name}: {panel.get('title')}"
             assert panel["fieldConfig"]["defaults"]["unit"], where
-            assert panel["datasource"]["uid"] in datasource_uids(), where
+            assert panel["datasource"]["uid"] == "${datasource}", where
             for target in panel["targets"]:
-                assert target["datasource"]["uid"] in datasource_uids(), where
+                assert target["datasource"]["uid"] == "${datasource}", where
     assert len(set(uids)) == len(uids) == len(EXPECTED)
 
 

@@ -9,8 +9,11 @@ from grafana.boards import rules
 UID = "opsmon-backups"
 FILE = "backups"
 CONSOLE = "http://localhost:9878/"
-D = '{database=~"$database"}'
+D = p.on_hosts('database=~"$database"')
+H = p.on_hosts()
 TIERS = ("daily", "weekly", "monthly")
+# A tier's series is named `<host> <database> <tier>`: the tier last, where the per-tier overrides match it.
+TIER_LEGEND = "{{database}} {{tier}}"
 
 
 def stale(tier: str) -> dashboard.ThresholdsConfig:
@@ -20,12 +23,12 @@ def stale(tier: str) -> dashboard.ThresholdsConfig:
 
 
 def job(suffix: str) -> str:
-    return f"opsmon_backup_job_{suffix}"
+    return f"opsmon_backup_job_{suffix}{H}"
 
 
 def per_job(expr: str) -> str:
-    """One row per backup job: the same labels on every column (no __name__), so the merge lines them up."""
-    return f"max by (backup_job) ({expr})"
+    """One row per host and backup job: the same labels on every column (no __name__), so the merge lines them up."""
+    return f"max by (host, backup_job) ({expr})"
 
 
 # The drills: per location (local, secondary, offsite, replica), against the objectives of the config, which the
@@ -43,7 +46,7 @@ def objective(figure: str) -> str:
 
 
 def per_location(expr: str) -> str:
-    return f"max by (database, location) ({expr})"
+    return f"max by (host, database, location) ({expr})"
 
 
 def objective_per_location(figure: str) -> str:
@@ -67,8 +70,10 @@ def missed(figure: str) -> str:
 
 
 def build() -> dashboard.Dashboard:
-    pitr_lag = p.since(f"max by (database) (opsmon_pitr_last_replicated_timestamp_seconds{D})",
-                       now=f"max by (database) (opsmon_db_last_modified_timestamp_seconds{D})", on="database")
+    # Per host and database: two hosts' databases of one name are two databases.
+    pitr_lag = p.since(f"max by (host, database) (opsmon_pitr_last_replicated_timestamp_seconds{D})",
+                       now=f"max by (host, database) (opsmon_db_last_modified_timestamp_seconds{D})",
+                       on="host, database")
     overdue = rules.limit("OpsmonBackupJobOverdue")
     slow = rules.color("OpsmonRestoreDrillRtoMissed")
     return p.board(
@@ -94,7 +99,7 @@ def build() -> dashboard.Dashboard:
                         f"max({pitr_lag})", p.SECONDS,
                         p.above(rules.limit("OpsmonPitrReplicationLagging")), mappings=[p.never()]), 4),
                 (p.state("Litestream", "The Litestream replicator behind point-in-time restore: running or down "
-                         "(OpsmonLitestreamDown).", "min(opsmon_litestream_up)", "down", "running",
+                         "(OpsmonLitestreamDown).", f"min(opsmon_litestream_up{H})", "down", "running",
                          zero_color=rules.limit("OpsmonLitestreamDown").color), 4),
                 (p.age("Last restore", "Time since a restore into the live database last succeeded; \"never\" "
                        "until the first one. A restore is an event, not a duty: no colour.",
@@ -130,13 +135,15 @@ def build() -> dashboard.Dashboard:
                 (p.bars("Age of the newest backup, by tier", "Age of the newest verified backup of each tier; "
                         "orange where OpsmonBackupStale warns for that tier (a run missed), red where it pages "
                         "(two), \"never\" if none exists.",
-                        [p.query(p.since(f"opsmon_backup_last_success_timestamp_seconds{D}"), "{{tier}}",
+                        [p.query(p.since(f"opsmon_backup_last_success_timestamp_seconds{D}"),
+                                 f"{{{{host}}}} {TIER_LEGEND}",
                                  instant=True)], p.SECONDS, stale("daily"), mappings=[p.never()], minimum=0,
-                        overrides=[(tier, [model.DynamicConfigValue(id_val="thresholds", value=stale(tier).build())])
-                                   for tier in TIERS[1:]]), 12),
+                        regexp_overrides=[(f"/ {tier}$/", [model.DynamicConfigValue(
+                            id_val="thresholds", value=stale(tier).build())]) for tier in TIERS[1:]]), 12),
                 (p.bars("Age of the copies, by location", "Age of the newest backup at each location (local, "
                         "secondary, offsite); orange where OpsmonBackupCopyStale fires, \"never\" if none arrived.",
-                        [p.query(p.since(f"opsmon_backup_copy_last_success_timestamp_seconds{D}"), "{{location}}",
+                        [p.query(p.since(f"opsmon_backup_copy_last_success_timestamp_seconds{D}"),
+                                 "{{host}} {{location}}",
                                  instant=True)], p.SECONDS, p.above(rules.limit("OpsmonBackupCopyStale")),
                         mappings=[p.never()], minimum=0), 12),
             ]),
@@ -177,23 +184,27 @@ def build() -> dashboard.Dashboard:
             p.Row(8, [
                 (p.graph("Backup size, by tier", "Size of the newest backup of each tier; OpsmonBackupShrunk "
                          "fires when one is under half the size of a week before.",
-                         [p.query(f"opsmon_backup_last_size_bytes{D}", "{{tier}}")], p.BYTES, minimum=0), 8),
+                         [p.query(f"opsmon_backup_last_size_bytes{D}", f"{{{{host}}}} {TIER_LEGEND}")], p.BYTES,
+                         minimum=0), 8),
                 (p.graph("Backup duration, by tier", "How long the newest backup of each tier took.",
-                         [p.query(f"opsmon_backup_last_duration_seconds{D}", "{{tier}}")], p.SECONDS, minimum=0), 8),
+                         [p.query(f"opsmon_backup_last_duration_seconds{D}", f"{{{{host}}}} {TIER_LEGEND}")], p.SECONDS,
+                         minimum=0), 8),
                 (p.graph("Backups kept, by tier", "Backups retained per tier after pruning.",
-                         [p.query(f"opsmon_backup_retained{D}", "{{tier}}")], p.COUNT, minimum=0), 8),
+                         [p.query(f"opsmon_backup_retained{D}", f"{{{{host}}}} {TIER_LEGEND}")], p.COUNT,
+                         minimum=0), 8),
             ]),
             p.Row(8, [
                 (p.graph("Database and WAL size", "Size of the database file and of its write-ahead log.",
-                         [p.query(f"opsmon_db_size_bytes{D}", "database"),
-                          p.query(f"opsmon_db_wal_size_bytes{D}", "WAL")], p.BYTES, minimum=0), 8),
+                         [p.query(f"opsmon_db_size_bytes{D}", "{{host}} {{database}}"),
+                          p.query(f"opsmon_db_wal_size_bytes{D}", "{{host}} {{database}} WAL")], p.BYTES,
+                         minimum=0), 8),
                 (p.timeline("Integrity checks", "Each integrity check's verdict over time: ok or failed.",
-                            [p.query(f"opsmon_db_integrity_check_success{D}", "integrity_check")],
+                            [p.query(f"opsmon_db_integrity_check_success{D}", "{{host}} {{database}}")],
                             [p.words("failed", "ok")], p.steps("red", (1, "green"))), 8),
                 (p.graph("Violations", "Rows failing foreign_key_check, and rows breaking each business rule; "
                          "dashed from 1, where their alerts fire.",
-                         [p.query(f"opsmon_db_foreign_key_violations{D}", "foreign keys"),
-                          p.query(f"opsmon_db_rule_violations{D}", "{{rule}}")], p.COUNT,
+                         [p.query(f"opsmon_db_foreign_key_violations{D}", "{{host}} foreign keys"),
+                          p.query(f"opsmon_db_rule_violations{D}", "{{host}} {{rule}}")], p.COUNT,
                          thresholds=p.any_is_bad(rules.limit("OpsmonForeignKeyViolations")), minimum=0), 8),
             ]),
             p.Row(8, [
@@ -216,7 +227,7 @@ def build() -> dashboard.Dashboard:
                                 sort_by="Next run", descending=False), 24),
             ]),
         ],
-        variables=[p.variable("database", "Database", "opsmon_backup_retained", "database")],
+        variables=[p.variable("database", "Database", f"opsmon_backup_retained{H}", "database")],
         links=[dashboard.DashboardLink("Backup console: restore, back up, verify").type(model.DashboardLinkType.LINK)
                .url(CONSOLE).target_blank(True).icon("external link").tooltip("opsmon-backup serve (login required)")],
     )

@@ -8,10 +8,30 @@ from grafana.boards import rules
 UID = "opsmon-business"
 FILE = "business"
 PER_HOUR = 3600
+H = p.on_hosts()
 
 
-def per_hour(counter: str) -> str:
-    return f"sum(rate({counter}[$__rate_interval])) * {PER_HOUR}"
+def per_hour(counter: str, by: str = "") -> str:
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (rate({counter}{H}[$__rate_interval])) * {PER_HOUR}"
+
+
+def day(name: str, by: str = "") -> str:
+    """A recorded count of the last 24 hours, summed over the selected hosts (or per `by`)."""
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (job:business_videos_{name}:increase1d{H})"
+
+
+def share(part: str, whole: str, by: str = "") -> str:
+    """One day's count over another's, each summed first."""
+    return f"{day(part, by)} / {day(whole, by)}"
+
+
+def stalled_per_host() -> str:
+    """1 for a host where nothing was processed lately while videos wait, as OpsmonVideoProcessingStalled reads each
+    exporter; a fleet sum would hide one stalled host behind the others."""
+    return (f"max((sum by (host) (rate(business_videos_processed_total{H}[$__rate_interval])) == bool 0)"
+            f" * on (host) (sum by (host) (business_videos_queued{H}) > bool 0))")
 
 
 def build() -> dashboard.Dashboard:
@@ -23,48 +43,46 @@ def build() -> dashboard.Dashboard:
             p.Row(5, [
                 (p.stat("Processed, last 24 h", "Videos the pipeline finished in the last 24 hours. "
                         "OpsmonVideosProcessedLow compares it with the same day last week.",
-                        "sum(job:business_videos_processed:increase1d)", p.VIDEOS, p.neutral()), 5),
+                        day("processed"), p.VIDEOS, p.neutral()), 5),
                 (p.stat("Approval rate, last 24 h", "Approved videos over processed videos in the last 24 hours "
                         "(counts summed, then divided).",
-                        "sum(job:business_videos_approved:increase1d) / sum(job:business_videos_processed:increase1d)",
-                        p.RATIO, p.neutral()), 5),
+                        share("approved", "processed"), p.RATIO, p.neutral()), 5),
                 (p.stat("Monetization conversion, last 24 h", "Monetized videos over approved videos in the last "
                         "24 hours (counts summed, then divided).",
-                        "sum(job:business_videos_monetized:increase1d) / sum(job:business_videos_approved:increase1d)",
-                        p.RATIO, p.neutral()), 5),
-                (p.stat("Backlog now", "Videos waiting to be processed.", "sum(business_videos_queued)", p.VIDEOS,
+                        share("monetized", "approved"), p.RATIO, p.neutral()), 5),
+                (p.stat("Backlog now", "Videos waiting to be processed.", f"sum(business_videos_queued{H})", p.VIDEOS,
                         p.neutral(), sparkline=True), 4),
-                (p.state("Pipeline", "Stalled when nothing was processed lately while videos wait; "
-                         "OpsmonVideoProcessingStalled pages when it lasts.",
-                         "(sum(rate(business_videos_processed_total[$__rate_interval])) == bool 0)"
-                         " * (sum(business_videos_queued) > bool 0)",
+                (p.state("Pipeline", "Stalled when, on any selected host, nothing was processed lately while "
+                         "videos wait; OpsmonVideoProcessingStalled pages when it lasts.", stalled_per_host(),
                          "moving", "stalled", zero_color="green", one_color=stalled.color), 5),
             ]),
             p.Row(8, [
-                (p.graph("Processed per day", "Videos finished in the 24 hours before each moment, against the "
-                         "same moment a week earlier (OpsmonVideosProcessedLow fires under half of it).",
-                         [p.query("sum(job:business_videos_processed:increase1d)", "last 24 h"),
-                          p.query("sum(job:business_videos_processed:increase1d offset 1w)", "a week earlier")],
+                (p.graph("Processed per day", "Videos finished in the 24 hours before each moment, per host, "
+                         "against the same moment a week earlier (OpsmonVideosProcessedLow fires under half of it).",
+                         [p.query(day("processed", "host"), "{{host}} last 24 h"),
+                          p.query(f"sum by (host) (job:business_videos_processed:increase1d{H} offset 1w)",
+                                  "{{host}} a week earlier")],
                          p.VIDEOS, minimum=0), 12),
                 (p.graph("Approval and monetization rates", "Approval and monetization over the last hour (per "
-                         "job) and the last day; the drop alerts fire when the hour falls under half the day.",
-                         [p.query("job:business_approval:ratio_increase1h", "approval, last hour ({{job}})"),
-                          p.query("sum(job:business_videos_approved:increase1d)"
-                                  " / sum(job:business_videos_processed:increase1d)", "approval, last day"),
-                          p.query("job:business_monetization:ratio_increase1h", "monetization, last hour ({{job}})"),
-                          p.query("sum(job:business_videos_monetized:increase1d)"
-                                  " / sum(job:business_videos_approved:increase1d)", "monetization, last day")],
+                         "host and job) and the last day (per host); the drop alerts fire when the hour falls under "
+                         "half the day.",
+                         [p.query(f"job:business_approval:ratio_increase1h{H}",
+                                  "{{host}} approval, last hour ({{job}})"),
+                          p.query(share("approved", "processed", "host"), "{{host}} approval, last day"),
+                          p.query(f"job:business_monetization:ratio_increase1h{H}",
+                                  "{{host}} monetization, last hour ({{job}})"),
+                          p.query(share("monetized", "approved", "host"), "{{host}} monetization, last day")],
                          p.RATIO, minimum=0, maximum=1), 12),
             ]),
             p.Row(8, [
-                (p.graph("Throughput", "Videos processed, approved and monetized per hour, counted where each "
-                         "happens.",
-                         [p.query(per_hour("business_videos_processed_total"), "processed"),
-                          p.query(per_hour("business_videos_approved_total"), "approved"),
-                          p.query(per_hour("business_videos_monetized_total"), "monetized")],
+                (p.graph("Throughput", "Videos processed, approved and monetized per hour, per host, counted where "
+                         "each happens.",
+                         [p.query(per_hour(f"business_videos_{event}_total", "host"), f"{{{{host}}}} {event}")
+                          for event in ("processed", "approved", "monetized")],
                          p.VIDEOS_PER_HOUR, minimum=0), 12),
-                (p.graph("Backlog", "Videos waiting to be processed.",
-                         [p.query("sum(business_videos_queued)", "queued")], p.VIDEOS, minimum=0), 12),
+                (p.graph("Backlog", "Videos waiting to be processed, per host.",
+                         [p.query(f"sum by (host) (business_videos_queued{H})", "{{host}} queued")], p.VIDEOS,
+                         minimum=0), 12),
             ]),
         ],
     )

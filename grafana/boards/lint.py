@@ -5,6 +5,7 @@ Each rule returns Problems naming the board, the panel and the rule, so a test c
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -15,9 +16,26 @@ from grafana.boards import rules
 UIDS = {"overview": "opsmon-overview", "system": "opsmon-system", "application": "opsmon-application",
         "logs": "opsmon-logs", "business": "opsmon-business", "backups": "opsmon-backups",
         "external-services": "opsmon-external", "exporter": "opsmon-exporter"}
+# The scrape jobs of the monitoring itself: no host label (prometheus/prometheus.yml), so their series are read
+# whichever hosts are selected. Every other series belongs to a host and is filtered by the board's `host`.
+HOSTLESS_JOBS = ("prometheus", "alertmanager")
+# Series about the monitoring itself, whatever their job: Prometheus's alerts and Alertmanager's own metrics.
+HOSTLESS_SERIES = re.compile(r"^(ALERTS|ALERTS_FOR_STATE|alertmanager_\w+|prometheus_\w+)$")
+HOST_MATCHER = re.compile(r'(?<![\w])host\s*=~\s*"\$host"')
+# Every board's two variables: the datasource (Prometheus, or the long-term store for long ranges) and the hosts.
+DATASOURCE_REF = "${datasource}"
+PROMETHEUS_UID, LONG_TERM_UID = "opsmon-prometheus", "opsmon-victoriametrics"
+HOSTS_QUERY = 'label_values(up{job="opsmon-exporter"}, host)'
+HOST_VARIABLE = {"type": "query", "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2}
+DATASOURCE_VARIABLE = {"type": "datasource", "query": "prometheus"}
+# The provisioned long-term store the datasource variable offers (grafana/provisioning/datasources/).
+LONG_TERM = {"name": "VictoriaMetrics", "uid": LONG_TERM_UID, "type": "prometheus", "isDefault": False,
+             "editable": False}
+# The overview's table of hosts, whose rows lead to every other board for their host.
+HOSTS_TABLE = "Hosts"
+ROW_LINK_PARTS = ("var-host=${__data.fields.host}", "${__url_time_range}")
 # The variables a board must offer, beyond those its expressions use.
 REQUIRED_VARIABLES = {"application": {"job", "instance", "handler"}}
-DATASOURCE_UIDS = {"opsmon-prometheus", "opsmon-alertmanager"}
 SINGLE_VALUE = {"stat", "gauge", "bargauge"}
 WITH_THRESHOLDS = SINGLE_VALUE | {"table"}
 # Grafana's thresholds when a panel sets none: green, then red from 80, whatever the unit.
@@ -132,6 +150,43 @@ def _column_units(panel: Mapping) -> list[tuple[str, str]]:
     return columns
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+# A name not inside a number or a duration (1w, 1e3), with its matchers, or a call when `(` follows.
+_SELECTOR = re.compile(r"(?<![\w.:])(?P<name>[a-zA-Z_:][\w:]*)(?P<matchers>\s*\{[^}]*\})?(?P<call>\s*\()?"
+                       r"|(?P<bare>\{[^}]*\})")
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless",
+             "inf", "nan"}
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(series name, its matchers) of every series an expression reads: `rate(a{x="1"}[5m]) / on (x) b` gives
+    [("a", '{x="1"}'), ("b", "")]."""
+    strings = _STRING.findall(expr)
+    # Strings out of the way first (a regex may hold brackets or braces), each by its index to put it back.
+    numbers = itertools.count()
+    text = _STRING.sub(lambda _: f'"#{next(numbers)}"', expr)
+    text = re.sub(r"\[[^\]]*\]", "", _GROUPING.sub("", text))
+    found = []
+    for match in _SELECTOR.finditer(text):
+        name, matchers = match["name"] or "", (match["matchers"] or match["bare"] or "").strip()
+        if not match["call"] and name not in _KEYWORDS:
+            found.append((name, re.sub(r'"#(\d+)"', lambda m: strings[int(m.group(1))], matchers)))
+    return found
+
+
+def _hostless(name: str, matchers: str) -> bool:
+    """A series of the monitoring itself, which no host label narrows."""
+    jobs = re.search(r'(?<![\w])job\s*=~?\s*"([^"]*)"', matchers)
+    return bool(HOSTLESS_SERIES.match(name)) or bool(jobs and set(jobs.group(1).split("|")) <= set(HOSTLESS_JOBS))
+
+
+def unfiltered(expr: str) -> list[str]:
+    """The series of a host that an expression reads without the board's `host=~"$host"`."""
+    return [name + matchers for name, matchers in selectors(expr)
+            if not _hostless(name, matchers) and not HOST_MATCHER.search(matchers)]
+
+
 # ---- rules on a panel ----------------------------------------------------------------------------------
 
 def _panel_rules(panel: Mapping, heartbeat: str, burn_rates: list[float]) -> Iterator[tuple[str, str]]:
@@ -146,10 +201,14 @@ def _panel_rules(panel: Mapping, heartbeat: str, burn_rates: list[float]) -> Ite
     if not exprs:
         return
     if kind != "alertlist":
-        uid = (panel.get("datasource") or {}).get("uid")
-        if uid not in DATASOURCE_UIDS or any((t.get("datasource") or {}).get("uid") not in DATASOURCE_UIDS
-                                             for t in panel.get("targets", [])):
-            yield "datasource", "not the provisioned datasource's fixed uid"
+        refs = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]
+        if any((ref or {}).get("uid") != DATASOURCE_REF for ref in refs):
+            yield "datasource", (f"reads {sorted({str((ref or {}).get('uid')) for ref in refs})}, not the board's "
+                                 f"datasource variable {DATASOURCE_REF}: no long ranges from the long-term store")
+    for expr in exprs:
+        missing = unfiltered(expr)
+        if missing:
+            yield "host", f"reads {', '.join(missing)} of every host, not host=~\"$host\", in {expr!r}"
 
     for column, unit in _column_units(panel):
         if not unit or (unit == "none" and not has_words):
@@ -233,6 +292,95 @@ def _board_rules(name: str, board: Mapping, boards: Mapping[str, Mapping]) -> It
         yield "variables", f"uses undeclared variables {sorted(used - declared)}"
     if REQUIRED_VARIABLES.get(name, set()) - declared:
         yield "variables", f"no {sorted(REQUIRED_VARIABLES[name] - declared)} variable(s)"
+    yield from _fleet_variable_rules(board)
+    if name == "overview":
+        yield from _hosts_table_rules(board, boards)
+
+
+def _variables(board: Mapping) -> dict[str, Mapping]:
+    return {v.get("name"): v for v in board.get("templating", {}).get("list", [])}
+
+
+def _differences(variable: Mapping, expected: Mapping) -> list[str]:
+    return [f"{key} {variable.get(key)!r}, not {value!r}" for key, value in expected.items()
+            if variable.get(key) != value]
+
+
+def _fleet_variable_rules(board: Mapping) -> Iterator[tuple[str, str]]:
+    """The datasource and host variables every board offers, and every other variable narrowed to the hosts."""
+    variables = _variables(board)
+    source = variables.get("datasource")
+    if source is None:
+        yield "datasource-variable", "no datasource variable: no long ranges from the long-term store"
+    else:
+        wrong = _differences(source, DATASOURCE_VARIABLE)
+        default = (source.get("current") or {}).get("value")
+        if default != PROMETHEUS_UID:
+            wrong.append(f"default {default!r}, not the provisioned Prometheus {PROMETHEUS_UID!r}")
+        if wrong:
+            yield "datasource-variable", "datasource variable: " + "; ".join(wrong)
+    host = variables.get("host")
+    if host is None:
+        yield "host-variable", "no host variable: every host of the fleet summed into one board"
+    else:
+        wrong = _differences(host, HOST_VARIABLE)
+        if (host.get("query") or {}).get("query") != HOSTS_QUERY:
+            wrong.append(f"query {(host.get('query') or {}).get('query')!r}, not {HOSTS_QUERY!r}")
+        if (host.get("datasource") or {}).get("uid") != DATASOURCE_REF:
+            wrong.append(f"datasource {(host.get('datasource') or {}).get('uid')!r}, not {DATASOURCE_REF}")
+        if wrong:
+            yield "host-variable", "host variable: " + "; ".join(wrong)
+    for other, variable in variables.items():
+        query = variable.get("query")
+        if other != "host" and variable.get("type") == "query" and isinstance(query, Mapping):
+            missing = unfiltered(re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", query.get("query", "")))
+            if missing:
+                yield "host", f"variable {other} lists the values of every host: {', '.join(missing)}"
+
+
+def _row_links(panel: Mapping) -> list[str]:
+    """The URLs of a table's data links, on all its cells or on some columns."""
+    links = list(_defaults(panel).get("links", []))
+    for override in _overrides(panel):
+        for prop in override.get("properties", []):
+            if prop.get("id") == "links":
+                links.extend(prop.get("value") or [])
+    return [link.get("url", "") for link in links]
+
+
+def _hosts_table_rules(board: Mapping, boards: Mapping[str, Mapping]) -> Iterator[tuple[str, str]]:
+    """The overview's Hosts table, a row per host, each row leading to every other board for its host."""
+    table = next((p for p in panels(board) if p.get("type") == "table" and p.get("title") == HOSTS_TABLE), None)
+    if table is None:
+        yield "hosts-table", f"no {HOSTS_TABLE!r} table: no one place that says which host is wrong"
+        return
+    urls = _row_links(table)
+    others = sorted(uid for other, uid in UIDS.items() if other != "overview" and other in boards)
+    unlinked = [uid for uid in others if not any(f"/d/{uid}?" in url and all(part in url for part in ROW_LINK_PARTS)
+                                                 for url in urls)]
+    if unlinked:
+        yield "hosts-table", (f"no row link keeping the host and the time range ({', '.join(ROW_LINK_PARTS)}) "
+                              f"to {', '.join(unlinked)}")
+    if not all(re.search(r"\bby\s*\(\s*host\s*\)", e) for e in expressions(table)):
+        yield "hosts-table", "a column not aggregated `by (host)`: the table has no row per host"
+
+
+def lint_provisioning(document: Mapping) -> list[Problem]:
+    """The provisioned datasources: the Prometheus the boards default to, and the long-term store they offer."""
+    sources = {source.get("uid"): source for source in document.get("datasources", [])}
+    where = "provisioning/datasources"
+    problems = []
+    if (sources.get(PROMETHEUS_UID) or {}).get("type") != "prometheus":
+        problems.append(Problem(where, "", "datasources", f"no Prometheus datasource with uid {PROMETHEUS_UID!r}"))
+    store = sources.get(LONG_TERM_UID)
+    if store is None:
+        problems.append(Problem(where, "", "datasources", f"no long-term store with uid {LONG_TERM_UID!r}"))
+    else:
+        wrong = [f"{key} {store.get(key)!r}, not {value!r}" for key, value in LONG_TERM.items()
+                 if store.get(key, False if key == "isDefault" else None) != value]
+        if wrong:
+            problems.append(Problem(where, LONG_TERM["name"], "datasources", "; ".join(wrong)))
+    return problems
 
 
 def lint(boards: Mapping[str, Mapping], heartbeat: str | None = None,

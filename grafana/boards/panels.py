@@ -14,11 +14,16 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from grafana.boards.lint import HOSTLESS_JOBS
 from grafana.boards.rules import Limit
 
 # The provisioned datasources' fixed uids (grafana/provisioning/datasources/datasources.yml): file provisioning
-# never fills in ${DS_...}, so a dashboard names the uid itself.
-PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="opsmon-prometheus")
+# never fills in ${DS_...}, so a dashboard names the uid itself, as the default of its `datasource` variable.
+PROMETHEUS_UID, LONG_TERM_UID = "opsmon-prometheus", "opsmon-victoriametrics"
+# Every Prometheus query reads the board's `datasource` variable, so one board shows Prometheus's 35 days or the
+# long-term store's 13 months; the variable, a dashboard's own setting, is what Grafana fills in (not __inputs).
+DATASOURCE = "datasource"
+PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE}}}")
 # The datasources' names, which Grafana's alerting pages and its alert list take instead of a uid.
 PROMETHEUS_NAME, ALERTMANAGER = "Prometheus", "Alertmanager"
 TAG = "opsmon"
@@ -107,6 +112,12 @@ def link(title: str, uid: str) -> dashboard.DashboardLink:
         f"/d/{uid}?${{__url_time_range}}").keep_time(True)
 
 
+def host_link(title: str, uid: str) -> dashboard.DashboardLink:
+    """A table row's link to another board for that row's host, keeping the time range and the datasource."""
+    return dashboard.DashboardLink(title).type(model.DashboardLinkType.LINK).url(
+        f"/d/{uid}?var-host=${{__data.fields.host}}&${{{DATASOURCE}:queryparam}}&${{__url_time_range}}")
+
+
 # ---- panels --------------------------------------------------------------------------------------------
 
 def _common(panel, title: str, description: str, links: Iterable[dashboard.DashboardLink] = ()):
@@ -156,7 +167,9 @@ def age(title: str, description: str, timestamp: str, thresholds: dashboard.Thre
 def bars(title: str, description: str, targets: Sequence[prometheus.Dataquery], unit: str,
          thresholds: dashboard.ThresholdsConfig, *, mappings: Sequence = (), calc: str = "lastNotNull",
          minimum: float | None = None, maximum: float | None = None,
-         overrides: Sequence[tuple[str, list]] = ()) -> bargauge.Panel:
+         overrides: Sequence[tuple[str, list]] = (),
+         regexp_overrides: Sequence[tuple[str, list]] = ()) -> bargauge.Panel:
+    """Bars, one per series; overrides match a series by its name, regexp overrides by a pattern of it."""
     panel = (_common(bargauge.Panel(), title, description).unit(unit).thresholds(thresholds)
              .orientation(common.VizOrientation.HORIZONTAL).display_mode(common.BarGaugeDisplayMode.BASIC)
              .show_unfilled(True).reduce_options(ReduceDataOptions().calcs([calc]).values(False)))
@@ -168,6 +181,8 @@ def bars(title: str, description: str, targets: Sequence[prometheus.Dataquery], 
         panel = panel.max(maximum)
     for name, properties in overrides:
         panel = panel.override_by_name(name, properties)
+    for pattern, properties in regexp_overrides:
+        panel = panel.override_by_regexp(pattern, properties)
     return _targets(panel, targets)
 
 
@@ -225,7 +240,8 @@ class Column:
 
 
 def merged_table(title: str, description: str, columns: Sequence[Column], *, hide: Sequence[str] = (),
-                 sort_by: str | None = None, descending: bool = True, thresholds=None) -> table.Panel:
+                 sort_by: str | None = None, descending: bool = True, thresholds=None,
+                 row_links: Sequence[dashboard.DashboardLink] = ()) -> table.Panel:
     """Instant queries merged into one frame (one row per label set), with a header and a unit per column."""
     rename = {(f"Value #{REFS[i]}" if len(columns) > 1 else "Value"): c.header for i, c in enumerate(columns)}
     exclude = {name: True for name in ("Time", "__name__", *hide)}
@@ -245,6 +261,8 @@ def merged_table(title: str, description: str, columns: Sequence[Column], *, hid
             properties.append(model.DynamicConfigValue(id_val="custom.cellOptions",
                                                        value={"type": "color-background"}))
         panel = panel.override_by_name(column.header, properties)
+    if row_links:
+        panel = panel.data_links(list(row_links))
     if sort_by:
         panel = panel.sort_by([TableSortByFieldState().display_name(sort_by).desc(descending)])
     return _targets(panel, [query(c.expr, instant=True, table_format=True) for c in columns])
@@ -274,9 +292,39 @@ class Row:
     panels: list[tuple[Builder, int]] = field(default_factory=list)
 
 
+# The fleet: every series of a host carries `host` (prometheus/prometheus.yml); every board picks hosts with it.
+HOST = 'host=~"$host"'
+HOSTS_QUERY = 'label_values(up{job="opsmon-exporter"}, host)'
+
+
+def on_hosts(*matchers: str) -> str:
+    """A label matcher list for the selected hosts: `{host=~"$host", ...}`."""
+    return "{" + ", ".join((HOST, *matchers)) + "}"
+
+
+def with_hosts(selector: str) -> str:
+    """A series selector (`name` or `name{...}`) narrowed to the selected hosts."""
+    name, _, matchers = selector.partition("{")
+    return name + on_hosts(*filter(None, [matchers.rstrip("}").strip()]))
+
+
+def datasource_variable() -> dashboard.DatasourceVariable:
+    """Prometheus by default; the long-term store (or any Prometheus-type datasource) for long ranges."""
+    return (dashboard.DatasourceVariable(DATASOURCE).label("Data source").type("prometheus")
+            .current(model.VariableOption(text="Prometheus", value=PROMETHEUS_UID, selected=True)))
+
+
+def host_variable() -> dashboard.QueryVariable:
+    """The hosts whose exporter Prometheus scrapes: every host of the fleet, whatever else it runs."""
+    return _query_variable("host", "Host", HOSTS_QUERY)
+
+
 def variable(name: str, label: str, metric: str, label_name: str) -> dashboard.QueryVariable:
     """A multi-value variable of a label's values, "All" by default, used in expressions as `=~"$name"`."""
-    definition = f"label_values({metric}, {label_name})"
+    return _query_variable(name, label, f"label_values({metric}, {label_name})")
+
+
+def _query_variable(name: str, label: str, definition: str) -> dashboard.QueryVariable:
     return (dashboard.QueryVariable(name).label(label).datasource(PROMETHEUS)
             .query({"query": definition, "refId": "v"}).refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(model.VariableSort.ALPHABETICAL_ASC).multi(True).include_all(True).all_value(".*")
@@ -286,7 +334,8 @@ def variable(name: str, label: str, metric: str, label_name: str) -> dashboard.Q
 def board(uid: str, title: str, description: str, rows: Sequence[Row], *,
           variables: Sequence[dashboard.QueryVariable] = (),
           links: Sequence[dashboard.DashboardLink] = ()) -> dashboard.Dashboard:
-    """A board: fixed uid, read-only, shared crosshair, and a link to every other opsmon board (time kept)."""
+    """A board: fixed uid, read-only, shared crosshair, a link to every other opsmon board (time and variables
+    kept), and the datasource and host variables before its own."""
     builder = (dashboard.Dashboard(title).uid(uid).description(description).tags([TAG]).readonly()
                .tooltip(model.DashboardCursorSync.CROSSHAIR).timezone("browser").time("now-6h", "now")
                .refresh("30s")
@@ -294,7 +343,7 @@ def board(uid: str, title: str, description: str, rows: Sequence[Row], *,
                      .as_dropdown(False).keep_time(True).include_vars(True).icon("external link")))
     for extra in links:
         builder = builder.link(extra)
-    builder = builder.variables(list(variables)).annotation(
+    builder = builder.variables([datasource_variable(), host_variable(), *variables]).annotation(
         dashboard.AnnotationQuery().name("Annotations & Alerts").type("dashboard").built_in(1).enable(True)
         .hide(True).icon_color("rgba(0, 211, 255, 1)")
         .datasource(model.DataSourceRef(type_val="grafana", uid="-- Grafana --")))
