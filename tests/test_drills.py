@@ -33,7 +33,7 @@ def kit(tmp_path, s3):  # noqa: F811
                                 "access_key_id_file": "key-id", "secret_access_key_file": "secret"},
                     "litestream": {"enabled": True, "replica_directory": "replica", "sync_interval_seconds": 0.2,
                                    "metrics_address": f"127.0.0.1:{free_port()}"},
-                    "drill": {"canary": True, "replica_wait_seconds": 20},
+                    "drill": {"canary": True, "replica_wait_seconds": 8},
                     "objectives": {"rpo_seconds": 3600, "rto_seconds": 600}}}))
     config = load_config(tmp_path / "opsmon.yml")
     jobs = Jobs(config)
