@@ -125,67 +125,97 @@ def inhibited(url: str, alertname: str, **labels) -> bool:
     return bool(status["inhibitedBy"])
 
 
-def test_target_down_inhibits_everything_else_from_that_job(alertmanager):
-    target = {"job": "opsmon-exporter", "instance": "a:9877"}
-    post(alertmanager, {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", **target},
-         {"alertname": "OpsmonCollectorFailing", "severity": "warning", "team": "ops", "collector": "x", **target},
-         {"alertname": "OpsmonBackupMetricsAbsent", "severity": "critical", "team": "ops", "job": "opsmon-exporter"},
+def test_every_inhibition_and_group_keeps_hosts_apart():
+    """A fault on one host explains that host's alerts only, and is notified apart from the same fault elsewhere."""
+    config = yaml.safe_load(CONFIG.read_text())
+    assert "host" in config["route"]["group_by"]
+    assert all("host" in rule.get("equal", []) for rule in config["inhibit_rules"]), config["inhibit_rules"]
+
+
+# Each test below uses hosts of its own: what one posts stays active for an hour.
+def test_target_down_holds_back_the_alerts_of_its_job_on_its_host_only(alertmanager):
+    a = {"job": "opsmon-exporter", "host": "host-a", "instance": "a:9877"}
+    b = {"job": "opsmon-exporter", "host": "host-b", "instance": "b:9877"}
+    post(alertmanager, {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", **a},
+         *({"alertname": "OpsmonCollectorFailing", "severity": "warning", "team": "ops", "collector": "x", **where}
+           for where in (a, b)),
+         *({"alertname": "OpsmonBackupMetricsAbsent", "severity": "critical", "team": "ops", **where} for where in (a, b)),
          {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "opsmon-backup",
-          "instance": "a:9878"})
-    assert inhibited(alertmanager, "OpsmonCollectorFailing", instance="a:9877")
-    assert inhibited(alertmanager, "OpsmonBackupMetricsAbsent", job="opsmon-exporter")
-    assert not inhibited(alertmanager, "OpsmonLitestreamDown", job="opsmon-backup")
-    assert not inhibited(alertmanager, "OpsmonTargetDown", instance="a:9877")
+          "host": "host-a", "instance": "a:9878"})
+    assert inhibited(alertmanager, "OpsmonCollectorFailing", host="host-a")
+    assert inhibited(alertmanager, "OpsmonBackupMetricsAbsent", host="host-a")
+    assert not inhibited(alertmanager, "OpsmonCollectorFailing", host="host-b")
+    assert not inhibited(alertmanager, "OpsmonBackupMetricsAbsent", host="host-b")
+    assert not inhibited(alertmanager, "OpsmonLitestreamDown", host="host-a")  # another job of host-a
+    assert not inhibited(alertmanager, "OpsmonTargetDown", host="host-a")
 
 
-# Each test below uses a job of its own: the TargetDown above inhibits all of opsmon-exporter.
 def test_critical_inhibits_the_warning_of_the_same_alert_and_place(alertmanager):
-    place = {"job": "job-b", "instance": "b:9877", "mountpoint": "/data"}
+    place = {"job": "opsmon-exporter", "host": "host-c", "instance": "c:9877", "mountpoint": "/data"}
     post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops", **place},
          {"alertname": "OpsmonDiskSpaceLow", "severity": "warning", "team": "ops", **place},
          {"alertname": "OpsmonDiskSpaceLow", "severity": "warning", "team": "ops", **place, "mountpoint": "/"})
-    assert inhibited(alertmanager, "OpsmonDiskSpaceLow", instance="b:9877", mountpoint="/data", severity="warning")
-    assert not inhibited(alertmanager, "OpsmonDiskSpaceLow", instance="b:9877", mountpoint="/", severity="warning")
+    assert inhibited(alertmanager, "OpsmonDiskSpaceLow", host="host-c", mountpoint="/data", severity="warning")
+    assert not inhibited(alertmanager, "OpsmonDiskSpaceLow", host="host-c", mountpoint="/", severity="warning")
 
 
-def test_full_disk_inhibits_backup_failures_on_that_host(alertmanager):
-    post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops",
-                        "job": "job-c", "instance": "c:9877", "mountpoint": "/"},
-         {"alertname": "OpsmonBackupFailing", "severity": "warning", "team": "ops", "job": "job-c",
-          "instance": "c:9877", "database": "demo", "tier": "daily"},
-         {"alertname": "OpsmonBackupVerificationFailing", "severity": "critical", "team": "ops",
-          "job": "job-c", "instance": "c:9877", "database": "demo"})
-    assert inhibited(alertmanager, "OpsmonBackupFailing", instance="c:9877")
-    assert not inhibited(alertmanager, "OpsmonBackupVerificationFailing", instance="c:9877")  # damage is news
+def test_full_disk_inhibits_backup_failures_on_that_host_only(alertmanager):
+    exporter = {"job": "opsmon-exporter", "instance": "exporter:9877"}
+    post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops", "host": "host-d",
+                        "mountpoint": "/", **exporter},
+         *({"alertname": "OpsmonBackupFailing", "severity": "warning", "team": "ops", "host": host, "database": "demo",
+            "tier": "daily", **exporter} for host in ("host-d", "host-e")),
+         {"alertname": "OpsmonBackupVerificationFailing", "severity": "critical", "team": "ops", "host": "host-d",
+          "database": "demo", **exporter})
+    assert inhibited(alertmanager, "OpsmonBackupFailing", host="host-d")
+    assert not inhibited(alertmanager, "OpsmonBackupFailing", host="host-e")
+    assert not inhibited(alertmanager, "OpsmonBackupVerificationFailing", host="host-d")  # damage is news
 
 
-def test_down_service_inhibits_its_slow_alert(alertmanager):
-    where = {"job": "job-d", "instance": "d:9877"}
+def test_down_service_inhibits_its_slow_alert_from_the_same_host(alertmanager):
+    f, g = ({"job": "opsmon-exporter", "host": f"host-{x}", "instance": f"{x}:9877"} for x in "fg")
     post(alertmanager, {"alertname": "OpsmonExternalServiceDown", "severity": "critical", "team": "app",
-                        "service": "payments", **where},
-         {"alertname": "OpsmonExternalServiceSlow", "severity": "warning", "team": "app", "service": "payments",
-          **where},
-         {"alertname": "OpsmonExternalServiceSlow", "severity": "warning", "team": "app", "service": "search",
-          **where})
-    assert inhibited(alertmanager, "OpsmonExternalServiceSlow", service="payments")
-    assert not inhibited(alertmanager, "OpsmonExternalServiceSlow", service="search")
+                        "service": "payments", **f},
+         *({"alertname": "OpsmonExternalServiceSlow", "severity": "warning", "team": "app", "service": service,
+            **where} for service, where in (("payments", f), ("search", f), ("payments", g))))
+    assert inhibited(alertmanager, "OpsmonExternalServiceSlow", host="host-f", service="payments")
+    assert not inhibited(alertmanager, "OpsmonExternalServiceSlow", host="host-f", service="search")
+    assert not inhibited(alertmanager, "OpsmonExternalServiceSlow", host="host-g", service="payments")
 
 
-def test_a_stopped_backup_service_holds_back_the_3_2_1_rule_but_not_a_missed_objective(alertmanager):
+def test_a_stopped_backup_service_holds_back_its_host_s_3_2_1_rule_but_not_a_missed_objective(alertmanager):
     """Copies stop arriving while the service is down (the 3-2-1 rule follows); the RTO and RPO of the last
-    passing drills stay as they were measured, so a miss is news of its own."""
-    where = {"job": "job-e", "instance": "e:9877", "database": "demo"}
+    passing drills stay as they were measured, so a miss is news of its own. Another host's copies are its own."""
     post(alertmanager, {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", "job": "opsmon-backup",
-                        "instance": "backup:9878"},
-         {"alertname": "OpsmonBackupThreeTwoOneUnsatisfied", "severity": "warning", "team": "ops", **where},
-         {"alertname": "OpsmonRestoreDrillStale", "severity": "warning", "team": "ops", "location": "offsite", **where},
-         {"alertname": "OpsmonRestoreDrillRtoMissed", "severity": "warning", "team": "ops", "location": "offsite",
-          **where},
-         {"alertname": "OpsmonBackupRpoMissed", "severity": "warning", "team": "ops", **where})
-    assert inhibited(alertmanager, "OpsmonBackupThreeTwoOneUnsatisfied", job="job-e")
-    assert inhibited(alertmanager, "OpsmonRestoreDrillStale", job="job-e")
-    assert not inhibited(alertmanager, "OpsmonRestoreDrillRtoMissed", job="job-e")
-    assert not inhibited(alertmanager, "OpsmonBackupRpoMissed", job="job-e")
+                        "host": "host-h", "instance": "h:9878"},
+         *({"alertname": alertname, "severity": "warning", "team": "ops", "job": "opsmon-exporter", "host": host,
+            "instance": f"{host[-1]}:9877", "database": "demo", **extra}
+           for host in ("host-h", "host-i")
+           for alertname, extra in (("OpsmonBackupThreeTwoOneUnsatisfied", {}),
+                                    ("OpsmonRestoreDrillStale", {"location": "offsite"}),
+                                    ("OpsmonRestoreDrillRtoMissed", {"location": "offsite"}),
+                                    ("OpsmonBackupRpoMissed", {}))))
+    assert inhibited(alertmanager, "OpsmonBackupThreeTwoOneUnsatisfied", host="host-h")
+    assert inhibited(alertmanager, "OpsmonRestoreDrillStale", host="host-h")
+    assert not inhibited(alertmanager, "OpsmonRestoreDrillRtoMissed", host="host-h")
+    assert not inhibited(alertmanager, "OpsmonBackupRpoMissed", host="host-h")
+    assert not inhibited(alertmanager, "OpsmonBackupThreeTwoOneUnsatisfied", host="host-i")
+    assert not inhibited(alertmanager, "OpsmonRestoreDrillStale", host="host-i")
+
+
+def test_litestream_down_and_a_dead_app_hold_back_what_follows_on_their_own_host(alertmanager):
+    post(alertmanager, {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops",
+                        "job": "litestream", "host": "host-j", "instance": "j:9879"},
+         {"alertname": "OpsmonProcessDown", "severity": "critical", "team": "app", "job": "opsmon-exporter",
+          "host": "host-j", "instance": "j:9877", "process": "demo"},
+         *({"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "host": host,
+            "database": "demo"} for host in ("host-j", "host-k")),
+         *({"alertname": "OpsmonVideoProcessingStalled", "severity": "critical", "team": "business",
+            "job": "opsmon-exporter", "host": host, "instance": f"{host[-1]}:9877"} for host in ("host-j", "host-k")))
+    assert inhibited(alertmanager, "OpsmonPitrReplicationLagging", host="host-j")
+    assert inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-j")
+    assert not inhibited(alertmanager, "OpsmonPitrReplicationLagging", host="host-k")
+    assert not inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-k")
 
 
 class Notifications:
@@ -210,9 +240,9 @@ class Notifications:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def about(self, fault: str) -> list[tuple[str, str, list[str]]]:
-        """(receiver, status, alertnames) of each notification whose alerts carry label fault=..."""
-        return [(receiver, body["status"], sorted(a["labels"]["alertname"] for a in body["alerts"]))
+    def about(self, fault: str, label: str = "alertname") -> list[tuple[str, str, list[str]]]:
+        """(receiver, status, the alerts' values of label) of each notification whose alerts carry fault=..."""
+        return [(receiver, body["status"], sorted(a["labels"].get(label, "") for a in body["alerts"]))
                 for receiver, body in list(self.received)
                 if any(a["labels"].get("fault") == fault for a in body["alerts"])]
 
@@ -266,7 +296,8 @@ def fault(url: str, notifications: Notifications, name: str, cause: dict, *effec
 
 # Each fault: its cause first, then what follows from it, with the labels the shipped rules give
 # (test_the_faults_carry_the_labels_of_the_shipped_rules checks severity and team).
-EXPORTER = {"job": "opsmon-exporter", "instance": "exporter:9877"}
+EXPORTER = {"job": "opsmon-exporter", "host": "demo", "instance": "exporter:9877"}
+BACKUP = {"job": "opsmon-backup", "host": "demo", "instance": "backup:9878"}
 FAULTS = {
     "demo-outage": [
         {"alertname": "OpsmonProcessDown", "severity": "critical", "team": "app", "process": "demo", **EXPORTER},
@@ -279,13 +310,13 @@ FAULTS = {
         {"alertname": "OpsmonVideoProcessingStalled", "severity": "critical", "team": "business", **EXPORTER},
     ],
     "backup-stopped": [
-        {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", "job": "opsmon-backup",
-         "instance": "backup:9878"},
-        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "litestream",
+        {"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", **BACKUP},
+        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "litestream", "host": "demo",
          "instance": "backup:9879"},
-        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "database": "demo"},
-        {"alertname": "OpsmonBackupJobOverdue", "severity": "warning", "team": "ops", "job": "opsmon-backup",
-         "instance": "backup:9878", "backup_job": "backup-daily"},
+        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "host": "demo",
+         "database": "demo"},
+        {"alertname": "OpsmonBackupJobOverdue", "severity": "warning", "team": "ops", "backup_job": "backup-daily",
+         **BACKUP},
         {"alertname": "OpsmonBackupStale", "severity": "warning", "team": "ops", "database": "demo", "tier": "daily",
          **EXPORTER},
         {"alertname": "OpsmonRestoreDrillStale", "severity": "warning", "team": "ops", "database": "demo",
@@ -294,10 +325,11 @@ FAULTS = {
          **EXPORTER},
     ],
     "litestream-down": [
-        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "opsmon-backup",
-         "instance": "backup:9878"},
-        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "database": "demo"},
-        {"alertname": "OpsmonLitestreamNotSyncing", "severity": "warning", "team": "ops", "database": "demo"},
+        {"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", **BACKUP},
+        {"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "host": "demo",
+         "database": "demo"},
+        {"alertname": "OpsmonLitestreamNotSyncing", "severity": "warning", "team": "ops", "host": "demo",
+         "database": "demo"},
     ],
 }
 
@@ -327,3 +359,38 @@ def test_litestream_down_alone_is_one_email_that_holds_back_replication_lag(noti
     url, notifications = notifying_alertmanager
     sent = fault(url, notifications, "litestream-down", *FAULTS["litestream-down"])
     assert sent == [("email-ops", "firing", ["OpsmonLitestreamDown"])]
+
+
+def test_a_stopped_backup_service_pages_for_its_host_while_another_host_s_stale_backup_still_mails(
+        notifying_alertmanager):
+    """The backup-stopped fault on host-a, and host-b's daily backup missing at the same time: host-a's
+    TargetDown holds back host-a's alerts, not host-b's."""
+    url, notifications = notifying_alertmanager
+    stopped = [{**alert, "host": "host-a", "fault": "two-hosts"} for alert in FAULTS["backup-stopped"]]
+    stale = {**next(a for a in stopped if a["alertname"] == "OpsmonBackupStale"), "host": "host-b"}
+    post(url, stopped[0])
+    post(url, *stopped[1:], stale)
+    for effect in stopped[1:]:
+        assert inhibited(url, **effect), effect
+    assert not inhibited(url, **stale)
+    wait_for(lambda: len(notifications.about("two-hosts")) == 2, what="a notification for each host")
+    time.sleep(3)  # group_wait is 1s: any other group of this fault would have been sent by now
+    assert sorted(notifications.about("two-hosts")) == [("email-ops", "firing", ["OpsmonBackupStale"]),
+                                                      ("pager-ops", "firing", ["OpsmonTargetDown"])]
+    assert sorted(notifications.about("two-hosts", "host")) == [("email-ops", "firing", ["host-b"]),
+                                                              ("pager-ops", "firing", ["host-a"])]
+    post(url, *stopped, stale, ends=datetime.now(timezone.utc) - timedelta(seconds=1))
+
+
+def test_the_same_alert_on_two_hosts_is_two_notifications(notifying_alertmanager):
+    """Replication lag carries no instance: only `host` in group_by keeps the hosts' notifications apart. Hosts
+    of its own: a group that exists already waits group_interval (5m), not group_wait."""
+    url, notifications = notifying_alertmanager
+    lagging = [{"alertname": "OpsmonPitrReplicationLagging", "severity": "warning", "team": "ops", "host": host,
+                "database": "demo", "fault": "same-alert"} for host in ("host-c", "host-d")]
+    post(url, *lagging)
+    wait_for(lambda: len(notifications.about("same-alert")) == 2, what="a notification for each host")
+    time.sleep(3)
+    assert sorted(notifications.about("same-alert", "host")) == [("email-ops", "firing", ["host-c"]),
+                                                               ("email-ops", "firing", ["host-d"])]
+    post(url, *lagging, ends=datetime.now(timezone.utc) - timedelta(seconds=1))

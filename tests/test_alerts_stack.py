@@ -92,6 +92,9 @@ def test_compose_renders_the_rules_and_the_heartbeat_receiver_at_start(tmp_path,
                              text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     config = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    # The rendering keeps the grouping and inhibition per host (group_by is shared by an anchor).
+    twins = next(rule for rule in config["inhibit_rules"] if rule["source_matchers"] == ['severity="critical"'])
+    assert "host" in config["route"]["group_by"] and twins["equal"] == config["route"]["group_by"]
     heartbeat = next(r for r in config["receivers"] if r["name"] == "heartbeat")["webhook_configs"][0]["url"]
     assert heartbeat == env.get("OPSMON_HEARTBEAT_URL", "http://pager:8081/webhook/heartbeat")
 
