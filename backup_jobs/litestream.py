@@ -6,10 +6,12 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 output_log = logging.getLogger("litestream")
 
 CONFIG_FILE = "litestream.yml"
+# Emptying the WAL before a start waits this long for the app's readers and writer; its writers wait meanwhile.
+WAL_PATIENCE_SECONDS = 0.5
+WAL_SALTS = slice(16, 24)  # a WAL header's salts, new each time SQLite starts the WAL again from its beginning
+LTX_WAL_SALTS = slice(64, 72)  # an LTX file header's salts of the WAL it was copied from (Litestream 0.5)
 
 
 class Litestream:
@@ -32,6 +38,7 @@ class Litestream:
         self.config_path = Path(work_directory) / CONFIG_FILE
         self.offsite = offsite
         self.process: subprocess.Popen | None = None
+        self._wanted = False
         self._restarts = 0
         self._next_start = 0.0
         self._last_line = ""
@@ -93,7 +100,53 @@ class Litestream:
                 pass  # gone already
 
     def start(self) -> None:
+        """Replicate from now on: at once where it is safe, else at a later supervise()."""
+        self._wanted = True
         self._stop_strays()
+        self._start_if_safe()
+
+    def _start_if_safe(self) -> None:
+        """Litestream carries on from where its last LTX file says it stopped in the WAL. While it was not
+        running nothing held the app's checkpoints back: the app may have moved frames it never copied
+        into the database and started the WAL again. Litestream 0.5.17 takes that WAL for the one it
+        followed (it checks only that the last frame it copied is still there, beyond the new frames)
+        and copies on from its beginning, so those frames are missing from every later point of the
+        replica: rows short, or integrity_check failing (issue 13). On an emptied WAL it cannot find its
+        last frame and copies the whole database instead, a new snapshot."""
+        if self._empty_wal():
+            log.info("litestream starts on an emptied WAL: its next point is a snapshot of the whole database")
+        elif not self._wal_unchanged_since_litestream():
+            log.warning("litestream waits: the app started the WAL of %s again while litestream was not running, "
+                        "and its readers keep the WAL from being emptied (starting now would leave a gap in the "
+                        "replica)", self.database)
+            return
+        self._launch()
+
+    def _empty_wal(self) -> bool:
+        """Checkpoint the whole WAL into the database and truncate it; whether that was done."""
+        try:
+            with closing(sqlite3.connect(f"file:{self.database}?mode=rw", uri=True,
+                                         timeout=WAL_PATIENCE_SECONDS)) as connection:
+                busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as err:
+            log.warning("could not empty the WAL of %s: %s", self.database, err)
+            return False
+        return busy == 0
+
+    def _wal_unchanged_since_litestream(self) -> bool:
+        """Whether the WAL is still the one Litestream's last LTX file was copied from (the same salts): then
+        every frame it has not copied is still in it, and the readers that keep it from being emptied also
+        keep the app from starting it again. No WAL, or no LTX file yet: Litestream takes a snapshot."""
+        directory = self.database.parent / f".{self.database.name}-litestream" / "ltx" / "0"
+        newest = max(directory.glob("*.ltx"), default=None)
+        try:
+            wal = _header(Path(f"{self.database}-wal"), WAL_SALTS.stop)
+            return newest is None or len(wal) < WAL_SALTS.stop or \
+                wal[WAL_SALTS] == _header(newest, LTX_WAL_SALTS.stop)[LTX_WAL_SALTS]
+        except FileNotFoundError:
+            return True
+
+    def _launch(self) -> None:
         self.process = subprocess.Popen([self.binary, "replicate", "-config", str(self.write_config()),
                                          "-no-expand-env"], env=self._environment(),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -116,21 +169,25 @@ class Litestream:
         return self.process is not None and self.process.poll() is None
 
     def supervise(self) -> None:
-        """Start Litestream again when it has died, waiting longer after each death (at most a minute)."""
-        if self.process is None or self.running:
+        """Start Litestream again when it has died (or could not start yet), waiting longer each time (at
+        most a minute)."""
+        if not self._wanted or self.running:
             return
         if self._next_start == 0.0:
             # After a long good run a death is news, not a crash loop: start again soon.
             self._restarts = 1 if time.monotonic() - self._started > 60 else self._restarts + 1
             self._next_start = time.monotonic() + min(60.0, 2.0 ** self._restarts)
-            log.error("litestream exited with %s%s; restarting in %.0fs", self.process.returncode,
-                      f" (its last line: {self._last_line})" if self._last_line else "",
-                      self._next_start - time.monotonic())
+            if self.process is not None:
+                log.error("litestream exited with %s%s; restarting in %.0fs", self.process.returncode,
+                          f" (its last line: {self._last_line})" if self._last_line else "",
+                          self._next_start - time.monotonic())
+                self.process = None
         if time.monotonic() >= self._next_start:
             self._next_start = 0.0
-            self.start()
+            self._start_if_safe()
 
     def stop(self) -> None:
+        self._wanted = False
         if self.running:
             self.process.terminate()
             try:
@@ -161,6 +218,11 @@ class Litestream:
             log.warning("litestream restore to %s failed: %s", to_iso(moment), result.stderr.strip())
             return None
         return target
+
+
+def _header(path: Path, size: int) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(size)
 
 
 def _venv_bin() -> str:
