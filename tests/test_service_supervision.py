@@ -45,27 +45,31 @@ def gauges(url: str) -> dict:
 
 
 def litestream_pid(service: subprocess.Popen) -> int | None:
+    """The replicator's pid: not a `litestream ltx` the service runs now and then to read the replica's window."""
     children = psutil.Process(service.pid).children(recursive=True)
-    return next((c.pid for c in children if c.name() == "litestream" and c.status() != psutil.STATUS_ZOMBIE), None)
+    return next((c.pid for c in children if c.name() == "litestream" and "replicate" in c.cmdline()
+                 and c.status() != psutil.STATUS_ZOMBIE), None)
 
 
 def test_litestream_and_sigterm_are_looked_after_during_a_1_gib_backup(tmp_path):
     database = big_database(tmp_path / "live.db")
-    port = free_port()
+    port, litestream_port = free_port(), free_port()
     config = tmp_path / "opsmon.yml"
     config.write_text(yaml.safe_dump({
         "database": {"path": str(database)},
         "backups": {"directory": str(tmp_path / "backups"), "listen_address": f"127.0.0.1:{port}",
                     "litestream": {"enabled": True, "replica_directory": str(tmp_path / "replica"),
-                                   "metrics_address": f"127.0.0.1:{free_port()}"}}}))
+                                   "metrics_address": f"127.0.0.1:{litestream_port}"}}}))
     log = tmp_path / "serve.log"
     service = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(config), "serve"],
                                stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/metrics"
     daily_running = ("opsmon_backup_job_running", (("backup_job", "backup-daily"),))
     try:
-        # No backup yet: the daily one is due at once, and runs for a while on 1 GiB.
-        wait_for(lambda: gauges(url).get(daily_running) == 1 and litestream_pid(service), timeout=60,
+        # No backup yet: the daily one is due at once, and runs for a while on 1 GiB. Litestream serving
+        # its metrics has started (and said so in the log) before it is killed.
+        wait_for(lambda: gauges(url).get(daily_running) == 1 and litestream_pid(service)
+                 and requests.get(f"http://127.0.0.1:{litestream_port}/metrics", timeout=2).ok, timeout=60,
                  what="the first backup running beside Litestream")
         first = litestream_pid(service)
         psutil.Process(first).kill()
