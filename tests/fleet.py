@@ -1,14 +1,20 @@
-"""The fleet as the end-to-end tests run it: one target file per host, and the shipped prometheus.yml
-pointed at that folder and at loopback ports, its relabelling and labels left as they are."""
+"""The fleet as the end-to-end tests and bench/fleet_bench.py run it: hosts (a demo app, an exporter and
+a backup service each) on loopback ports, one target file per host, and the shipped prometheus.yml
+pointed at that folder, its relabelling and labels left as they are."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import requests
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, wait_for
+
+HOSTS = ("alpha", "bravo", "charlie")
 
 # The jobs a host's target file names, and the port (by service name) each one scrapes.
 HOST_JOBS = {"opsmon-exporter": "exporter", "opsmon-backup": "backup", "litestream": "litestream"}
@@ -64,3 +70,48 @@ def prometheus_config(rules: Path, targets: Path, ports: dict[str, int], scrape:
         if job["job_name"] == "opsmon-exporter":
             job.update({"scrape_interval": f"{exporter_scrape}s", "scrape_timeout": f"{exporter_scrape}s"})
     return prometheus
+
+
+class Fleet:
+    def __init__(self, work: Path):
+        self.work = work
+        self.ports = {name: free_port() for name in ("prometheus", "alertmanager", "victoriametrics", "smtp")}
+        self.hosts = {host: {name: free_port() for name in ("demo", "exporter", "backup", "litestream")}
+                      for host in HOSTS}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = open(self.work / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_host(self, host: str) -> None:
+        """A host as `make run` starts one: the demo app on a fresh database, its exporter and backups."""
+        folder, ports = self.work / host, self.hosts[host]
+        (folder / "logs").mkdir(parents=True)
+        config = str(write_host_config(folder / "opsmon.yml", ports))
+        self.start(f"{host}-demo", [sys.executable, "-m", "demo", "serve", "--db", str(folder / "demo.db"),
+                                    "--listen", f"127.0.0.1:{ports['demo']}", "--metrics-dir",
+                                    str(folder / "app-metrics"), "--log-file", str(folder / "logs/demo.jsonl"),
+                                    "--pidfile", str(folder / "demo.pid"), "--rate", "5"])
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{ports['demo']}/health", timeout=1).ok,
+                 what=f"the demo app of {host}")
+        self.start(f"{host}-backup", [sys.executable, "-m", "backup_jobs", "--config.file", config, "serve"])
+        self.start(f"{host}-exporter", [sys.executable, "-m", "exporter", "--config.file", config])
+
+    def backup_cli(self, host: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file",
+                               str(self.work / host / "opsmon.yml"), *args], capture_output=True, text=True,
+                              timeout=120)
+
+    def query(self, expr: str, store: str = "prometheus", at: float | None = None) -> list:
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        answer = requests.get(f"http://127.0.0.1:{self.ports[store]}/api/v1/query", params=params, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def hosts_of(self, expr: str) -> set[str]:
+        return {series["metric"].get("host") for series in self.query(expr)}
+
+    def alertmanager_alerts(self, alertname: str | None = None) -> list[dict]:
+        alerts = requests.get(f"http://127.0.0.1:{self.ports['alertmanager']}/api/v2/alerts", timeout=5).json()
+        return [a for a in alerts if alertname in (None, a["labels"]["alertname"])]

@@ -9,69 +9,19 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from tests.conftest import free_port, stop, wait_for
-from tests.fleet import prometheus_config, write_host_config, write_host_file
+from tests.fleet import HOSTS, Fleet, prometheus_config, write_host_file
 from tests.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
                             write_scaled_rules)
 
 pytestmark = pytest.mark.slow
 
-HOSTS = ("alpha", "bravo", "charlie")
 LATE = "charlie"  # its target file is added while Prometheus runs
-
-
-class Fleet:
-    def __init__(self, work: Path):
-        self.work = work
-        self.ports = {name: free_port() for name in ("prometheus", "alertmanager", "victoriametrics", "smtp")}
-        self.hosts = {host: {name: free_port() for name in ("demo", "exporter", "backup", "litestream")}
-                      for host in HOSTS}
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, args: list[str]) -> None:
-        log = open(self.work / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-
-    def start_host(self, host: str) -> None:
-        """A host as `make run` starts one: the demo app on a fresh database, its exporter and backups."""
-        folder, ports = self.work / host, self.hosts[host]
-        (folder / "logs").mkdir(parents=True)
-        config = str(write_host_config(folder / "opsmon.yml", ports))
-        self.start(f"{host}-demo", [sys.executable, "-m", "demo", "serve", "--db", str(folder / "demo.db"),
-                                    "--listen", f"127.0.0.1:{ports['demo']}", "--metrics-dir",
-                                    str(folder / "app-metrics"), "--log-file", str(folder / "logs/demo.jsonl"),
-                                    "--pidfile", str(folder / "demo.pid"), "--rate", "5"])
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{ports['demo']}/health", timeout=1).ok,
-                 what=f"the demo app of {host}")
-        self.start(f"{host}-backup", [sys.executable, "-m", "backup_jobs", "--config.file", config, "serve"])
-        self.start(f"{host}-exporter", [sys.executable, "-m", "exporter", "--config.file", config])
-
-    def backup_cli(self, host: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file",
-                               str(self.work / host / "opsmon.yml"), *args], capture_output=True, text=True,
-                              timeout=120)
-
-    def query(self, expr: str, store: str = "prometheus", at: float | None = None) -> list:
-        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
-        answer = requests.get(f"http://127.0.0.1:{self.ports[store]}/api/v1/query", params=params, timeout=10).json()
-        assert answer["status"] == "success", answer
-        return answer["data"]["result"]
-
-    def hosts_of(self, expr: str) -> set[str]:
-        return {series["metric"].get("host") for series in self.query(expr)}
-
-    def alertmanager_alerts(self, alertname: str | None = None) -> list[dict]:
-        alerts = requests.get(f"http://127.0.0.1:{self.ports['alertmanager']}/api/v2/alerts", timeout=5).json()
-        return [a for a in alerts if alertname in (None, a["labels"]["alertname"])]
 
 
 @pytest.fixture(scope="module")
@@ -167,13 +117,17 @@ def test_every_dashboard_expression_returns_data_for_every_host(fleet):
 
 
 def test_stopped_backups_of_one_host_alert_for_that_host_only(fleet):
-    # Backups stop on alpha and go on elsewhere. The daily threshold (26 h) becomes a few seconds
-    # less than the age of alpha's newest daily backup: alpha is late, the others are fresh.
-    for host in set(HOSTS) - {"alpha"}:
-        assert fleet.backup_cli(host, "create", "--tier", "daily").returncode == 0
+    # Backups stop on alpha and go on elsewhere. The daily threshold (26 h) becomes 30 s: alpha's
+    # newest daily backup is made older than that, the others' are new.
+    threshold = 30
     newest = float(fleet.query('opsmon_backup_last_success_timestamp_seconds{host="alpha", tier="daily"}')[0]
                    ["value"][1])
-    threshold = max(5, int(time.time() - newest) - 5)
+    time.sleep(max(0.0, newest + threshold + 10 - time.time()))
+    made = time.time()
+    for host in set(HOSTS) - {"alpha"}:
+        assert fleet.backup_cli(host, "create", "--tier", "daily").returncode == 0
+    wait_for(lambda: fleet.hosts_of(f'opsmon_backup_last_success_timestamp_seconds{{tier="daily"}} > {made}')
+             == set(HOSTS) - {"alpha"}, timeout=30, interval=1, what="the new backups seen by Prometheus")
     path = fleet.work / "rules/backups.rules.yml"
     original = path.read_text()
     assert "26 * 3600" in original
