@@ -5,8 +5,9 @@ The sequence for every restore:
    file under `.tmp/`;
 2. a safety backup of the live database is taken, and a marker file names it;
 3. the source is written into the live database through SQLite (never a file swap);
-4. integrity_check, foreign_key_check and the row counts are checked; any failure writes the
-   safety backup back;
+4. the result is proven (a whole restore: the live database holds the verified file's pages, byte
+   for byte, see Restorer._write; a restore of tables: integrity_check, foreign_key_check and the
+   row counts before its commit); any failure writes the safety backup back;
 5. the marker is removed. A restore killed before this point is rolled back by the next
    opsmon-backup command (`recover_interrupted`).
 """
@@ -17,7 +18,8 @@ import json
 import logging
 import shutil
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +275,23 @@ class Restorer:
             trial.unlink(missing_ok=True)
 
     def _write(self, candidate: Path, tables, expected: DatabaseFacts | None, notes: list[str]) -> dict[str, int]:
-        """Write and check; `_live_changed` says whether a write committed (and must be undone on failure)."""
+        """Write and prove; `_live_changed` says whether a write committed (and must be undone on failure).
+
+        What a whole restore proves. The candidate is a database that passed integrity_check and was
+        counted (when its backup was made or verified: its sha256 ties these very bytes to that check;
+        a replica is checked here, in `checked`). After the copy commits and the WAL is checkpointed into
+        the database file, a watcher opens a read transaction; if nobody else committed since the copy,
+        what it sees is the file, held still while it reads, and a child process compares that file with
+        the candidate page by page: same page size, same page count, every byte equal but the header
+        fields SQLite rewrites at each commit (sqlitefile.REWRITTEN_HEADER), which hold no data and no
+        structure. integrity_check, foreign_key_check and row counts are functions of those bytes, so the
+        live database gives exactly the candidate's answers: it passes integrity_check, has the backup's
+        broken references and the backup's row counts, which is what the restore proved before (by running
+        integrity_check, or quick_check, and foreign_key_check on the live database and counting its rows,
+        the old way below). It proves more: every row is the candidate's, byte for byte, where
+        integrity_check cannot see a changed value in a row. When the application committed in between, or
+        its readers held the checkpoint back, the restore proves it the old way, on what the watcher sees.
+        """
         if tables:
             counts = _replace_tables(self.live, candidate, tables)  # checked before its one commit
             self._live_changed = True
@@ -284,24 +302,32 @@ class Restorer:
                 allowed_fk = len(sqlitefile.foreign_key_problems(source))
         else:
             expected_tables, allowed_fk = expected.tables, expected.foreign_key_violations
-        with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
-            before = _data_version(watcher)
-            sqlitefile.copy_into(candidate, self.live)  # one transaction: it commits whole, or not at all
+        with closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as writer, \
+                closing(sqlite3.connect(self.live, isolation_level=None, timeout=60)) as watcher:
+            version = _data_version(writer)
+            sqlitefile.write_over(candidate, writer)  # one transaction: it commits whole, or not at all
             self._live_changed = True
-            watcher.execute("BEGIN")
-            try:
-                # data_version grows by one for each commit of another connection: by exactly one,
-                # only our copy committed, and the counts must be the backup's to the row.
-                only_ours = _data_version(watcher) == before + 1
+            in_file = sqlitefile.checkpoint(writer)
+            with _reading(watcher):
+                layout = sqlitefile.pages(watcher)  # its first read: from here on it sees the database as it is now
+                # The writer's data_version changes once another connection has committed, never with its own
+                # commits: unchanged now, after the watcher's first read, nobody else committed between the copy
+                # and what the watcher sees. (The watcher's own moves by one for any number of commits.)
+                only_ours = _data_version(writer) == version
+                if only_ours and in_file:
+                    _prove_copied(self.live, candidate, layout)
+                    return expected_tables
                 _check_live(watcher, allowed_fk, self.quick)
                 counts = sqlitefile.row_counts(watcher)
-            finally:
-                watcher.execute("COMMIT")
         if only_ours and counts != expected_tables:
             raise RestoreFailed(f"row counts after the restore {counts} differ from the backup's {expected_tables}")
         if not only_ours:
             notes.append("the application wrote during the restore: row counts were checked in the backup, "
                          "integrity and foreign keys in the live database")
+        elif not in_file:
+            notes.append("the application's readers kept the WAL from being checkpointed: the restore was proven "
+                         f"by {'quick_check' if self.quick else 'integrity_check'}, foreign_key_check and row "
+                         "counts rather than page by page")
         return counts
 
     def recover_interrupted(self) -> str | None:
@@ -332,6 +358,33 @@ def _counts_if_readable(database: Path) -> dict[str, int]:
 
 def _data_version(connection: sqlite3.Connection) -> int:
     return connection.execute("PRAGMA data_version").fetchone()[0]
+
+
+@contextmanager
+def _reading(connection: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: while it lasts, the connection sees the database as at its first read, and no
+    later commit reaches the database file (no checkpoint moves it there from the WAL; with a rollback
+    journal, no commit can happen)."""
+    connection.execute("BEGIN")
+    try:
+        yield
+    finally:
+        connection.execute("COMMIT")
+
+
+def _prove_copied(live: Path, candidate: Path, layout: sqlitefile.Pages) -> None:
+    """RestoreFailed unless the live database file holds the candidate's pages (see Restorer._write);
+    `layout` is the live database's, read in the transaction that holds the file still."""
+    with closing(sqlitefile.open_readonly(candidate)) as source:
+        wanted = sqlitefile.pages(source)
+    if layout != wanted:
+        raise RestoreFailed(f"after the copy the database has {layout.count} pages of {layout.size} bytes, the "
+                            f"verified copy {wanted.count} of {wanted.size}")
+    differing = sqlitefile.pages_differing(live, candidate, layout)
+    if differing:
+        listed = ", ".join(map(str, differing[:5])) + (", ..." if len(differing) > 5 else "")
+        raise RestoreFailed(f"after the copy {len(differing)} page(s) of the database differ from the verified "
+                            f"copy (page {listed})")
 
 
 def _check_live(connection: sqlite3.Connection, allowed_fk: int, quick: bool = False) -> None:

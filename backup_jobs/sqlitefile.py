@@ -5,12 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
+from typing import NamedTuple
 
 from opsmon.files import fsync_dir
 
 OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backup_jobs/identity.py
+
+# Bytes of page 1 that SQLite itself rewrites when it commits a copy into a database, so a faithful copy
+# differs from its source there and nowhere else: the format versions (2 in WAL mode), the change counter,
+# the schema cookie, the version-valid-for number and the SQLite version that wrote it. None of them holds
+# data or structure: no check, count or query result depends on them.
+REWRITTEN_HEADER = (slice(18, 20), slice(24, 28), slice(40, 44), slice(92, 100))
+COMPARED_AT_ONCE = 1 << 20  # bytes of each file read at a time when comparing pages
+CHECKPOINT_PATIENCE_MS = 1000  # how long a checkpoint after a restore waits for the application's readers
 
 
 def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
@@ -68,14 +79,98 @@ def fsync_file(path: Path) -> None:
 
 
 def copy_into(source: Path, live: Path, timeout: float = 60) -> None:
-    """Replace the content of `live` with `source`, through SQLite, as one write transaction.
+    """Replace the content of `live` with `source`, through SQLite, as one write transaction (write_over)."""
+    with closing(sqlite3.connect(live, timeout=timeout)) as dst:
+        write_over(source, dst)
 
-    Other connections to `live` keep working: they see the old content until the commit and the
-    new one after, never a mix, and the file is never swapped under them. A process killed
-    midway leaves an uncommitted transaction, which SQLite rolls back at the next open.
+
+def write_over(source: Path, connection: sqlite3.Connection) -> None:
+    """Replace the content of the database `connection` is open on with `source`, as one write transaction.
+
+    Other connections keep working: they see the old content until the commit and the new one after,
+    never a mix, and the file is never swapped under them (a swap would leave them on the old file,
+    with their -wal and -shm). A process killed midway leaves an uncommitted transaction, which SQLite
+    rolls back at the next open. SQLite's backup API copies the pages as they are; only the header
+    fields of REWRITTEN_HEADER change.
     """
-    with closing(open_readonly(source)) as src, closing(sqlite3.connect(live, timeout=timeout)) as dst:
-        src.backup(dst)
+    with closing(open_readonly(source)) as src:
+        src.backup(connection)
+
+
+def checkpoint(connection: sqlite3.Connection) -> bool:
+    """Move every committed page from the WAL into the database file, and empty the WAL; whether the file
+    now holds them all. It waits CHECKPOINT_PATIENCE_MS at most for the readers and the writer of other
+    connections (new writers wait meanwhile): false when they held it back."""
+    if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        return True  # with a rollback journal every commit is written into the database file itself
+    patience = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+    connection.execute(f"PRAGMA busy_timeout = {CHECKPOINT_PATIENCE_MS}")
+    try:
+        _, frames, moved = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {patience}")
+    return 0 <= frames == moved  # -1: the checkpoint could not start (another one was running)
+
+
+class Pages(NamedTuple):
+    size: int
+    count: int
+
+
+def pages(connection: sqlite3.Connection) -> Pages:
+    """Page size and count of the main database, as this connection sees it (in a transaction: as it was
+    when the transaction read first, which this starts)."""
+    return Pages(connection.execute("PRAGMA main.page_size").fetchone()[0],
+                 connection.execute("PRAGMA main.page_count").fetchone()[0])
+
+
+def differing_pages(path: Path, reference: Path, layout: Pages) -> list[int]:
+    """The pages (numbered from 1) among the first `layout.count` of `path` whose bytes differ from those of
+    `reference`, the fields of REWRITTEN_HEADER aside; a page that either file is too short to hold differs.
+
+    Only ever call it in a process that has no SQLite connection to `path`: closing a file drops every
+    POSIX lock the process holds on it, SQLite's own included (pages_differing runs it in a child).
+    """
+    total = layout.size * layout.count
+    chunk = max(1, COMPARED_AT_ONCE // layout.size) * layout.size
+    found = []
+    with open(path, "rb") as live, open(reference, "rb") as wanted:
+        for offset in range(0, total, chunk):
+            size = min(chunk, total - offset)
+            have, expected = live.read(size), wanted.read(size)
+            if offset == 0:
+                have, expected = _without_rewritten_header(have), _without_rewritten_header(expected)
+            if have != expected or len(have) < size:
+                found += _pages_apart(have, expected, offset, size, layout.size)
+    return found
+
+
+def _pages_apart(have: bytes, expected: bytes, offset: int, size: int, page_size: int) -> list[int]:
+    """Of the `size` bytes from `offset` read from each file, the pages that differ or that `have` lacks."""
+    return [(offset + at) // page_size + 1 for at in range(0, size, page_size)
+            if len(have) < at + page_size or have[at:at + page_size] != expected[at:at + page_size]]
+
+
+def _without_rewritten_header(data: bytes) -> bytes:
+    masked = bytearray(data)
+    for field in REWRITTEN_HEADER:
+        masked[field] = bytes(len(masked[field]))
+    return bytes(masked)
+
+
+def pages_differing(path: Path, reference: Path, layout: Pages) -> list[int]:
+    """differing_pages, read by a child process: this one may hold SQLite connections to `path`, whose
+    locks closing the file here would drop (another process could then take the database for unused
+    and delete its WAL under them)."""
+    package_root = str(Path(__file__).resolve().parent.parent)  # the child runs this very code
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
+                                                                             os.environ.get("PYTHONPATH"))))}
+    result = subprocess.run([sys.executable, "-m", __name__, str(path), str(reference), str(layout.size),
+                             str(layout.count)], capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        raise OSError(f"comparing {path} with {reference} failed: {why}")
+    return [int(page) for page in result.stdout.split()]
 
 
 def integrity_problems(connection: sqlite3.Connection, quick: bool = False) -> list[str]:
@@ -148,3 +243,7 @@ def describe(path: Path) -> dict:
         except sqlite3.DatabaseError as err:  # a damaged table
             facts["unreadable"] = str(err)
         return facts
+
+
+if __name__ == "__main__":  # the child of pages_differing: PATH REFERENCE PAGE_SIZE PAGE_COUNT
+    print(*differing_pages(Path(sys.argv[1]), Path(sys.argv[2]), Pages(int(sys.argv[3]), int(sys.argv[4]))))
