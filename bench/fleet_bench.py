@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import stop, wait_for  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 from tests.fleet import HOSTS, Fleet, prometheus_config, write_host_file  # noqa: E402
 
 # The error budget left over 30 days: the recording rule's expression, and the same from raw counters.
@@ -130,10 +130,7 @@ def main() -> int:
             start(fleet)
             rows = measure(fleet, args.minutes, args.queries)
         finally:
-            for process in fleet.processes.values():
-                process.terminate()
-            for process in fleet.processes.values():
-                stop(process)
+            fleet.stop_all()
     print(f"\nthree hosts, {args.minutes:g} minutes, scrape and evaluation every 15 s")
     print(f"| {'measure':52} | {'Prometheus':>10} | {'VictoriaMetrics':>15} | {'VM / Prometheus':>15} |")
     print(f"|{'-' * 54}|{'-' * 11}:|{'-' * 16}:|{'-' * 16}:|")

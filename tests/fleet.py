@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, free_port, stop, wait_for
 
 HOSTS = ("alpha", "bravo", "charlie")
 
@@ -115,3 +115,13 @@ class Fleet:
     def alertmanager_alerts(self, alertname: str | None = None) -> list[dict]:
         alerts = requests.get(f"http://127.0.0.1:{self.ports['alertmanager']}/api/v2/alerts", timeout=5).json()
         return [a for a in alerts if alertname in (None, a["labels"]["alertname"])]
+
+    def stop_all(self) -> None:
+        """Prometheus first (it flushes to the long-term store while that still answers), then the rest
+        at once: each takes its time to stop."""
+        if "prometheus" in self.processes:
+            stop(self.processes.pop("prometheus"))
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            stop(process)

@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import free_port, stop, wait_for
+from tests.conftest import free_port, wait_for
 from tests.fleet import HOSTS, Fleet, prometheus_config, write_host_file
 from tests.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
                             write_scaled_rules)
@@ -52,10 +52,7 @@ def fleet(tmp_path_factory):
     wait_for(lambda: fleet.hosts_of('up{job="opsmon-exporter"} == 1') == set(HOSTS) - {LATE}, timeout=60,
              interval=1, what="the first two hosts' exporters up")
     yield fleet
-    for process in fleet.processes.values():  # all at once: each takes its time to stop
-        process.terminate()
-    for process in fleet.processes.values():
-        stop(process)
+    fleet.stop_all()
 
 
 def test_a_host_added_as_a_file_is_scraped_without_a_restart(fleet):
