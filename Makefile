@@ -99,6 +99,7 @@ bench: venv
 	$(BIN)/python bench/exporter_bench.py
 	$(BIN)/python bench/backup_bench.py
 	$(BIN)/python bench/logs_bench.py
+	$(BIN)/python bench/fleet_bench.py
 
 # Faults injected into the real commands (kill -9, a full disk, a flaky S3, Litestream killed, load),
 # each run checked after: not part of make test. Root (it mounts a tmpfs); about 10 minutes on 2 cores.
