@@ -69,13 +69,7 @@ def test_the_pager_runs_apart_from_the_app_it_watches():
 @pytest.mark.parametrize("env", [{}, SETTINGS], ids=["defaults", "settings"])
 def test_compose_renders_the_rules_and_the_heartbeat_receiver_at_start(tmp_path, env):
     """The services' shell commands, run here on the repository's files instead of the containers'."""
-    prometheus = compose(COMPOSE["prometheus"]["command"][0], env)
-    prometheus = (prometheus.replace("/etc/prometheus/", f"{REPO}/prometheus/").replace("/tmp/opsmon", str(tmp_path))
-                  .split("exec /bin/prometheus")[0] + "true")
-    subprocess.run(["sh", "-c", prometheus], check=True)
-    checked = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
-                             text=True)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rendered_by_compose(tmp_path, env)
     grafana = env.get("OPSMON_GRAFANA_URL", "http://localhost:3000")
     rendered = sorted(tmp_path.glob("rules/*.rules.yml"))
     assert [p.name for p in rendered] == sorted(p.name for p in (REPO / "prometheus" / "rules").glob("*.rules.yml"))
@@ -121,3 +115,37 @@ def test_the_settings_are_documented_in_the_env_example():
     for name in SETTINGS:
         assert re.search(rf"^{name}=", example, re.M), name
     assert "https://hc-ping.com/" in example  # a real service of that kind, as the example
+
+
+def rendered_by_compose(tmp_path, env: dict) -> dict:
+    """Prometheus's start command under compose, run here on the repository's files: its config."""
+    prometheus = compose(COMPOSE["prometheus"]["command"][0], env)
+    prometheus = (prometheus.replace("/etc/prometheus/", f"{REPO}/prometheus/").replace("/tmp/opsmon", str(tmp_path))
+                  .split("exec /bin/prometheus")[0] + "true")
+    subprocess.run(["sh", "-c", prometheus], check=True)
+    checked = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                             text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+
+
+@pytest.mark.parametrize("switch", ["", "1"], ids=["off", "on"])
+def test_the_fleet_file_and_the_long_term_store_natively_and_under_compose(tmp_path, switch):
+    """The one-host target file is where each Prometheus looks, with its own addresses, and
+    OPSMON_LONG_TERM=1 (and only that) adds remote_write to VictoriaMetrics, and natively starts it."""
+    run_dir = tmp_path / "run"
+    subprocess.run(["make", "-s", "native-configs", f"RUN_DIR={run_dir}", f"OPSMON_LONG_TERM={switch}"], cwd=REPO,
+                   check=True, capture_output=True, timeout=60)
+    native = yaml.safe_load((run_dir / "prometheus.yml").read_text())
+    under_compose = rendered_by_compose(tmp_path / "compose", {"OPSMON_LONG_TERM": switch})
+    for config, folder, address in ((native, run_dir, "127.0.0.1"), (under_compose, tmp_path / "compose", "exporter")):
+        assert config["scrape_configs"][0]["file_sd_configs"][0]["files"] == ["targets/*.yml"]
+        hosts = yaml.safe_load((folder / "targets/local.yml").read_text())
+        assert hosts[0]["targets"] == [f"{address}:9877"] and hosts[0]["labels"]["host"] == "demo"
+        store = "127.0.0.1" if folder == run_dir else "victoriametrics"
+        expected = [f"http://{store}:8428/api/v1/write"] if switch else []
+        assert [r["url"] for r in config.get("remote_write", [])] == expected
+    procfile = (run_dir / "Procfile").read_text()
+    assert ("victoriametrics: exec victoria-metrics " in procfile) == bool(switch)
+    if switch:
+        assert "-httpListenAddr=127.0.0.1:8428" in procfile and "-retentionPeriod=13" in procfile
