@@ -69,6 +69,18 @@ def test_a_host_added_as_a_file_is_scraped_without_a_restart(fleet):
              timeout=120, interval=1, what="every host's first backups")
 
 
+def test_a_broken_target_file_keeps_its_hosts_and_is_an_alert(fleet):
+    path = fleet.work / "targets" / f"{LATE}.yml"
+    good = path.read_text()
+    path.write_bytes(b"- targets: [\"127.0.0.1:\xff\n  labels: {job: \x00")
+    try:
+        wait_for(lambda: fleet.query('ALERTS{alertname="OpsmonTargetFileUnreadable", alertstate="firing"}'),
+                 timeout=60, interval=1, what="OpsmonTargetFileUnreadable")
+        assert len(fleet.query(f'up{{host="{LATE}"}} == 1')) == 3  # its last good version is kept
+    finally:
+        path.write_text(good)
+
+
 def test_the_long_term_store_answers_as_prometheus_does(fleet):
     """What Prometheus remote-writes, VictoriaMetrics gives back: raw counters and recorded SLO series,
     at one instant, per host. Prometheus's external labels are on the written samples only."""
