@@ -278,19 +278,24 @@ class Restorer:
         """Write and prove; `_live_changed` says whether a write committed (and must be undone on failure).
 
         What a whole restore proves. The candidate is a database that passed integrity_check and was
-        counted (when its backup was made or verified: its sha256 ties these very bytes to that check;
-        a replica is checked here, in `checked`). After the copy commits and the WAL is checkpointed into
-        the database file, a watcher opens a read transaction; if nobody else committed since the copy,
-        what it sees is the file, held still while it reads, and a child process compares that file with
-        the candidate page by page: same page size, same page count, every byte equal but the header
-        fields SQLite rewrites at each commit (sqlitefile.REWRITTEN_HEADER), which hold no data and no
-        structure. integrity_check, foreign_key_check and row counts are functions of those bytes, so the
-        live database gives exactly the candidate's answers: it passes integrity_check, has the backup's
-        broken references and the backup's row counts, which is what the restore proved before (by running
-        integrity_check, or quick_check, and foreign_key_check on the live database and counting its rows,
-        the old way below). It proves more: every row is the candidate's, byte for byte, where
-        integrity_check cannot see a changed value in a row. When the application committed in between, or
-        its readers held the checkpoint back, the restore proves it the old way, on what the watcher sees.
+        counted (when its backup was made or verified: its sha256 ties these very bytes to that check; a
+        replica is checked in `checked`). Right after the copy commits, the WAL is checkpointed: the
+        database file then holds every page of the copy, and of whatever committed after it. A child
+        process compares the file with the candidate page by page: same page size and count, every byte
+        equal but the header fields SQLite rewrites at each commit (sqlitefile.REWRITTEN_HEADER), which
+        hold no data and no structure. Equal, the database the copy left is the candidate, page for page
+        (a page that a later commit had changed would differ, unless it held the candidate's very bytes),
+        so it gives the candidate's answers to integrity_check, foreign_key_check and row counts, which
+        are functions of those bytes: it passes
+        integrity_check, has the backup's broken references and the backup's row counts. That is what the
+        restore proved before, by running integrity_check (quick_check with integrity.quick) and
+        foreign_key_check on the live database and counting its rows, the old way below; and more: every
+        row is the candidate's byte for byte, where integrity_check cannot see a changed value. What the
+        application commits later stays in the WAL, beyond the comparison: its own write on the restored
+        database; what it committed before the copy is overwritten by the copy. When the pages differ and
+        nobody else committed since before the copy, the restore fails; when the application committed
+        (its rows may make the pages differ) or held the checkpoint back, the restore proves itself the old
+        way, on what a watcher sees.
         """
         if tables:
             counts = _replace_tables(self.live, candidate, tables)  # checked before its one commit
@@ -308,15 +313,17 @@ class Restorer:
             sqlitefile.write_over(candidate, writer)  # one transaction: it commits whole, or not at all
             self._live_changed = True
             in_file = sqlitefile.checkpoint(writer)
-            with _reading(watcher):
-                layout = sqlitefile.pages(watcher)  # its first read: from here on it sees the database as it is now
+            with _reading(watcher):  # the application's next commits stay out of the file while it is compared
                 # The writer's data_version changes once another connection has committed, never with its own
-                # commits: unchanged now, after the watcher's first read, nobody else committed between the copy
-                # and what the watcher sees. (The watcher's own moves by one for any number of commits.)
+                # commits: unchanged, nobody else committed from before the copy to what the watcher sees.
+                # (The watcher's own moves by one for any number of commits.)
                 only_ours = _data_version(writer) == version
-                if only_ours and in_file:
-                    _prove_copied(self.live, candidate, layout)
-                    return expected_tables
+                if in_file:
+                    difference = _difference(self.live, candidate)
+                    if difference is None:
+                        return expected_tables
+                    if only_ours:
+                        raise RestoreFailed(difference)
                 _check_live(watcher, allowed_fk, self.quick)
                 counts = sqlitefile.row_counts(watcher)
         if only_ours and counts != expected_tables:
@@ -324,7 +331,7 @@ class Restorer:
         if not only_ours:
             notes.append("the application wrote during the restore: row counts were checked in the backup, "
                          "integrity and foreign keys in the live database")
-        elif not in_file:
+        else:
             notes.append("the application's readers kept the WAL from being checkpointed: the restore was proven "
                          f"by {'quick_check' if self.quick else 'integrity_check'}, foreign_key_check and row "
                          "counts rather than page by page")
@@ -362,29 +369,27 @@ def _data_version(connection: sqlite3.Connection) -> int:
 
 @contextmanager
 def _reading(connection: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction: while it lasts, the connection sees the database as at its first read, and no
-    later commit reaches the database file (no checkpoint moves it there from the WAL; with a rollback
+    """One read transaction, from now on: while it lasts, the connection sees the database as it is now, and
+    no later commit reaches the database file (no checkpoint moves it there from the WAL; with a rollback
     journal, no commit can happen)."""
     connection.execute("BEGIN")
     try:
+        connection.execute("SELECT count(*) FROM main.sqlite_master").fetchone()  # BEGIN waits for the first read
         yield
     finally:
         connection.execute("COMMIT")
 
 
-def _prove_copied(live: Path, candidate: Path, layout: sqlitefile.Pages) -> None:
-    """RestoreFailed unless the live database file holds the candidate's pages (see Restorer._write);
-    `layout` is the live database's, read in the transaction that holds the file still."""
+def _difference(live: Path, candidate: Path) -> str | None:
+    """How the live database file differs from the candidate (see Restorer._write), or None when it holds
+    the candidate's pages and no others."""
     with closing(sqlitefile.open_readonly(candidate)) as source:
-        wanted = sqlitefile.pages(source)
-    if layout != wanted:
-        raise RestoreFailed(f"after the copy the database has {layout.count} pages of {layout.size} bytes, the "
-                            f"verified copy {wanted.count} of {wanted.size}")
-    differing = sqlitefile.pages_differing(live, candidate, layout)
-    if differing:
-        listed = ", ".join(map(str, differing[:5])) + (", ..." if len(differing) > 5 else "")
-        raise RestoreFailed(f"after the copy {len(differing)} page(s) of the database differ from the verified "
-                            f"copy (page {listed})")
+        size = sqlitefile.page_size(source)
+    differing = sqlitefile.pages_differing(live, candidate, size)
+    if not differing:
+        return None
+    listed = ", ".join(map(str, differing[:5])) + (", ..." if len(differing) > 5 else "")
+    return f"after the copy {len(differing)} page(s) of the database differ from the verified copy (page {listed})"
 
 
 def _check_live(connection: sqlite3.Connection, allowed_fk: int, quick: bool = False) -> None:

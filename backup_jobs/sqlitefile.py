@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sqlite3
@@ -9,7 +10,6 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
-from typing import NamedTuple
 
 from opsmon.files import fsync_dir
 
@@ -21,7 +21,7 @@ OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backu
 # data or structure: no check, count or query result depends on them.
 REWRITTEN_HEADER = (slice(18, 20), slice(24, 28), slice(40, 44), slice(92, 100))
 COMPARED_AT_ONCE = 1 << 20  # bytes of each file read at a time when comparing pages
-CHECKPOINT_PATIENCE_MS = 1000  # how long a checkpoint after a restore waits for the application's readers
+CHECKPOINT_PATIENCE_MS = 1000  # how long a checkpoint after a restore waits for the application
 
 
 def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
@@ -98,57 +98,51 @@ def write_over(source: Path, connection: sqlite3.Connection) -> None:
 
 
 def checkpoint(connection: sqlite3.Connection) -> bool:
-    """Move every committed page from the WAL into the database file, and empty the WAL; whether the file
-    now holds them all. It waits CHECKPOINT_PATIENCE_MS at most for the readers and the writer of other
-    connections (new writers wait meanwhile): false when they held it back."""
+    """Move every committed page from the WAL into the database file; whether the file now holds them all.
+
+    It waits CHECKPOINT_PATIENCE_MS at most for other connections' writer and for their readers of older
+    snapshots (new writers wait meanwhile): false when they held it back, or when a reader's snapshot
+    keeps later commits out of the file (a checkpoint never moves a page past what a reader reads).
+    """
     if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         return True  # with a rollback journal every commit is written into the database file itself
     patience = connection.execute("PRAGMA busy_timeout").fetchone()[0]
     connection.execute(f"PRAGMA busy_timeout = {CHECKPOINT_PATIENCE_MS}")
     try:
-        _, frames, moved = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        _, frames, moved = connection.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
     finally:
         connection.execute(f"PRAGMA busy_timeout = {patience}")
     return 0 <= frames == moved  # -1: the checkpoint could not start (another one was running)
 
 
-class Pages(NamedTuple):
-    size: int
-    count: int
+def page_size(connection: sqlite3.Connection) -> int:
+    return connection.execute("PRAGMA main.page_size").fetchone()[0]
 
 
-def pages(connection: sqlite3.Connection) -> Pages:
-    """Page size and count of the main database, as this connection sees it (in a transaction: as it was
-    when the transaction read first, which this starts)."""
-    return Pages(connection.execute("PRAGMA main.page_size").fetchone()[0],
-                 connection.execute("PRAGMA main.page_count").fetchone()[0])
-
-
-def differing_pages(path: Path, reference: Path, layout: Pages) -> list[int]:
-    """The pages (numbered from 1) among the first `layout.count` of `path` whose bytes differ from those of
-    `reference`, the fields of REWRITTEN_HEADER aside; a page that either file is too short to hold differs.
+def differing_pages(path: Path, reference: Path, size: int) -> list[int]:
+    """The pages (numbered from 1, of `size` bytes) in which `path` differs from `reference`: their bytes,
+    the fields of REWRITTEN_HEADER aside, or a page that only one of them has.
 
     Only ever call it in a process that has no SQLite connection to `path`: closing a file drops every
     POSIX lock the process holds on it, SQLite's own included (pages_differing runs it in a child).
     """
-    total = layout.size * layout.count
-    chunk = max(1, COMPARED_AT_ONCE // layout.size) * layout.size
+    chunk = max(1, COMPARED_AT_ONCE // size) * size
     found = []
     with open(path, "rb") as live, open(reference, "rb") as wanted:
-        for offset in range(0, total, chunk):
-            size = min(chunk, total - offset)
-            have, expected = live.read(size), wanted.read(size)
+        for offset in itertools.count(0, chunk):
+            have, expected = live.read(chunk), wanted.read(chunk)
+            if not have and not expected:
+                return found
             if offset == 0:
                 have, expected = _without_rewritten_header(have), _without_rewritten_header(expected)
-            if have != expected or len(have) < size:
-                found += _pages_apart(have, expected, offset, size, layout.size)
-    return found
+            if have != expected:
+                found += _pages_apart(have, expected, offset, size)
 
 
-def _pages_apart(have: bytes, expected: bytes, offset: int, size: int, page_size: int) -> list[int]:
-    """Of the `size` bytes from `offset` read from each file, the pages that differ or that `have` lacks."""
-    return [(offset + at) // page_size + 1 for at in range(0, size, page_size)
-            if len(have) < at + page_size or have[at:at + page_size] != expected[at:at + page_size]]
+def _pages_apart(have: bytes, expected: bytes, offset: int, size: int) -> list[int]:
+    """Of two reads from `offset` (one may be shorter), the pages in which they differ."""
+    return [(offset + at) // size + 1 for at in range(0, max(len(have), len(expected)), size)
+            if have[at:at + size] != expected[at:at + size]]
 
 
 def _without_rewritten_header(data: bytes) -> bytes:
@@ -158,15 +152,15 @@ def _without_rewritten_header(data: bytes) -> bytes:
     return bytes(masked)
 
 
-def pages_differing(path: Path, reference: Path, layout: Pages) -> list[int]:
+def pages_differing(path: Path, reference: Path, size: int) -> list[int]:
     """differing_pages, read by a child process: this one may hold SQLite connections to `path`, whose
     locks closing the file here would drop (another process could then take the database for unused
     and delete its WAL under them)."""
     package_root = str(Path(__file__).resolve().parent.parent)  # the child runs this very code
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
                                                                              os.environ.get("PYTHONPATH"))))}
-    result = subprocess.run([sys.executable, "-m", __name__, str(path), str(reference), str(layout.size),
-                             str(layout.count)], capture_output=True, text=True, env=environment)
+    result = subprocess.run([sys.executable, "-m", __name__, str(path), str(reference), str(size)],
+                            capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         why = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise OSError(f"comparing {path} with {reference} failed: {why}")
@@ -245,5 +239,5 @@ def describe(path: Path) -> dict:
         return facts
 
 
-if __name__ == "__main__":  # the child of pages_differing: PATH REFERENCE PAGE_SIZE PAGE_COUNT
-    print(*differing_pages(Path(sys.argv[1]), Path(sys.argv[2]), Pages(int(sys.argv[3]), int(sys.argv[4]))))
+if __name__ == "__main__":  # the child of pages_differing: PATH REFERENCE PAGE_SIZE
+    print(*differing_pages(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))
