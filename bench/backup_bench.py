@@ -5,9 +5,11 @@
 (a) floor: read the database file once and gzip it with the same library (python-isal);
 (b) shell: sqlite3 db ".backup x"; gzip -6 x; gzip -t x.gz;
 (c) ours: opsmon's verified backup (snapshot, compress, hash, read back, integrity_check);
-(d) ours: a full restore into the live database, with its verification, safety backup and checks
-    (integrity_check after the restore; (d') with quick_check instead, integrity.quick: true).
-Targets (issue 3): (c) at least 2x faster than (b), and within 4x of (a); (d) within 4x of (a).
+(d) ours: a full restore into the live database, with its verification, safety backup and proof (the
+    live database compared with the verified backup page by page); (d') the same while an application's
+    reader holds an old snapshot throughout, so the WAL cannot be checkpointed and the restore proves
+    itself the old way, with integrity_check on the live database.
+Targets (issue 3): (c) at least 2x faster than (b), and within 4x of (a); (issue 10) (d) within 5x of (a).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,12 +34,20 @@ from bench.seeded import database  # noqa: E402
 from opsmon.config import parse_config  # noqa: E402
 
 
-
-
 def timed(action) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+@contextmanager
+def reader_holding_a_snapshot(database: Path):
+    """An application's connection in the middle of a read transaction from before the restore to after it."""
+    with closing(sqlite3.connect(database, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        yield
+        reader.execute("COMMIT")
 
 
 def drop_caches_if_possible() -> None:
@@ -74,10 +86,9 @@ def main() -> int:
         drop_caches_if_possible()
         with jobs.locked("bench restore"):
             restore = timed(lambda: jobs.restore_backup(created["record"].id))
-        jobs.restorer.quick = True  # integrity.quick: true in the config
         drop_caches_if_possible()
-        with jobs.locked("bench restore"):
-            restore_quick = timed(lambda: jobs.restore_backup(created["record"].id))
+        with jobs.locked("bench restore"), reader_holding_a_snapshot(live):
+            restore_held = timed(lambda: jobs.restore_backup(created["record"].id))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -87,11 +98,11 @@ def main() -> int:
     print("|---|---|---|---|---|")
     rows = [("(a) read + gzip (floor)", floor, ""), ("(b) sqlite3 .backup + gzip -6 + gzip -t", shell, ""),
             ("(c) opsmon verified backup", ours, "<= 4x (a), >= 2x faster than (b)"),
-            ("(d) opsmon full restore, verified", restore, "<= 4x (a)"),
-            ("(d') the same with integrity.quick (quick_check)", restore_quick, "")]
+            ("(d) opsmon full restore, verified, proven page by page", restore, "<= 5x (a)"),
+            ("(d') the same while a reader holds the WAL (integrity_check)", restore_held, "")]
     for label, seconds, target in rows:
         print(f"| {label} | {seconds:.2f} | {seconds / floor:.2f}x | {seconds / shell:.2f}x | {target} |")
-    met = ours <= 4 * floor and shell / ours >= 2 and restore <= 4 * floor
+    met = ours <= 4 * floor and shell / ours >= 2 and restore <= 5 * floor
     print(f"\n(b)/(c) = {shell / ours:.2f}: ours is {shell / ours:.1f}x faster than the shell recipe")
     print("targets met" if met else "TARGETS MISSED")
     return 0 if met else 1
