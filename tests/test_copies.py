@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import boto3
 import pytest
-import requests
 import yaml
 
 from opsmon import catalog
 from tests.backup_helpers import demo_database, opsmon_backup
-from tests.conftest import free_port, stop, wait_for
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server, a real HTTP server on 127.0.0.1."""
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(endpoint, timeout=1).status_code < 500, what="the S3 server")
-    yield endpoint
-    stop(server)
-
-
-def new_bucket(s3: str, tmp_path: Path):
-    """A bucket of the test's own, a client for it, and the credential files a config names."""
-    bucket = f"opsmon-{tmp_path.name.lower().replace('_', '-')}"[:60]
-    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
-                          aws_secret_access_key="test")
-    client.create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("test\n")
-    (tmp_path / "secret").write_text("test\n")
-    return client, bucket
+from tests.conftest import free_port, new_bucket
 
 
 @pytest.fixture

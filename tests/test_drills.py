@@ -15,15 +15,14 @@ from exporter.collectors.backup import BackupCollector
 from opsmon import catalog
 from opsmon.config import load_config
 from tests.backup_helpers import demo_database
-from tests.conftest import exposition, free_port, wait_for
-from tests.test_copies import new_bucket, s3  # noqa: F401 - s3: the module's S3 server fixture
+from tests.conftest import exposition, free_port, new_bucket, wait_for
 
 pytestmark = pytest.mark.slow
 LOCATIONS = ["local", "offsite", "replica", "secondary"]
 
 
 @pytest.fixture
-def kit(tmp_path, s3):  # noqa: F811
+def kit(tmp_path, s3):
     client, bucket = new_bucket(s3, tmp_path)
     demo_database(tmp_path / "live.db")
     (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({

@@ -14,13 +14,11 @@ import termios
 import threading
 from pathlib import Path
 
-import boto3
 import pytest
-import requests
 import yaml
 
 from tests.backup_helpers import demo_database, opsmon_backup
-from tests.conftest import free_port, stop, wait_for
+from tests.conftest import new_bucket
 
 ID = r"\d{8}T\d{6}Z-(?:daily|weekly|monthly|safety)(?:-\d+)?"
 # tqdm's bar: "backup 20261126T020000Z-daily:  40%|████      | 1.20M/3.00M [00:01<00:01, 1.05MB/s]"
@@ -58,18 +56,6 @@ def on_terminal(*args, cwd: Path, timeout: float = 120) -> tuple[int, str, str]:
 
 def bar(what: str) -> re.Pattern:
     return re.compile(BAR.format(what=what))
-
-
-@pytest.fixture(scope="module")
-def bucket_url():
-    """moto's S3 server, a real HTTP server on 127.0.0.1."""
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(endpoint, timeout=1).status_code < 500, what="the S3 server")
-    yield endpoint
-    stop(server)
 
 
 @pytest.fixture
@@ -142,17 +128,13 @@ def test_a_drill_shows_the_copies_fetched(kit):
     assert bar(f"verify {backup_id}").search(screen), screen  # the backup folder's own drill
 
 
-def test_copies_to_the_bucket_show_their_progress(tmp_path, bucket_url):
-    bucket = "opsmon-progress"
-    boto3.client("s3", endpoint_url=bucket_url, region_name="us-east-1", aws_access_key_id="test",
-                 aws_secret_access_key="test").create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("test\n")
-    (tmp_path / "secret").write_text("test\n")
+def test_copies_to_the_bucket_show_their_progress(tmp_path, s3):
+    _, bucket = new_bucket(s3, tmp_path)
     demo_database(tmp_path / "live.db", videos=20_000)
     (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({
         "database": {"path": "live.db"},
         "backups": {"directory": "backups",
-                    "offsite": {"bucket": bucket, "prefix": "demo", "endpoint_url": bucket_url,
+                    "offsite": {"bucket": bucket, "prefix": "demo", "endpoint_url": s3,
                                 "access_key_id_file": "key-id", "secret_access_key_file": "secret"}}}))
     status, stdout, screen = on_terminal("create", "--tier", "daily", cwd=tmp_path)
     assert status == 0 and re.fullmatch(f"{ID}\n", stdout), screen
