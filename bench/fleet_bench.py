@@ -81,13 +81,8 @@ def start(fleet: Fleet) -> None:
     for host in HOSTS:
         fleet.start_host(host)
         write_host_file(work / "targets", host, fleet.hosts[host])
-    fleet.start("victoriametrics", ["victoria-metrics", f"-storageDataPath={work / 'victoria-metrics'}",
-                                    f"-httpListenAddr=127.0.0.1:{ports['victoriametrics']}", "-retentionPeriod=13",
-                                    "-loggerLevel=WARN"])
-    fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'prometheus'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                               "--storage.tsdb.min-block-duration=5m", "--storage.tsdb.max-block-duration=5m"])
+    fleet.start_stores(("--storage.tsdb.min-block-duration=5m", "--storage.tsdb.max-block-duration=5m"),
+                       ("-retentionPeriod=13",))
     wait_for(lambda: {s["metric"]["host"] for s in fleet.query('up{job="opsmon-exporter"} == 1')} == set(HOSTS),
              timeout=120, interval=1, what="every host's exporter up")
 

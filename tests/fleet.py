@@ -116,6 +116,16 @@ class Fleet:
         alerts = requests.get(f"http://127.0.0.1:{self.ports['alertmanager']}/api/v2/alerts", timeout=5).json()
         return [a for a in alerts if alertname in (None, a["labels"]["alertname"])]
 
+    def start_stores(self, prometheus_flags: tuple[str, ...] = (), victoriametrics_flags: tuple[str, ...] = ()) -> None:
+        """VictoriaMetrics, and Prometheus on `work/prometheus.yml` (which remote-writes to it)."""
+        work, ports = self.work, self.ports
+        self.start("victoriametrics", ["victoria-metrics", f"-storageDataPath={work / 'victoria-metrics'}",
+                                       f"-httpListenAddr=127.0.0.1:{ports['victoriametrics']}", "-loggerLevel=WARN",
+                                       *victoriametrics_flags])
+        self.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                                  f"--storage.tsdb.path={work / 'prometheus'}",
+                                  f"--web.listen-address=127.0.0.1:{ports['prometheus']}", *prometheus_flags])
+
     def stop_all(self) -> None:
         """Prometheus first (it flushes to the long-term store while that still answers), then the rest
         at once: each takes its time to stop."""

@@ -39,13 +39,8 @@ def fleet(tmp_path_factory):
         fleet.start_host(host)
         if host != LATE:
             write_host_file(work / "targets", host, fleet.hosts[host])
-    # Its queries see samples as soon as they arrive (30 s later by default, for late scrapes).
-    fleet.start("victoriametrics", ["victoria-metrics", f"-storageDataPath={work / 'victoria-metrics'}",
-                                    f"-httpListenAddr=127.0.0.1:{ports['victoriametrics']}", "-search.latencyOffset=0s",
-                                    "-loggerLevel=WARN"])
-    fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'prometheus'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+    # VictoriaMetrics answers with samples as soon as they arrive (30 s later by default, for late scrapes).
+    fleet.start_stores(victoriametrics_flags=("-search.latencyOffset=0s",))
     fleet.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
                                  f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
                                  f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
