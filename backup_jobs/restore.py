@@ -286,8 +286,8 @@ class Restorer:
         hold no data and no structure. Equal, the database the copy left is the candidate, page for page
         (a page that a later commit had changed would differ, unless it held the candidate's very bytes),
         so it gives the candidate's answers to integrity_check, foreign_key_check and row counts, which
-        are functions of those bytes: it passes
-        integrity_check, has the backup's broken references and the backup's row counts. That is what the
+        are functions of those bytes: it passes integrity_check, has the backup's broken references and
+        the backup's row counts. That is what the
         restore proved before, by running integrity_check (quick_check with integrity.quick) and
         foreign_key_check on the live database and counting its rows, the old way below; and more: every
         row is the candidate's byte for byte, where integrity_check cannot see a changed value. What the
