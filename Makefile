@@ -8,7 +8,9 @@ RUN_DIR := .run
 
 # Debian's packages: Prometheus and Alertmanager for the stack and its tests (promtool, amtool and
 # the binaries), and for the tests also the browser the console's test drives. Each is installed
-# when its command is missing and we are root; otherwise make says what to install.
+# when its command is missing and we are root; otherwise make says what to install. The services
+# the packages start on their own (Prometheus on 9090, Alertmanager on 9093, VictoriaMetrics on
+# 8428) are stopped and disabled: the stack runs its own, on those ports.
 RUN_PACKAGES := prometheus:promtool prometheus-alertmanager:amtool prometheus-alertmanager:prometheus-alertmanager
 TEST_PACKAGES := $(RUN_PACKAGES) victoria-metrics:victoria-metrics chromium:chromium chromium-driver:chromedriver
 
@@ -17,6 +19,7 @@ define install-missing
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    if [ -d /run/systemd/system ]; then for unit in $$missing; do systemctl disable --now $$unit >/dev/null 2>&1 || true; done; fi; \
 	  else \
 	    echo "missing Debian packages: run 'sudo apt-get install" $$missing"' (or make as root)" >&2; exit 1; \
 	  fi; \
@@ -61,7 +64,7 @@ native-configs:
 	@mkdir -p $(RUN_DIR)/logs
 	@rm -rf $(RUN_DIR)/rules && mkdir -p $(RUN_DIR)/rules
 	@sed $(NATIVE_HOSTS) prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
-	@rm -rf $(RUN_DIR)/targets && mkdir -p $(RUN_DIR)/targets
+	@mkdir -p $(RUN_DIR)/targets   # hosts added there live stay; the shipped files are rendered again
 	@for hosts in prometheus/targets/*.yml; do sed $(NATIVE_HOSTS) $$hosts > $(RUN_DIR)/targets/$${hosts##*/}; done
 	@for rules in prometheus/rules/*.rules.yml; do \
 	  sed 's|http://localhost:3000|$(GRAFANA_URL)|' $$rules > $(RUN_DIR)/rules/$${rules##*/}; done

@@ -26,7 +26,7 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 def test_config_passes_amtool():
     result = amtool("check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 inhibit rules" in result.stdout and "8 receivers" in result.stdout
+    assert "10 inhibit rules" in result.stdout and "8 receivers" in result.stdout
 
 
 ROUTES = yaml.safe_load((ALERTMANAGER / "tests" / "routes.yml").read_text())
@@ -129,7 +129,24 @@ def test_every_inhibition_and_group_keeps_hosts_apart():
     """A fault on one host explains that host's alerts only, and is notified apart from the same fault elsewhere."""
     config = yaml.safe_load(CONFIG.read_text())
     assert "host" in config["route"]["group_by"]
-    assert all("host" in rule.get("equal", []) for rule in config["inhibit_rules"]), config["inhibit_rules"]
+    per_host = [rule for rule in config["inhibit_rules"] if 'host=""' not in rule["target_matchers"]]
+    assert all("host" in rule.get("equal", []) for rule in per_host), per_host
+    assert len(per_host) == len(config["inhibit_rules"]) - 1  # the fleet's burn-rate alert, below
+
+
+def test_a_host_burning_its_error_budget_holds_back_the_fleet_s_alert_of_that_job(alertmanager):
+    fleet = {"alertname": "OpsmonErrorBudgetBurnFast", "severity": "critical", "team": "app"}
+    post(alertmanager, {**fleet, "job": "app-1", "host": "host-f"}, {**fleet, "job": "app-1"}, {**fleet, "job": "app-2"})
+
+    def fleet_alert(job: str) -> dict:
+        return wait_for(lambda: next((a for a in requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+                                      if a["labels"]["alertname"] == fleet["alertname"]
+                                      and a["labels"]["job"] == job and "host" not in a["labels"]), None),
+                        what=f"the fleet's alert of {job}")
+
+    assert fleet_alert("app-1")["status"]["inhibitedBy"]
+    assert not fleet_alert("app-2")["status"]["inhibitedBy"]  # no host of app-2 burns: the fleet's alert speaks
+    assert not inhibited(alertmanager, "OpsmonErrorBudgetBurnFast", host="host-f")
 
 
 # Each test below uses hosts of its own: what one posts stays active for an hour.
