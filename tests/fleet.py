@@ -64,7 +64,7 @@ def prometheus_config(rules: Path, targets: Path, ports: dict[str, int], scrape:
         prometheus["scrape_configs"] = [job for job in prometheus["scrape_configs"] if job["job_name"] in jobs]
     for job in prometheus["scrape_configs"]:
         if "file_sd_configs" in job:
-            job["file_sd_configs"] = [{"files": [str(targets / "*.yml")], "refresh_interval": "5s"}]
+            job["file_sd_configs"] = [{"files": [str(targets / "*.yml")]}]  # reread on change, else every 5 min
         else:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
         if job["job_name"] == "opsmon-exporter":

@@ -142,7 +142,9 @@ def build() -> dashboard.Dashboard:
                 (p.stat("Error ratio, last hour", "Failed requests over all requests in the last hour, all jobs "
                         "together (errors summed over requests summed). Orange above the 1 % objective, red at the "
                         "burn rate that pages.",
-                        f"sum(job:app_request_errors:ratio_rate1h{H} * on (job, host) job:app_requests:increase1h{H})"
+                        # A host with no requests has a ratio of 0/0 = NaN, which would poison the sum: it is
+                        # left out of the errors (`> 0`) and adds nothing to the requests.
+                        f"sum(job:app_request_errors:ratio_rate1h{H} * on (job, host) (job:app_requests:increase1h{H} > 0))"
                         f" / sum(job:app_requests:increase1h{H})", p.RATIO, error_ratio_thresholds(),
                         links=[p.link("Application", "opsmon-application")]), 4),
                 (p.stat("Error budget left (30 days)", "Share of the 30-day error budget (1 % of requests) not "
