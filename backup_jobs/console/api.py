@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from backup_jobs.console.pages import delete_backup, verify_text
+from backup_jobs.console.pages import delete_backup
 from backup_jobs.console.respond import fail
 from backup_jobs.console.work import live_tables, overview
 from backup_jobs.inputs import UsageError, parse_backup_id, parse_tier, restore_request
@@ -27,10 +27,8 @@ def list_backups():
 
 @api.post("/backups")
 def create():
-    jobs = _shared()["jobs"]
     tier = parse_tier((request.get_json(silent=True) or {}).get("tier"))
-    return _started(_shared()["runner"].start("backup", g.user, tier,
-                                              lambda: f"backup {jobs.backup(tier).id} made and verified"))
+    return _started(_shared()["runner"].backup(g.user, tier))
 
 
 @api.get("/backups/<path:backup_id>")
@@ -46,9 +44,8 @@ def delete(backup_id):
 
 @api.post("/backups/<path:backup_id>/verify")
 def verify(backup_id):
-    jobs = _shared()["jobs"]
-    record = jobs.store.find(parse_backup_id(backup_id))
-    return _started(_shared()["runner"].start("verify", g.user, record.id, lambda: verify_text(jobs, [record.id])))
+    record = _shared()["jobs"].store.find(parse_backup_id(backup_id))
+    return _started(_shared()["runner"].verify(g.user, [record.id]))
 
 
 @api.post("/restore")
@@ -58,9 +55,7 @@ def restore():
     if not isinstance(body, dict):
         raise UsageError('send a JSON object: {"backup": id} or {"at": moment}')
     wanted = restore_request(body, live_tables(jobs.store.database), body.get("dry_run", False))
-    kind = "preview" if wanted.dry_run else "restore"
-    return _started(_shared()["runner"].start(kind, g.user, wanted.describe(), lambda: jobs.restore(wanted),
-                                               wanted))
+    return _started(_shared()["runner"].restore(g.user, wanted))
 
 
 @api.get("/jobs/<job_id>")

@@ -37,16 +37,14 @@ def history():
 def preview_restore():
     jobs = _shared()["jobs"]
     wanted = restore_request(request.form, live_tables(jobs.store.database), dry_run=True)
-    return _to_job(_shared()["runner"].start("preview", g.user, wanted.describe(), lambda: jobs.restore(wanted),
-                                          wanted))
+    return _to_job(_shared()["runner"].restore(g.user, wanted))
 
 
 @pages.post("/restore")
 def start_restore():
     jobs = _shared()["jobs"]
     wanted = restore_request(request.form, live_tables(jobs.store.database))
-    return _to_job(_shared()["runner"].start("restore", g.user, wanted.describe(), lambda: jobs.restore(wanted),
-                                          wanted))
+    return _to_job(_shared()["runner"].restore(g.user, wanted))
 
 
 @pages.get("/jobs/<job_id>")
@@ -63,35 +61,24 @@ def job_page(job_id):
 
 @pages.post("/backups")
 def create_backup():
-    jobs = _shared()["jobs"]
-    tier = parse_tier(request.form.get("tier"))
-    return _to_job(_shared()["runner"].start("backup", g.user, tier,
-                                             lambda: f"backup {jobs.backup(tier).id} made and verified"))
+    return _to_job(_shared()["runner"].backup(g.user, parse_tier(request.form.get("tier"))))
 
 
 @pages.post("/backups/verify")
 def verify_all():
-    return _to_job(_shared()["runner"].start("verify", g.user, "all", lambda: verify_text(_shared()["jobs"], None)))
+    return _to_job(_shared()["runner"].verify(g.user, None))
 
 
 @pages.post("/backups/<path:backup_id>/verify")
 def verify_one(backup_id):
-    jobs = _shared()["jobs"]
-    record = jobs.store.find(parse_backup_id(backup_id))
-    return _to_job(_shared()["runner"].start("verify", g.user, record.id, lambda: verify_text(jobs, [record.id])))
+    record = _shared()["jobs"].store.find(parse_backup_id(backup_id))
+    return _to_job(_shared()["runner"].verify(g.user, [record.id]))
 
 
 @pages.post("/backups/<path:backup_id>/delete")
 def delete(backup_id):
     delete_backup(backup_id)
     return redirect(url_for("pages.index"))
-
-
-def verify_text(jobs, ids) -> str:
-    problems = jobs.verify(ids)
-    if problems:
-        raise RuntimeError("; ".join(problems))
-    return "every backup verified" if ids is None else f"backup {ids[0]} verified"
 
 
 def delete_backup(backup_id: str) -> str:

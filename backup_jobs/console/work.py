@@ -73,7 +73,7 @@ class JobRunner:
         self._runs: dict[str, dict] = {}
         self._lock = threading.Lock()
 
-    def start(self, kind: str, user: str, target: str, action, asked=None) -> str:
+    def _start(self, kind: str, user: str, target: str, action, asked=None) -> str:
         """Start `action` in the background; its return value (text, or a restore Report) is the result.
         `asked` is the request behind it (a restore's), kept for its page."""
         with self._lock:
@@ -87,6 +87,24 @@ class JobRunner:
                                   "asked": asked}
         threading.Thread(target=self._run, args=(job_id, action), daemon=True).start()
         return job_id
+
+    def backup(self, user: str, tier: str) -> str:
+        return self._start("backup", user, tier, lambda: f"backup {self.jobs.backup(tier).id} made and verified")
+
+    def verify(self, user: str, ids: list[str] | None) -> str:
+        """Verify those backups (all with None)."""
+        return self._start("verify", user, ids[0] if ids else "all", lambda: self._verified(ids))
+
+    def restore(self, user: str, wanted) -> str:
+        """A restore, or its preview when `wanted` is a dry run."""
+        return self._start("preview" if wanted.dry_run else "restore", user, wanted.describe(),
+                          lambda: self.jobs.restore(wanted), wanted)
+
+    def _verified(self, ids: list[str] | None) -> str:
+        problems = self.jobs.verify(ids)
+        if problems:
+            raise RuntimeError("; ".join(problems))
+        return "every backup verified" if ids is None else f"backup {ids[0]} verified"
 
     def _run(self, job_id: str, action) -> None:
         run = self._runs[job_id]
