@@ -77,8 +77,8 @@ NOT_MARKED = {
     "OpsmonBackupMetricsAbsent": "Prometheus's view: whether the exporter publishes at all",
     "OpsmonLitestreamSyncErrors": "Litestream's own metrics; the replica's lag shows the effect",
     "OpsmonLitestreamNotSyncing": "Litestream's own metrics; the replica's lag shows the effect",
-    "OpsmonBackupThreeTwoOneUnsatisfied": "computed by the exporter (exporter/collectors/backup.py rule_321), which "
-                                      "backup_jobs may not import",
+    "OpsmonBackupThreeTwoOneUnsatisfied": "a standing gap in most kits (the demo's: one disk, no bucket), which the "
+                                          "copies' lines name; opsmon.copies counts it for the exporter",
 }
 
 

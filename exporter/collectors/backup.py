@@ -5,13 +5,13 @@ Tiers without any backup publish a last success of 0, so "never succeeded" alert
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
 from opsmon.catalog import TIERS, Catalog, CatalogError, LocationDrill, read_catalog
+from opsmon.copies import three_two_one
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
 STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "drills", "restore", "pitr")  # what this collector reads
@@ -111,7 +111,7 @@ class BackupCollector:
                     self._value("opsmon_backup_rule_321_satisfied",
                                 "1 when at least three fresh copies of the data exist, on at least two media, one "
                                 "of them offsite (the live database counts as one).",
-                                1 if rule_321(catalog, policy, self._clock()) else 0))
+                                1 if three_two_one(catalog, policy, self._clock()).satisfied else 0))
 
     def _value(self, name: str, documentation: str, value: float) -> GaugeMetricFamily:
         family = self._gauge(name, documentation)
@@ -139,42 +139,6 @@ class BackupCollector:
                 duration.add_metric(labels, backups[-1].finished_at - backups[-1].started_at)
                 size.add_metric(labels, backups[-1].size_bytes)
         yield from (success, failure, duration, size, retained)
-
-
-def rule_321(catalog: Catalog, config, now: float) -> bool:
-    """At least three fresh copies (the live database, the backup folder, the second folder, the bucket,
-    the replica), on at least two media (filesystems; a bucket is one of its own), one of them offsite.
-    Fresh: within the daily tier's age limit of the health check."""
-    backups, max_age = config.backups, config.exporter.health.backup_max_age_seconds["daily"]
-    status = catalog.status
-
-    def fresh(moment: float | None) -> bool:
-        return moment is not None and now - moment <= max_age
-
-    media = {_medium(config.database.path)}
-    newest = catalog.newest_verified("daily")
-    copies, offsite = 1, False
-    held = [(fresh(newest.finished_at if newest else None), _medium(backups.directory), False)]
-    for name, copy in status.copies.items():
-        where = backups.secondary_directory if name == "secondary" else None
-        held.append((fresh(copy.last_success_at), _medium(where) if where else "bucket", name == "offsite"))
-    if status.pitr is not None and backups.litestream.enabled:
-        in_bucket = backups.litestream.replica_directory is None
-        held.append((fresh(status.pitr.last_replicated_at),
-                     "bucket" if in_bucket else _medium(backups.litestream.replica_directory), in_bucket))
-    for is_fresh, medium, is_offsite in held:
-        if is_fresh:
-            copies, offsite = copies + 1, offsite or is_offsite
-            media.add(medium)
-    return copies >= 3 and len(media) >= 2 and offsite
-
-
-def _medium(path: Path) -> str:
-    """The filesystem a path lives on (the nearest existing parent's)."""
-    path = Path(path)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return f"dev {os.stat(path).st_dev}"
 
 
 def build(config):
