@@ -83,15 +83,20 @@ def killed_while_the_app_restarts_the_wal(app, litestream) -> None:
     commit_videos(app, 1)
 
 
+def assert_the_replica_holds_every_row(litestream, last_write: float, tmp_path) -> None:
+    """Its newest point restores to a sound database with every video the app committed."""
+    restored = newest_restore(litestream, last_write, tmp_path / "restored")
+    assert file_integrity(restored) == []
+    assert fingerprint(restored)["videos"] == fingerprint(tmp_path / "live.db")["videos"]
+
+
 def test_a_restart_after_the_app_checkpointed_and_restarted_the_wal_keeps_every_committed_row(
         tmp_path, app, litestream):
     killed_while_the_app_restarts_the_wal(app, litestream)
     started_again(litestream)
     last_write = commit_videos(app, 5)
 
-    restored = newest_restore(litestream, last_write, tmp_path / "restored")
-    assert file_integrity(restored) == []
-    assert fingerprint(restored)["videos"] == fingerprint(tmp_path / "live.db")["videos"]
+    assert_the_replica_holds_every_row(litestream, last_write, tmp_path)
 
 
 def test_litestream_waits_while_a_reader_keeps_a_restarted_wal_from_being_emptied(tmp_path, app, litestream):
@@ -108,9 +113,7 @@ def test_litestream_waits_while_a_reader_keeps_a_restarted_wal_from_being_emptie
     started_again(litestream)
     last_write = commit_videos(app, 5)
 
-    restored = newest_restore(litestream, last_write, tmp_path / "restored")
-    assert file_integrity(restored) == []
-    assert fingerprint(restored)["videos"] == fingerprint(tmp_path / "live.db")["videos"]
+    assert_the_replica_holds_every_row(litestream, last_write, tmp_path)
 
 
 def test_two_kills_in_quick_succession_while_the_app_writes_keep_the_replica_whole(tmp_path, app, litestream):
@@ -126,6 +129,4 @@ def test_two_kills_in_quick_succession_while_the_app_writes_keep_the_replica_who
         started_again(litestream)
     last_write = commit_videos(app, 5)
 
-    restored = newest_restore(litestream, last_write, tmp_path / "restored")
-    assert file_integrity(restored) == []
-    assert fingerprint(restored)["videos"] == fingerprint(tmp_path / "live.db")["videos"]
+    assert_the_replica_holds_every_row(litestream, last_write, tmp_path)
