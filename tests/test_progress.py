@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import yaml
 
 from tests.backup_helpers import demo_database, opsmon_backup
 from tests.conftest import new_bucket
+from tests.test_pitr import next_second
 
 ID = r"\d{8}T\d{6}Z-(?:daily|weekly|monthly|safety)(?:-\d+)?"
 # tqdm's bar: "backup 20261126T020000Z-daily:  40%|████      | 1.20M/3.00M [00:01<00:01, 1.05MB/s]"
@@ -148,8 +150,4 @@ def test_copies_to_the_bucket_show_their_progress(tmp_path, s3):
 
 def _iso_now() -> str:
     """Now, to the second, and after the second the backup just taken began: --at takes whole seconds."""
-    import time
-    from datetime import datetime, timezone
-
-    time.sleep(1.1)
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(next_second(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
