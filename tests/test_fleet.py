@@ -91,8 +91,14 @@ def test_a_broken_target_file_keeps_its_hosts_and_is_an_alert(fleet):
     every_host(fleet)
     path = fleet.hosts_folder / f"{LATE}.yml"
     good = path.read_text()
+
+    def failed_reads() -> float:
+        return sum(float(s["value"][1]) for s in fleet.query("prometheus_sd_file_read_errors_total"))
+
+    before = failed_reads()
     path.write_bytes(b"- targets: [\"127.0.0.1:\xff\n  labels: {job: \x00")
-    time.sleep(1)  # a second change, read apart: the alert wants two failed reads
+    # A second change once the first was read: the alert wants two failed reads.
+    wait_for(lambda: failed_reads() > before, timeout=30, interval=0.5, what="the broken file read")
     path.write_bytes(b"- targets: [\"127.0.0.1:\xff\n  labels: {job: \x00\n")
     try:
         wait_for(lambda: fleet.query('ALERTS{alertname="OpsmonTargetFileUnreadable", alertstate="firing"}'),
@@ -195,7 +201,11 @@ def test_one_hosts_exporter_killed_is_one_target_down_for_that_host(fleet):
     process.wait()
     wait_for(lambda: fleet.alertmanager_alerts("OpsmonTargetDown"), timeout=60, interval=1,
              what="OpsmonTargetDown in Alertmanager")
-    time.sleep(2 * EXPORTER_SCRAPE)  # time for a wrong second one to come
+    # The other hosts scraped well since: no TargetDown of theirs is pending, none can come from before.
+    seen = time.time()
+    wait_for(lambda: fleet.hosts_of(f'timestamp(up{{job="opsmon-exporter"}} == 1) > {seen}') == set(HOSTS) - {"bravo"},
+             timeout=30, interval=1, what="the other hosts' exporters scraped after the fault")
+    assert fleet.hosts_of('ALERTS{alertname="OpsmonTargetDown"}') == {"bravo"}
     down = fleet.alertmanager_alerts("OpsmonTargetDown")
     assert [(a["labels"]["host"], a["labels"]["job"]) for a in down] == [("bravo", "opsmon-exporter")]
     # The other hosts' alerts are not held back by bravo's: inhibition is per host.
