@@ -344,8 +344,21 @@ def test_the_lint_catches_provisioning_without_the_fixed_datasources(document):
 
 # ---- the reader of the rule files ---------------------------------------------------------------------------
 
-def test_the_rule_reader_takes_the_number_an_alert_compares_with(tmp_path, monkeypatch):
-    (tmp_path / "x.rules.yml").write_text(textwrap.dedent("""\
+@pytest.fixture
+def rule_file(tmp_path, monkeypatch):
+    """The rule reader pointed at a file of the test's own: call it with the YAML to read."""
+    monkeypatch.setattr(rules, "RULES", tmp_path)
+
+    def write(text: str) -> None:
+        (tmp_path / "x.rules.yml").write_text(textwrap.dedent(text))
+        rules._rules.cache_clear()
+
+    yield write
+    rules._rules.cache_clear()
+
+
+def test_the_rule_reader_takes_the_number_an_alert_compares_with(rule_file):
+    rule_file("""\
         groups:
           - name: g
             rules:
@@ -365,24 +378,19 @@ def test_the_rule_reader_takes_the_number_an_alert_compares_with(tmp_path, monke
                 labels: {severity: critical}
               - record: job:app_error_budget:remaining_ratio
                 expr: 1 - r30d / 0.01
-        """))
-    monkeypatch.setattr(rules, "RULES", tmp_path)
-    rules._rules.cache_clear()
-    try:
-        assert rules.limit("Stale", where='tier="weekly"').value == 8 * 86400
-        assert rules.limit("Degraded").value == 0.1
-        assert rules.limit("Down") == rules.Limit("Down", "critical", "==", 0)
-        assert rules.error_objective() == 0.01
-        assert rules.burn_rates() == {14.4: "critical"}
-        with pytest.raises(LookupError):
-            rules.limit("Missing")
-    finally:
-        rules._rules.cache_clear()
+        """)
+    assert rules.limit("Stale", where='tier="weekly"').value == 8 * 86400
+    assert rules.limit("Degraded").value == 0.1
+    assert rules.limit("Down") == rules.Limit("Down", "critical", "==", 0)
+    assert rules.error_objective() == 0.01
+    assert rules.burn_rates() == {14.4: "critical"}
+    with pytest.raises(LookupError):
+        rules.limit("Missing")
 
 
-def test_the_blind_spots_are_read_from_both_forms_of_absence_alert(tmp_path, monkeypatch):
+def test_the_blind_spots_are_read_from_both_forms_of_absence_alert(rule_file):
     """`absent(selector)` for the whole fleet, or `... unless on (host) selector` naming the host that lost it."""
-    (tmp_path / "x.rules.yml").write_text(textwrap.dedent("""\
+    rule_file("""\
         groups:
           - name: g
             rules:
@@ -392,15 +400,9 @@ def test_the_blind_spots_are_read_from_both_forms_of_absence_alert(tmp_path, mon
                 expr: |
                   (up{job="opsmon-exporter"} unless on (host) opsmon_backup_retained{job="opsmon-exporter"})
                   or absent(opsmon_backup_retained{job="opsmon-exporter"})
-        """))
-    monkeypatch.setattr(rules, "RULES", tmp_path)
-    rules._rules.cache_clear()
-    try:
-        assert rules.absences() == [("OpsmonAppMetricsAbsent", 'app_requests_total{job="opsmon-exporter"}'),
-                                    ("OpsmonBackupMetricsAbsent", 'opsmon_backup_retained{job="opsmon-exporter"}')]
-        (tmp_path / "x.rules.yml").write_text("groups: [{name: g, rules: [{alert: OpsmonXAbsent, expr: 'x == 0'}]}]")
-        rules._rules.cache_clear()
-        with pytest.raises(LookupError):
-            rules.absences()
-    finally:
-        rules._rules.cache_clear()
+        """)
+    assert rules.absences() == [("OpsmonAppMetricsAbsent", 'app_requests_total{job="opsmon-exporter"}'),
+                                ("OpsmonBackupMetricsAbsent", 'opsmon_backup_retained{job="opsmon-exporter"}')]
+    rule_file("groups: [{name: g, rules: [{alert: OpsmonXAbsent, expr: 'x == 0'}]}]")
+    with pytest.raises(LookupError):
+        rules.absences()

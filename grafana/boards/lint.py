@@ -104,13 +104,18 @@ def _defaults(panel: Mapping) -> Mapping:
     return panel.get("fieldConfig", {}).get("defaults", {})
 
 
-def _mappings(panel: Mapping) -> list[Mapping]:
-    found = list(_defaults(panel).get("mappings", []))
+def _field_values(panel: Mapping, key: str) -> list:
+    """A list-valued field setting (mappings, links) from the defaults and every override together."""
+    found = list(_defaults(panel).get(key, []))
     for override in _overrides(panel):
         for prop in override.get("properties", []):
-            if prop.get("id") == "mappings":
+            if prop.get("id") == key:
                 found.extend(prop.get("value") or [])
     return found
+
+
+def _mappings(panel: Mapping) -> list[Mapping]:
+    return _field_values(panel, "mappings")
 
 
 def _mapped_values(panel: Mapping) -> set[str]:
@@ -340,12 +345,7 @@ def _fleet_variable_rules(board: Mapping) -> Iterator[tuple[str, str]]:
 
 def _row_links(panel: Mapping) -> list[str]:
     """The URLs of a table's data links, on all its cells or on some columns."""
-    links = list(_defaults(panel).get("links", []))
-    for override in _overrides(panel):
-        for prop in override.get("properties", []):
-            if prop.get("id") == "links":
-                links.extend(prop.get("value") or [])
-    return [link.get("url", "") for link in links]
+    return [link.get("url", "") for link in _field_values(panel, "links")]
 
 
 def _hosts_table_rules(board: Mapping, boards: Mapping[str, Mapping]) -> Iterator[tuple[str, str]]:
