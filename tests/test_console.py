@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 
 import pytest
 import requests
 
+from backup_jobs.console.work import Audit, JobRunner
 from backup_jobs.locks import job_lock
 from backup_jobs.users import Users
 from tests.backup_helpers import demo_database, fingerprint, start_console
@@ -238,3 +240,25 @@ def test_a_restore_preview_runs_as_a_job_and_shows_what_it_would_undo(console):
     assert fingerprint(db) == before  # a preview changes nothing
     assert session.get(f"{url}/restore?backup={target}", timeout=5).status_code == 405  # no GET does work
 
+
+def test_a_job_is_shown_ended_only_once_its_result_is_there(tmp_path):
+    """A page renders a job while its thread writes it. Seen ended before its report was kept, or read live
+    and ending halfway through the page, a preview rendered the plain job page, which stops refreshing,
+    and never showed the confirmation."""
+    seen = []
+
+    class Report:
+        def summary(self):
+            (job,) = runner._runs  # the run as a page asking now would get it
+            seen.append(runner.get(job))
+            return "would restore"
+
+    class Jobs:
+        locked = staticmethod(lambda *args, **kwargs: contextlib.nullcontext())
+
+    runner = JobRunner(Jobs(), Audit(tmp_path / "audit.jsonl"))
+    job_id = runner._start("preview", "admin", "a backup", Report)
+    run = wait_for(lambda: runner.get(job_id) if runner.get(job_id)["status"] != "running" else None,
+                   what="the job to end")
+    assert [page["status"] for page in seen] == ["running"]  # and still so once the job ended: a copy
+    assert (run["status"], run["result"]) == ("succeeded", "would restore") and run["report"] is not None

@@ -84,7 +84,7 @@ class JobRunner:
             job_id = secrets.token_hex(8)
             self._runs[job_id] = {"id": job_id, "kind": kind, "target": target, "user": user, "status": "running",
                                   "started_at": to_iso(time.time()), "finished_at": None, "result": None,
-                                  "asked": asked}
+                                  "report": None, "asked": asked}
         threading.Thread(target=self._run, args=(job_id, action), daemon=True).start()
         return job_id
 
@@ -112,23 +112,29 @@ class JobRunner:
             with self.jobs.locked(f"console {run['kind']} {run['target']} by {run['user']}",
                                   wait_seconds=LOCK_WAIT_SECONDS):
                 outcome = action()
-            run["status"] = "succeeded"
+            status = "succeeded"
         except Exception as err:  # noqa: BLE001 - the person sees the reason in plain words
-            run["status"], outcome = "failed", str(err)
+            status, outcome = "failed", str(err)
             log.warning("console %s of %s by %s failed: %s", run["kind"], run["target"], run["user"], err)
         # A restore's report (a preview's above all) is kept whole for its page; the API shows its text.
         run["report"] = outcome if hasattr(outcome, "summary") else None
         run["result"] = outcome.summary() if run["report"] else outcome
         run["finished_at"] = to_iso(time.time())
-        self.audit.record(run["user"], run["kind"], "ok" if run["status"] == "succeeded" else "failed",
+        # The status last: a page that sees the job ended must find its report (a preview's page without
+        # it stops refreshing and never shows the confirmation).
+        run["status"] = status
+        self.audit.record(run["user"], run["kind"], "ok" if status == "succeeded" else "failed",
                           run["target"], str(run["result"]))
 
     def get(self, job_id: str) -> dict | None:
-        return self._runs.get(job_id)
+        """The job as it is now, a copy: its thread goes on writing it, and a page rendered from the live
+        run could read it running in one place and ended in another (and stop refreshing)."""
+        run = self._runs.get(job_id)
+        return dict(run) if run else None
 
     def public(self, job_id: str) -> dict | None:
         """A job as the API shows it: plain values only."""
-        run = self._runs.get(job_id)
+        run = self.get(job_id)
         return {k: v for k, v in run.items() if k not in ("report", "asked")} if run else None
 
 
