@@ -28,8 +28,8 @@ import requests
 
 from demo import business
 from demo.db import connect, create_schema
-from exporter import instrument
-from exporter.instrument import (DataIntegrityError, ExternalServiceError, OpsmonError, ResourceExhaustedError,
+from opsmon import instrument
+from opsmon.instrument import (DataIntegrityError, ExternalServiceError, OpsmonError, ResourceExhaustedError,
                                  Severity, ValidationError)
 
 log = logging.getLogger("demo")

@@ -1,6 +1,6 @@
 """The pipeline's business events, counted where they happen, e.g. `business_videos_processed_total 1042`.
 
-Counters in prometheus_client's multiprocess mode, as exporter.instrument sets it up: each worker
+Counters in prometheus_client's multiprocess mode, as opsmon.instrument sets it up: each worker
 process writes its own file and the exporter sums them. A count of rows would drop when a restore
 or a delete removes rows (Prometheus would read a counter reset); an event counted once is never
 taken back.

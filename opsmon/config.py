@@ -170,7 +170,7 @@ class BusinessQueryConfig(Strict):
             raise ValueError(
                 f"{self.name}: type counter is refused: a count of rows is a gauge. A restore or a delete "
                 "lowers it, Prometheus reads the drop as a counter reset, and increase() counts the whole "
-                "table again. Count events where they happen, in the app (exporter.instrument), and publish "
+                "table again. Count events where they happen, in the app (opsmon.instrument), and publish "
                 "states such as a backlog here as gauges")
         return self
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from exporter.instrument.metrics import BUCKETS
+from opsmon.instrument.metrics import BUCKETS
 from opsmon.config import HealthConfig, load_config
 from tests.conftest import REPO
 

@@ -105,7 +105,7 @@ def test_a_counter_query_is_refused_with_the_reason():
     assert refused.value.problems == [
         "opsmon.yml: business[0]: business_videos_processed_total: type counter is refused: a count of rows is "
         "a gauge. A restore or a delete lowers it, Prometheus reads the drop as a counter reset, and increase() "
-        "counts the whole table again. Count events where they happen, in the app (exporter.instrument), and "
+        "counts the whole table again. Count events where they happen, in the app (opsmon.instrument), and "
         "publish states such as a backlog here as gauges"]
 
 
@@ -122,7 +122,7 @@ def test_the_shipped_config_reads_only_states_with_sql(config):
 PIPELINE = """
 import multiprocessing, os, random, sqlite3, sys
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
-from exporter import instrument
+from opsmon import instrument
 instrument.prepare_multiprocess_dir()
 from demo import app, business
 from demo.db import connect, create_schema

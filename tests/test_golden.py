@@ -126,11 +126,11 @@ def test_app_metrics_from_worker_processes(tmp_path):
     directory = tmp_path / "multiproc"
     directory.mkdir()
     record = (
-        "from exporter import instrument\n"
+        "from opsmon import instrument\n"
         "import sys\n"
         "m = instrument.metrics()\n"
         "m.requests.labels('process_video').inc(10)\n"
-        "m.request_errors.labels('process_video').inc()\n"
+        "m.request_errors.labels('process_video', 'server').inc()\n"
         "m.duration.labels('process_video').observe(0.2)\n"
         "instrument.record_error(instrument.ExternalServiceError('down'))\n"
     )

@@ -19,7 +19,7 @@ from demo.business import BusinessEvents
 from exporter.collectors.backup import BackupCollector
 from opsmon import catalog
 from opsmon.config import load_config
-from exporter.instrument import AppMetrics
+from opsmon.instrument import AppMetrics
 from exporter.service import Exporter
 from tests.conftest import GOLDEN, REPO, free_port, wait_for, write_config
 

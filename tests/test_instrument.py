@@ -10,9 +10,9 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter import instrument
+from opsmon import instrument
 from exporter.collectors.app import AppCollector
-from exporter.instrument import AppMetrics, Track
+from opsmon.instrument import AppMetrics, Track
 
 
 @pytest.fixture
@@ -39,11 +39,35 @@ def test_decorator_and_context_manager_count_and_time(metrics):
     with Track(metrics, "upload"):
         pass
     assert sample(metrics, "app_requests_total", handler="transcode") == 2
-    assert sample(metrics, "app_request_errors_total", handler="transcode") == 1
+    assert sample(metrics, "app_request_errors_total", handler="transcode", kind="server") == 1
     assert sample(metrics, "app_request_duration_seconds_count", handler="transcode") == 2
     assert sample(metrics, "app_requests_in_progress", handler="transcode") == 0
     assert sample(metrics, "app_requests_total", handler="upload") == 1
     assert sample(metrics, "app_errors_total", category="external_service", severity="medium") == 1
+
+
+def test_a_client_error_is_counted_apart_from_server_errors(metrics):
+    """A 404 or a validation error is the caller's mistake: kind client, which the error SLO leaves out."""
+
+    class OrderNotFound(instrument.ValidationError):
+        pass
+
+    for error in (OrderNotFound("order 7 not found"), instrument.ValidationError("quantity is -1")):
+        with pytest.raises(instrument.ValidationError):
+            with Track(metrics, "get_order"):
+                raise error
+    with pytest.raises(instrument.ExternalServiceError):
+        with Track(metrics, "get_order"):
+            raise instrument.ExternalServiceError("payments answered 503")
+    assert sample(metrics, "app_request_errors_total", handler="get_order", kind="client") == 2
+    assert sample(metrics, "app_request_errors_total", handler="get_order", kind="server") == 1
+
+
+def test_both_kinds_of_error_exist_at_zero_before_the_first_error(metrics):
+    with Track(metrics, "quiet"):
+        pass
+    for kind in ("client", "server"):
+        assert metrics.registry.get_sample_value("app_request_errors_total", {"handler": "quiet", "kind": kind}) == 0
 
 
 def test_in_progress_while_running(metrics):
@@ -56,8 +80,8 @@ def test_nested_blocks_count_an_error_once_per_handler_and_once_in_total(metrics
         with Track(metrics, "request"):
             with Track(metrics, "stage"):
                 raise ValueError("bug")
-    assert sample(metrics, "app_request_errors_total", handler="request") == 1
-    assert sample(metrics, "app_request_errors_total", handler="stage") == 1
+    assert sample(metrics, "app_request_errors_total", handler="request", kind="server") == 1
+    assert sample(metrics, "app_request_errors_total", handler="stage", kind="server") == 1
     assert sample(metrics, "app_errors_total", category="unhandled", severity="high") == 1
 
 
@@ -107,7 +131,7 @@ def test_json_logs_go_through_a_queue(tmp_path):
 
 WORKER = """
 import sys
-from exporter import instrument
+from opsmon import instrument
 for _ in range(int(sys.argv[1])):
     with instrument.track("process_video"):
         pass
@@ -128,7 +152,7 @@ def test_three_worker_processes_add_up(tmp_path, python_env):
     registry = CollectorRegistry()
     registry.register(AppCollector(directory))
     assert registry.get_sample_value("app_requests_total", {"handler": "process_video"}) == 63
-    assert registry.get_sample_value("app_request_errors_total", {"handler": "process_video"}) == 3
+    assert registry.get_sample_value("app_request_errors_total", {"handler": "process_video", "kind": "server"}) == 3
     assert registry.get_sample_value("app_errors_total", {"category": "external_service", "severity": "medium"}) == 3
     assert registry.get_sample_value("app_request_duration_seconds_count", {"handler": "process_video"}) == 63
     assert registry.get_sample_value("app_requests_in_progress", {"handler": "process_video"}) == 0
@@ -243,3 +267,35 @@ def test_an_error_logged_after_its_block_still_names_the_request(metrics, json_l
 def test_track_refuses_fields_that_would_shadow_a_log_record_attribute(metrics):
     with pytest.raises(ValueError, match="msg, request_id"):
         Track(metrics, "h", {"msg": "x", "request_id": "y"})
+
+
+def test_the_app_collector_says_when_it_finds_no_metric_files(tmp_path, caplog):
+    """The app started without PROMETHEUS_MULTIPROC_DIR, or writes elsewhere: a gauge at 0 and one log line,
+    not a quiet success with every app_* series gone."""
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    registry = CollectorRegistry()
+    registry.register(AppCollector(directory))
+    with caplog.at_level(logging.WARNING, logger="exporter.collectors.app"):
+        for _ in range(3):
+            assert registry.get_sample_value("opsmon_app_metric_files") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "exporter.collectors.app"]
+    assert len(warnings) == 1 and str(directory) in warnings[0] and "PROMETHEUS_MULTIPROC_DIR" in warnings[0]
+
+
+def test_the_app_collector_counts_the_files_it_reads(tmp_path, python_env):
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    registry = CollectorRegistry()
+    registry.register(AppCollector(directory))
+    assert registry.get_sample_value("opsmon_app_metric_files") == 0
+    env = {**python_env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    subprocess.run([sys.executable, "-c", WORKER, "1"], env=env, check=True, timeout=60)
+    assert registry.get_sample_value("opsmon_app_metric_files") > 0
+    assert registry.get_sample_value("app_requests_total", {"handler": "process_video"}) == 2
+
+
+def test_the_app_collector_reports_a_missing_folder_as_no_files(tmp_path):
+    registry = CollectorRegistry()
+    registry.register(AppCollector(tmp_path / "never-created"))
+    assert registry.get_sample_value("opsmon_app_metric_files") == 0

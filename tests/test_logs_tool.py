@@ -140,7 +140,7 @@ def test_every_error_line_of_the_demo_carries_its_reference_once(demo_log):
     assert errors
     for record in errors:
         assert {"reference", "category", "severity", "request_id", "handler"} <= set(record), record
-    references = [record["reference"] for record in errors if record["logger"] == "exporter.instrument"]
+    references = [record["reference"] for record in errors if record["logger"] == "opsmon.instrument"]
     assert len(references) == len(set(references))  # track() logs an escaping error exactly once
 
 

@@ -2,7 +2,7 @@
 interval, e.g. `business_videos_queued 12`. The app's database is opened read-only.
 
 Only gauges: a count of rows drops when a restore or a delete removes rows, which Prometheus would
-read as a counter reset. Events are counters the app increments itself (exporter.instrument).
+read as a counter reset. Events are counters the app increments itself (opsmon.instrument).
 """
 
 from __future__ import annotations

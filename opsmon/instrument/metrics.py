@@ -11,15 +11,16 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, multiprocess, values
 
-from exporter.instrument import context
-from exporter.instrument.errors import ConfigError, OpsmonError, Severity, classify, known_kinds
+from opsmon.instrument import context
+from opsmon.instrument.errors import ConfigError, OpsmonError, Severity, classify, kind_of, known_kinds
 
-log = logging.getLogger("exporter.instrument")
+log = logging.getLogger("opsmon.instrument")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Names a LogRecord has already: track()'s fields must not shadow them.
 _RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Finer at the low end, where a healthy handler lives, and up to a minute for pipeline stages.
+ERROR_KINDS = ("client", "server")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -30,8 +31,9 @@ class AppMetrics:
         self.registry = registry
         kwargs = {"namespace": namespace, "registry": registry}
         self.requests = Counter("requests_total", "Requests or jobs handled.", ["handler"], **kwargs)
-        self.request_errors = Counter("request_errors_total", "Requests or jobs that ended in an error.",
-                                      ["handler"], **kwargs)
+        self.request_errors = Counter("request_errors_total", "Requests or jobs that ended in an error, by kind: "
+                                      "server (the app failed) or client (the caller's mistake, such as a 404).",
+                                      ["handler", "kind"], **kwargs)
         self.duration = Histogram("request_duration_seconds", "Time to handle a request or job.", ["handler"],
                                   buckets=BUCKETS, **kwargs)
         # livesum: in-progress counts of processes that have exited drop out of the sum.
@@ -75,7 +77,8 @@ class Track:
         self._tokens: list = []
 
     def __enter__(self):
-        self._metrics.request_errors.labels(self._handler)  # present at 0 before the first error
+        for kind in ERROR_KINDS:  # present at 0 before the first error
+            self._metrics.request_errors.labels(self._handler, kind)
         self._metrics.in_progress.labels(self._handler).inc()
         self._tokens.append(context.enter(self._handler, self._fields))
         self._started.append(time.perf_counter())
@@ -89,7 +92,7 @@ class Track:
             metrics.requests.labels(handler).inc()
             metrics.duration.labels(handler).observe(elapsed)
             if exc is not None:
-                metrics.request_errors.labels(handler).inc()
+                metrics.request_errors.labels(handler, kind_of(exc)).inc()
                 metrics.record_error(exc)
                 context.remember_request(exc)
                 if not context.was_logged(exc):
@@ -124,7 +127,7 @@ def prepare_multiprocess_dir() -> Path:
     prometheus_client asks. The variable must be set before prometheus_client is imported."""
     directory = os.environ.get(MULTIPROC_ENV)
     if not directory or values.ValueClass is values.MutexValue:
-        raise ConfigError(f"set {MULTIPROC_ENV} before the app imports exporter.instrument, or the app's "
+        raise ConfigError(f"set {MULTIPROC_ENV} before the app imports opsmon.instrument, or the app's "
                           "metrics stay inside each process and the exporter never sees them")
     path = Path(directory)
     if path.exists():

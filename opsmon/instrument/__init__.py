@@ -1,6 +1,6 @@
 """What an application imports to be monitored by opsmon: timing, counting, errors and JSON logs.
 
-    from exporter import instrument
+    from opsmon import instrument
 
     @instrument.track("process_video")
     def process(video): ...
@@ -15,7 +15,7 @@ module, and point the exporter's `app_metrics_directory` at the same folder.
 
 from __future__ import annotations
 
-from exporter.instrument.errors import (
+from opsmon.instrument.errors import (
     BackupError,
     ConfigError,
     DataIntegrityError,
@@ -27,8 +27,8 @@ from exporter.instrument.errors import (
     classify,
     reference_of,
 )
-from exporter.instrument.jsonlog import JsonFormatter, setup_logging
-from exporter.instrument.metrics import AppMetrics, Track, prepare_multiprocess_dir, process_exited
+from opsmon.instrument.jsonlog import JsonFormatter, setup_logging
+from opsmon.instrument.metrics import AppMetrics, Track, prepare_multiprocess_dir, process_exited
 
 __all__ = [
     "AppMetrics", "BackupError", "ConfigError", "DataIntegrityError", "ExternalServiceError", "JsonFormatter",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 
-from exporter.instrument.errors import OpsmonError, Severity, classify, new_reference, reference_of
+from opsmon.instrument.errors import OpsmonError, Severity, classify, new_reference, reference_of
 
 # The level an error is logged at follows its severity: a user's mistake is not an operator's problem.
 LOG_LEVELS = {Severity.LOW: logging.INFO, Severity.MEDIUM: logging.WARNING, Severity.HIGH: logging.ERROR,

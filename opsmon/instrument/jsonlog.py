@@ -11,7 +11,7 @@ import queue
 import sys
 from datetime import datetime, timezone
 
-from exporter.instrument.context import annotate
+from opsmon.instrument.context import annotate
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is kept as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -22,6 +22,8 @@ class OpsmonError(Exception):
 
     category = "system"
     severity = Severity.MEDIUM
+    # "client": the caller's mistake (a 404, a validation error), which the error SLO does not count.
+    kind = "server"
     default_user_message = "Something went wrong on our side. Please try again in a moment."
 
     def __init__(self, message: str, *, user_message: str | None = None, severity: Severity | None = None,
@@ -45,8 +47,11 @@ class OpsmonError(Exception):
 
 
 class ValidationError(OpsmonError):
+    """The caller's mistake: bad input, or something asked for that does not exist (a 404)."""
+
     category = "validation"
     severity = Severity.LOW
+    kind = "client"
     default_user_message = "Some of the information given is not valid. Please check it and try again."
 
 
@@ -104,6 +109,11 @@ def classify(error: BaseException) -> tuple[str, Severity]:
     if isinstance(error, OpsmonError):
         return error.category, error.severity
     return "unhandled", Severity.HIGH
+
+
+def kind_of(error: BaseException) -> str:
+    """"client" for the caller's mistakes, "server" for everything else, unhandled bugs included."""
+    return getattr(error, "kind", "server") if isinstance(error, OpsmonError) else "server"
 
 
 def known_kinds() -> list[tuple[str, Severity]]:
