@@ -96,7 +96,7 @@ def load(args):
     A --database that is not the config's database borrows nothing of the config: the replica,
     copies, integrity rules and schedules there belong to the config's database.
     """
-    config_file = args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
+    config_file = config_file_of(args)
     document, source, base = {}, "command line", Path.cwd()
     if config_file:
         config = load_config(config_file)
@@ -117,6 +117,11 @@ def load(args):
     if config.backups is None:
         raise UsageError(f"{source}: backups: required to run opsmon-backup (or give --backup-dir)")
     return config
+
+
+def config_file_of(args) -> str | None:
+    """--config.file, else opsmon.yml when it exists here."""
+    return args.config_file or ("opsmon.yml" if Path("opsmon.yml").exists() else None)
 
 
 def _same_file(given: Path, configured: Path) -> bool:
@@ -143,7 +148,7 @@ def run(args, jobs) -> int:
     if command == "user":
         return add_user(args, jobs)
     if command == "serve":
-        return serve(jobs, listen_address=args.listen_address)
+        return serve(jobs, listen_address=args.listen_address, config_source=config_file_of(args) or "command line")
     with jobs.locked(_describe(args)):
         if command == "create":
             print(jobs.backup(args.tier).id)

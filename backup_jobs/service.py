@@ -26,6 +26,7 @@ from backup_jobs.drills import DrillFailed
 from backup_jobs.users import Users
 from opsmon import catalog, http
 from opsmon.catalog import TIERS
+from opsmon.checks import check_backup_folders, check_database
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,15 @@ def record_pitr(jobs) -> None:
         catalog.record_pitr(jobs.directory, *window)
 
 
-def serve(jobs, stop: threading.Event | None = None, listen_address: str | None = None) -> int:
+def report_findings(config, source: str) -> None:
+    """`opsmon check`'s findings on what this service uses, logged once at start. Logged, not fatal: a
+    broken integrity rule must not stop the backups, and each check run reports it again as a problem."""
+    for finding in [*check_database(config), *check_backup_folders(config)]:
+        (log.warning if finding.warning else log.error)("%s", finding.line(source))
+
+
+def serve(jobs, stop: threading.Event | None = None, listen_address: str | None = None,
+          config_source: str = "config") -> int:
     """Run until SIGTERM or SIGINT (or `stop`, for tests)."""
     backups = jobs.config.backups
     listen_address = listen_address or backups.listen_address
@@ -233,6 +242,7 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
         log.info("waiting for %s to exist", jobs.store.database)
         if stopped(2.0):
             return 0
+    report_findings(jobs.config, config_source)
     scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
     console, audit, tls = console_app(jobs)
     server = http.serve(make_app(ServiceCollector(scheduler, jobs.pitr, audit), console), listen_address, tls)

@@ -10,7 +10,8 @@ import threading
 
 from exporter import __version__, logtool
 from exporter.collectors import REGISTRY
-from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
+from opsmon import cli as opsmon_cli
+from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig
 from exporter.service import Exporter
 from exporter.web import make_app
 from opsmon.http import serve
@@ -26,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config.file", dest="config_file", default=DEFAULT_CONFIG_FILE,
                         help="the opsmon YAML config (default: %(default)s)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
-                        help="validate the config and exit: 0 when valid, 2 when not")
+                        help="check the config as `opsmon check` does (paths, the database, every query against "
+                             "its schema) and exit: 0 when valid, 2 when not")
     parser.add_argument("--web.listen-address", dest="listen_address",
                         help="host:port to serve on (default: exporter.listen_address of the config)")
     parser.add_argument("--log.level", dest="log_level", default="info",
@@ -51,11 +53,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     enabled = {name for name in REGISTRY if getattr(args, f"collector_{name}")}
+    if args.config_check:
+        return opsmon_cli.check(args.config_file)
     try:
-        if args.config_check:
-            load_config(args.config_file)
-            print(f"{args.config_file}: valid")
-            return 0
         exporter = Exporter(args.config_file, enabled)
     except InvalidConfig as err:
         print(err, file=sys.stderr)

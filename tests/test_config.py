@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -102,8 +103,11 @@ def run_check(path):
 
 
 def test_config_check_flag(tmp_path):
-    good = run_check(REPO / "opsmon.yml")
-    assert (good.returncode, good.stdout.strip()) == (0, f"{REPO}/opsmon.yml: valid")
+    connection = sqlite3.connect(tmp_path / "app.db")
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
+    good = run_check(write_config(tmp_path / "good.yml", {"database": {"path": "app.db"}}))
+    assert (good.returncode, good.stdout.strip()) == (0, f"{tmp_path}/good.yml: valid")
     bad = run_check(write_config(tmp_path / "bad.yml", {"database": {"path": "a.db"}, "exportr": {}}))
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"{tmp_path}/bad.yml: exportr: unknown key"

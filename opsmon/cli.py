@@ -1,0 +1,66 @@
+"""`opsmon`: adopt the kit on an app of one's own: `init` writes a starter config, `check` finds what would fail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from opsmon import __version__
+from opsmon.checks import check_config
+from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
+from opsmon.starter import CannotStart, write_starter
+
+EXIT_OK, EXIT_PROBLEMS = 0, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opsmon", description=__doc__)
+    parser.add_argument("--config.file", dest="config_file", default=DEFAULT_CONFIG_FILE,
+                        help="the opsmon YAML config (default: %(default)s)")
+    parser.add_argument("--version", action="version", version=f"opsmon {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("init", help="write a starter config for an app's SQLite database (never overwrites)")
+    init.add_argument("--database", required=True, type=Path, help="the app's SQLite database")
+    init.add_argument("--log", type=Path, help="the app's log file")
+    init.add_argument("--health-url", help="the app's health URL, probed by the exporter")
+    init.add_argument("--out", type=Path, help="the file to write (default: --config.file)")
+    check = commands.add_parser("check", help="every problem a service would trip over later, at once: exit 0, "
+                                              "or 2 with each named by file and key")
+    # Also after the command, as `opsmon check --config.file F` reads; SUPPRESS keeps the one given before it.
+    check.add_argument("--config.file", dest="config_file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def init(args) -> int:
+    out = args.out or Path(args.config_file)
+    try:
+        write_starter(out, args.database, args.log, args.health_url)
+    except CannotStart as err:
+        print(f"opsmon init: {err}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"wrote {out}; next: opsmon --config.file {out} check")
+    return EXIT_OK
+
+
+def check(config_file: str) -> int:
+    """What `opsmon check` and `opsmon-exporter --config.check` print and return."""
+    try:
+        config = load_config(config_file)
+    except InvalidConfig as err:
+        print(err, file=sys.stderr)
+        return EXIT_PROBLEMS
+    findings = check_config(config)
+    for finding in findings:
+        print(finding.line(config_file), file=sys.stderr)
+    if any(not finding.warning for finding in findings):
+        return EXIT_PROBLEMS
+    print(f"{config_file}: valid")
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "init":
+        return init(args)
+    return check(args.config_file)
