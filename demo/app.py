@@ -30,7 +30,7 @@ from demo import business
 from demo.db import connect, create_schema
 from opsmon import instrument
 from opsmon.instrument import (DataIntegrityError, ExternalServiceError, OpsmonError, ResourceExhaustedError,
-                                 Severity, ValidationError)
+                               Severity, ValidationError)
 
 log = logging.getLogger("demo")
 

@@ -68,7 +68,7 @@ def _open_database(path: Path) -> tuple[list[Finding], sqlite3.Connection | None
         connection.execute("PRAGMA schema_version").fetchone()
     except sqlite3.Error as err:
         connection.close()
-        return [problem("database.path", f"{path} is not a SQLite database SQLite can read: {err}")], None
+        return [problem("database.path", f"{path} cannot be read as a SQLite database: {err}")], None
     return [], connection
 
 

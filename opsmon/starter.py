@@ -91,7 +91,7 @@ def read_tables(database: Path) -> list[Table]:
         return [Table(n, [row[1] for row in connection.execute("SELECT * FROM pragma_table_info(?)", (n,))])
                 for n in names]
     except sqlite3.Error as err:
-        raise CannotStart(f"--database {database}: not a SQLite database SQLite can read: {err}") from None
+        raise CannotStart(f"--database {database}: cannot be read as a SQLite database: {err}") from None
     finally:
         connection.close()
 

@@ -118,7 +118,7 @@ def test_a_missing_database_is_named_and_never_created(shop):
 def test_a_file_that_is_not_sqlite_is_named(shop):
     (shop / "notes.db").write_text("not a database\n" * 10)
     [line] = findings_of(shop, shop_config(shop, database={"path": "notes.db"}))
-    assert line == (f"opsmon.yml: database.path: {shop}/notes.db is not a SQLite database SQLite can read: "
+    assert line == (f"opsmon.yml: database.path: {shop}/notes.db cannot be read as a SQLite database: "
                     "file is not a database")
 
 
@@ -232,3 +232,10 @@ def test_init_names_a_database_that_does_not_exist_and_writes_nothing(shop):
     assert result.returncode == 2
     assert "--database shpo.db: no such file" in result.stderr
     assert not (shop / "starter.yml").exists() and not (shop / "shpo.db").exists()
+
+
+def test_init_names_a_file_that_is_not_sqlite_and_writes_nothing(shop):
+    result = run("-m", "opsmon", "init", "--database", "shop.log", "--out", "starter.yml", cwd=shop)
+    assert result.returncode == 2
+    assert "--database shop.log: cannot be read as a SQLite database: file is not a database" in result.stderr
+    assert not (shop / "starter.yml").exists()
