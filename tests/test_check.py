@@ -3,18 +3,17 @@ later, found at once against a real SQLite database, each named with file, key a
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+import requests
 import yaml
 
-from backup_jobs.service import report_findings
 from opsmon.checks import check_config
 from opsmon.config import load_config
-from tests.conftest import REPO, write_config
+from tests.conftest import REPO, free_port, stop, wait_for, write_config
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL);
@@ -167,13 +166,22 @@ def test_the_exporter_config_check_runs_the_same_checks(shop):
     assert (result.returncode, result.stdout.strip()) == (0, "opsmon.yml: valid")
 
 
-def test_the_backup_service_logs_the_findings_at_start(shop, caplog):
+def test_the_backup_service_logs_the_findings_at_start(shop):
+    """Logged, not fatal: a broken integrity rule must not stop the backups."""
     document = shop_config(shop, integrity={"rules": [{"name": "r", "description": "d", "query": "SELEC 1"}]})
-    config = load_config(write_config(shop / "opsmon.yml", document))
-    with caplog.at_level(logging.WARNING, logger="backup_jobs.service"):
-        report_findings(config, "opsmon.yml")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("ERROR", 'opsmon.yml: integrity.rules[0].query: r: near "SELEC": syntax error')]
+    write_config(shop / "opsmon.yml", document)
+    port = free_port()
+    with open(shop / "service.log", "ab") as log:
+        service = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", "opsmon.yml", "serve",
+                                    "--web.listen-address", f"127.0.0.1:{port}"], cwd=shop, stdout=log,
+                                   stderr=subprocess.STDOUT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=1).ok, what="the backup service")
+        lines = (shop / "service.log").read_text().splitlines()
+        assert [line.split(" ", 2)[2] for line in lines if "opsmon.yml:" in line] == [
+            'ERROR backup_jobs.service: opsmon.yml: integrity.rules[0].query: r: near "SELEC": syntax error']
+    finally:
+        stop(service)
 
 
 def test_init_writes_a_starter_config_that_passes_check_unchanged(shop):
