@@ -40,8 +40,9 @@ def starter_config(out: Path, database: Path, log: Path | None, health_url: str 
     name = database.stem
     backups = database.absolute().parent / f"{name}-backups"
     lines = [
-        f"# opsmon's config for {database.name}, written by opsmon init. Relative paths are relative to this file.",
-        f"# Check it with: opsmon check --config.file {out.name}",
+        f"# opsmon's config for {_quoted(database.name)}, written by opsmon init. Relative paths are relative to "
+        "this file.",
+        f"# Check it with: opsmon check --config.file {_quoted(str(out))}",
         "",
         "database:",
         f"  path: {_path(database, base)}",
@@ -58,7 +59,7 @@ def starter_config(out: Path, database: Path, log: Path | None, health_url: str 
         "backups:",
         f"  directory: {_path(backups, base)}",
         "  timezone: UTC",
-        "  # The requirement's schedule and retention: daily, weekly and monthly backups, kept 7, 4 and 12.",
+        "  # The requirement's schedule and retention (the defaults, written out to be changed here).",
         f"  schedule: {_flow(TierSchedule().model_dump())}",
         f"  retention: {_flow(Retention().model_dump())}",
         "  # 3-2-1: a second copy on another disk, and an S3-compatible bucket:",
@@ -86,7 +87,7 @@ def read_tables(database: Path) -> list[Table]:
     connection = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
         names = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
             "AND name NOT LIKE '\\_opsmon%' ESCAPE '\\' ORDER BY name")]
         return [Table(n, [row[1] for row in connection.execute("SELECT * FROM pragma_table_info(?)", (n,))])
                 for n in names]
@@ -128,7 +129,7 @@ def _rule_example(tables: list[Table]) -> list[str]:
         "  # rules:",
         f"  #   - name: {_snake(f'{table.name}_without_{column}')}",
         f"  #     description: {_quoted(f'Every row of {table.name} has its {column}.')}",
-        f"  #     query: SELECT * FROM {_identifier(table.name)} WHERE {_identifier(column)} IS NULL",
+        f"  #     query: {_quoted(f'SELECT * FROM {_identifier(table.name)} WHERE {_identifier(column)} IS NULL')}",
     ]
 
 
@@ -141,7 +142,7 @@ def _business_example(tables: list[Table], database_name: str) -> list[str]:
         "# business:",
         f"#   - name: {_snake(f'business_{table}')}",
         f"#     help: {_quoted(f'Rows in {table} of {database_name} now.')}",
-        f"#     query: SELECT count(*) AS value FROM {_identifier(table)}",
+        f"#     query: {_quoted(f'SELECT count(*) AS value FROM {_identifier(table)}')}",
     ]
 
 

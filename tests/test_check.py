@@ -247,3 +247,22 @@ def test_init_names_a_file_that_is_not_sqlite_and_writes_nothing(shop):
     assert result.returncode == 2
     assert "--database shop.log: cannot be read as a SQLite database: file is not a database" in result.stderr
     assert not (shop / "starter.yml").exists()
+
+
+def test_init_quotes_whatever_names_the_database_and_its_tables_have(tmp_path):
+    """A file name with '?' and '#', a table and a column with spaces, quotes and a colon: the starter config and
+    its examples still load, and still pass check."""
+    folder = tmp_path / "odd: folder"
+    folder.mkdir()
+    connection = sqlite3.connect(folder / "shop #1?.db")
+    connection.execute('CREATE TABLE "2 order: items" (id INTEGER PRIMARY KEY, "e-mail ""x"": y" TEXT)')
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
+    assert run("-m", "opsmon", "init", "--database", "shop #1?.db", "--out", "starter.yml", cwd=folder).returncode == 0
+    text = (folder / "starter.yml").read_text()
+    document = yaml.safe_load(text)
+    assert findings_of(folder, document) == []
+    document["business"] = yaml.safe_load(uncommented(text, "business"))["business"]
+    document["integrity"]["rules"] = yaml.safe_load(uncommented(text, "rules"))["rules"]
+    assert [rule["name"] for rule in document["integrity"]["rules"]] == ["_2_order__items_without_e_mail__x___y"]
+    assert findings_of(folder, document) == []
