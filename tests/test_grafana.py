@@ -215,6 +215,16 @@ def test_rates_use_rate_interval_and_counters_are_never_graphed_raw():
             assert re.search(r"\b(rate|irate|increase)\(", shown), f"{dashboard}: {title}: raw counter in {expr}"
 
 
+def test_error_ratios_count_server_errors_as_the_slo_does():
+    """A 4xx is the caller's mistake: a board that counted it would show red while the SLO is met."""
+    counted = [(dashboard, title, expr) for dashboard, title, expr in panel_expressions()
+               if "app_request_errors_total" in expr]
+    assert counted
+    for dashboard, title, expr in counted:
+        for selector in re.findall(r"app_request_errors_total(\{[^}]*\})?", expr):
+            assert 'kind="server"' in selector, f"{dashboard}: {title}: {expr}"
+
+
 def test_every_panel_uses_published_metrics(known_names):
     for dashboard, title, expr in expressions():
         unknown = metric_names(filled(expr)) - known_names

@@ -9,6 +9,8 @@ from grafana.boards.overview import budget_thresholds, error_ratio_thresholds, s
 UID = "opsmon-application"
 FILE = "application"
 S = p.on_hosts('job=~"$job"', 'instance=~"$instance"', 'handler=~"$handler"')  # raw series
+# The errors the SLO counts: a 4xx (kind="client") is the caller's mistake, not a failure of the app.
+E = p.on_hosts('job=~"$job"', 'instance=~"$instance"', 'handler=~"$handler"', 'kind="server"')
 J = p.on_hosts('job=~"$job"', 'instance=~"$instance"')                          # series without a handler
 R = p.on_hosts('job=~"$job"')                                                   # recording rules, by job and host
 H = p.on_hosts()
@@ -30,7 +32,7 @@ def build() -> dashboard.Dashboard:
     objective = rules.error_objective()
     boundary = rules.bucket("OpsmonLatencyHigh")
     latency = p.steps("green", (boundary, rules.limit("OpsmonLatencyHigh").color))
-    errors = (f"sum(rate(app_request_errors_total{S}[$__rate_interval]))"
+    errors = (f"sum(rate(app_request_errors_total{E}[$__rate_interval]))"
               f" / sum(rate(app_requests_total{S}[$__rate_interval]))")
     return p.board(
         UID, "opsmon / Application",
@@ -41,7 +43,8 @@ def build() -> dashboard.Dashboard:
                 (p.stat("Requests per second", "Requests answered per second, for the selected handlers.",
                         f"sum(rate(app_requests_total{S}[$__rate_interval]))", p.REQUESTS_PER_SECOND, p.neutral(),
                         sparkline=True), 4),
-                (p.stat("Error ratio", "Failed requests over requests, errors summed over requests summed. Orange "
+                (p.stat("Error ratio", "Failed requests (server errors, as the SLO counts them: not 4xx) over requests, "
+                        "errors summed over requests summed. Orange "
                         "above the 1 % objective, red at the burn rate that pages.", errors, p.RATIO,
                         error_ratio_thresholds(), sparkline=True), 4),
                 (p.stat(f"Slower than {boundary:g} s", "Share of requests slower than the latency alert's bucket "
@@ -60,9 +63,9 @@ def build() -> dashboard.Dashboard:
                 (p.graph("Requests per second", "Requests answered per second, per host and handler.",
                          [p.query(f"sum by (host, handler) (rate(app_requests_total{S}[$__rate_interval]))",
                                   "{{host}} {{handler}}")], p.REQUESTS_PER_SECOND, minimum=0), 12),
-                (p.graph("Error ratio", "Failed requests over requests, per host and handler; dashed at the 1 % "
-                         "objective and at the burn rate that pages.",
-                         [p.query(f"sum by (host, handler) (rate(app_request_errors_total{S}[$__rate_interval])) / "
+                (p.graph("Error ratio", "Failed requests (server errors, not 4xx) over requests, per host and handler; "
+                         "dashed at the 1 % objective and at the burn rate that pages.",
+                         [p.query(f"sum by (host, handler) (rate(app_request_errors_total{E}[$__rate_interval])) / "
                                   f"sum by (host, handler) (rate(app_requests_total{S}[$__rate_interval]))",
                                   "{{host}} {{handler}}")],
                          p.RATIO, thresholds=error_ratio_thresholds(), minimum=0), 12),
