@@ -33,7 +33,7 @@ BUDGET_QUERIES = {
     "30-day error budget (recorded rates)":
         "1 - (avg_over_time(job:app_request_errors:rate5m[30d]) / avg_over_time(job:app_requests:rate5m[30d])) / 0.01",
     "30-day error budget (raw counters)":
-        "1 - (sum by (job, host) (rate(app_request_errors_total[30d]))"
+        "1 - (sum by (job, host) (rate(app_request_errors_total{kind=\"server\"}[30d]))"
         " / sum by (job, host) (rate(app_requests_total[30d]))) / 0.01",
 }
 
