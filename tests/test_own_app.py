@@ -1,12 +1,15 @@
-"""docs/own-app.md, followed on a sample app that is not the demo (a clinic's appointments: its own schema, a
-plain-text log, its own port) in a folder of its own: init, check, the exporter scraped by a real Prometheus
-with the page's scrape config, a backup created and verified, and status."""
+"""docs/own-app.md, followed: the kit and the library installed from a clone, then a sample app that is not the
+demo (a clinic's appointments: its own schema, a plain-text log, its own port) in a folder of its own: init, check,
+the exporter scraped by a real Prometheus with the page's scrape config, a backup created and verified, status."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 '''
+
+
+# What installing the library must not bring into an app's environment.
+NOT_IN_THE_APP = ["exporter", "backup_jobs", "demo", "flask", "boto3", "drain3", "yaml", "pydantic"]
+
+
+def clone_of_repository(tmp_path: Path) -> Path:
+    """The repository's files as a clone has them (and files not committed yet), without build leftovers."""
+    clone = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    return clone
+
+
+def build_wheel(source: Path, wheels: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source],
+                   check=True, capture_output=True, timeout=300)
 
 
 def page_block(language: str, containing: str) -> str:
@@ -170,3 +194,42 @@ def test_the_page_takes_an_app_of_ones_own_from_install_to_metrics_and_a_verifie
     status = opsmon("opsmon-backup", "--config.file", "opsmon.yml", "status", cwd=folder)
     assert re.search(rf"^ok +daily backup +{backup_id}, taken", status.stdout, re.M), status.stdout
     assert (folder / "clinic-backups").is_dir()
+
+
+@pytest.mark.slow
+def test_the_kit_installs_with_its_three_commands_and_the_library(tmp_path):
+    """The page's step 1: `pip install .` gives opsmon, opsmon-exporter and opsmon-backup, and holds the library."""
+    build_wheel(clone_of_repository(tmp_path), tmp_path / "wheels")
+    [wheel] = (tmp_path / "wheels").glob("opsmon-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    assert re.findall(r"^(opsmon[\w-]*) = ", scripts, re.M) == ["opsmon", "opsmon-backup", "opsmon-exporter"]
+    assert "opsmon/instrument/metrics.py" in names
+    assert not [name for name in names if name.startswith("instrument/")]
+
+
+@pytest.mark.slow
+def test_the_library_installs_alone_and_records_a_request(tmp_path):
+    """What an app's environment gets from the opsmon-instrument wheel: the library and prometheus-client only."""
+    wheels, app_env = tmp_path / "wheels", tmp_path / "app-env"
+    build_wheel(clone_of_repository(tmp_path) / "instrument", wheels)
+    venv.create(app_env, with_pip=True)
+    pip = [app_env / "bin" / "python", "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", "prometheus-client", *wheels.glob("opsmon_instrument-*.whl")],
+                   check=True, capture_output=True, timeout=300)
+    app = (
+        "import importlib.util, prometheus_client\n"
+        "from opsmon import instrument\n"
+        "with instrument.track('checkout'):\n"
+        "    pass\n"
+        "print(prometheus_client.generate_latest().decode())\n"
+        f"print([name for name in {NOT_IN_THE_APP!r} if importlib.util.find_spec(name)])\n"
+    )
+    # From a folder of its own, as an app runs: nothing of the repository on its path.
+    result = subprocess.run([app_env / "bin" / "python", "-c", app], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert 'app_requests_total{handler="checkout"} 1.0' in result.stdout
+    assert result.stdout.rstrip().endswith("[]"), result.stdout
