@@ -43,8 +43,8 @@ def build() -> dashboard.Dashboard:
                 (p.stat("Requests per second", "Requests answered per second, for the selected handlers.",
                         f"sum(rate(app_requests_total{S}[$__rate_interval]))", p.REQUESTS_PER_SECOND, p.neutral(),
                         sparkline=True), 4),
-                (p.stat("Error ratio", "Failed requests (server errors, as the SLO counts them: not 4xx) over requests, "
-                        "errors summed over requests summed. Orange "
+                (p.stat("Error ratio", "Failed requests (server errors, as the SLO counts them: not 4xx) over "
+                        "requests, errors summed over requests summed. Orange "
                         "above the 1 % objective, red at the burn rate that pages.", errors, p.RATIO,
                         error_ratio_thresholds(), sparkline=True), 4),
                 (p.stat(f"Slower than {boundary:g} s", "Share of requests slower than the latency alert's bucket "
