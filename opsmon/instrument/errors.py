@@ -113,7 +113,7 @@ def classify(error: BaseException) -> tuple[str, Severity]:
 
 def kind_of(error: BaseException) -> str:
     """"client" for the caller's mistakes, "server" for everything else, unhandled bugs included."""
-    return getattr(error, "kind", "server") if isinstance(error, OpsmonError) else "server"
+    return error.kind if isinstance(error, OpsmonError) else "server"
 
 
 def known_kinds() -> list[tuple[str, Severity]]:
