@@ -170,17 +170,19 @@ def test_the_page_takes_an_app_of_ones_own_from_install_to_metrics_and_a_verifie
 
         def scraped() -> dict:
             found = query('{job="opsmon-exporter",host="myhost",__name__=~"app_request.*_total|clinic_.*|'
-                          'opsmon_app_metric_files|opsmon_probe_success"}')
-            return found if len({dict(labels)["__name__"] for labels in found}) == 5 else None
+                          'opsmon_app_metric_files|opsmon_probe_success|opsmon_log_messages_total"}')
+            return found if len({dict(labels)["__name__"] for labels in found}) == 6 else None
 
         found = wait_for(scraped, timeout=60, what="the exporter's series in Prometheus")
-        by_name = {(dict(labels)["__name__"], dict(labels).get("kind")): value for labels, value in found.items()}
+        by_name = {(dict(labels)["__name__"], dict(labels).get("kind") or dict(labels).get("level")): value
+                   for labels, value in found.items()}
         assert by_name[("app_requests_total", None)] >= 3
         assert by_name[("app_request_errors_total", "client")] == 1
         assert by_name[("app_request_errors_total", "server")] == 0
         assert by_name[("clinic_appointments_upcoming", None)] == 1
         assert by_name[("opsmon_app_metric_files", None)] > 0
         assert by_name[("opsmon_probe_success", None)] == 1
+        assert by_name[("opsmon_log_messages_total", "info")] >= 3  # the clinic's plain-text request lines
     finally:
         stop(prometheus)
         stop(exporter)
