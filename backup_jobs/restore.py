@@ -33,6 +33,7 @@ from backup_jobs.store import BackupFailed, BackupRecord, BackupStore, VerifyFai
 log = logging.getLogger(__name__)
 
 MARKER = "restore-in-progress.json"
+DAY = 86400
 DAMAGED_DIR = "damaged"  # live files SQLite could not read, kept as they were before a restore replaced them
 
 
@@ -75,9 +76,9 @@ class Report:
 
 
 class Restorer:
-    def __init__(self, store: BackupStore, keep_safety: int = 3, quick: bool = False):
+    def __init__(self, store: BackupStore, safety_days: int = 7, quick: bool = False):
         self.store = store
-        self.keep_safety = keep_safety
+        self.safety_max_age = safety_days * DAY
         self.quick = quick  # quick_check instead of integrity_check after a restore (integrity.quick)
         self.marker = store.directory / MARKER
         self._live_changed = False  # whether the restore under way has committed a write to the live database
@@ -155,7 +156,7 @@ class Restorer:
             for leftover in (candidate, Path(f"{candidate}-wal"), Path(f"{candidate}-shm")):
                 leftover.unlink(missing_ok=True)
             if not dry_run:  # after a failed restore too: its safety backup counts against the retention
-                self.store.prune({SAFETY: self.keep_safety})
+                self.prune_safety()
 
     def _write_with_safety(self, candidate: Path, source: str, tables, expected: DatabaseFacts | None,
                            notes: list[str]):
@@ -342,6 +343,10 @@ class Restorer:
                          "counts rather than page by page")
         return counts
 
+    def prune_safety(self) -> list[BackupRecord]:
+        """Safety backups go by age, never by count: the state from before the first of several restores stays."""
+        return self.store.prune_older(SAFETY, self.safety_max_age)
+
     def recover_interrupted(self) -> str | None:
         """Roll back a restore that was killed midway; a message when there was one to roll back."""
         if not self.marker.exists():
@@ -355,7 +360,7 @@ class Restorer:
                                 f"automatically ({err}); restore a backup by hand, then delete the marker") from None
         self.marker.unlink()
         safety.unlink(missing_ok=True)
-        self.store.prune({SAFETY: self.keep_safety})  # the killed restore's safety backup counts too
+        self.prune_safety()
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
                 f"the database was rolled back to the snapshot taken just before it")
 

@@ -136,7 +136,7 @@ config_documents = section({
     }),
     "backups": section({
         "directory": paths, "timezone": zones, "schedule": section({"daily": crons, "weekly": crons}),
-        "retention": section({"daily": numbers, "safety": numbers}), "verify_schedule": crons,
+        "retention": section({"daily": numbers, "safety_days": numbers}), "verify_schedule": crons,
         "drill_schedule": crons, "check_schedule": crons, "compression_level": numbers, "secondary_directory": paths,
         "offsite": section({"bucket": names, "prefix": names, "endpoint_url": urls, "region": names,
                             "access_key_id_file": paths, "secret_access_key_file": paths}),

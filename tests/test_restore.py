@@ -413,3 +413,26 @@ def test_tables_whose_names_need_quoting_are_restored_from_the_command_line_and_
     with jobs.locked("restore"):  # as the console asks for it
         jobs.restore(restore_request({"backup": backup_id, "tables": names[2]}, known_tables=names))
     assert all(rows(db, f"SELECT * FROM {sqlitefile.quote(n)} ORDER BY 1") == [(1, "one"), (2, "two")] for n in names)
+
+
+def test_safety_backups_are_kept_by_age_so_restores_in_a_row_keep_the_state_before_the_first(tmp_path):
+    clock = FakeClock(1_795_000_000.0)
+    db = demo_database(tmp_path / "live.db")
+    jobs = Jobs(backups_config(tmp_path, db), clock=clock)
+    backup = jobs.backup("daily")
+    with jobs.locked("restore"):
+        aged = jobs.restore_backup(backup.id).safety_backup  # of a restore long ago
+    clock.advance(8 * 86400)  # beyond the week safety backups are kept
+    execute(db, "DELETE FROM monetizations")
+    before_first = fingerprint(db)
+    taken = []
+    for _ in range(3):
+        clock.advance(60)
+        with jobs.locked("restore"):
+            taken.append(jobs.restore_backup(backup.id).safety_backup)
+
+    with jobs.locked("restore"):
+        jobs.restore_backup(taken[0])  # back to the state before the first of them
+    assert fingerprint(db) == before_first
+    kept = {r.id for r in jobs.store.records() if r.tier == "safety"}
+    assert set(taken) <= kept and aged not in kept
