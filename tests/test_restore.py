@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
+import re
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +24,7 @@ from backup_jobs.jobs import Jobs
 from backup_jobs.restore import BadRequest, RestoreFailed
 from backup_jobs.store import BackupStore
 from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup
+from tests.conftest import wait_for
 from tests.fakes import FakeClock
 
 
@@ -436,3 +442,71 @@ def test_safety_backups_are_kept_by_age_so_restores_in_a_row_keep_the_state_befo
     assert fingerprint(db) == before_first
     kept = {r.id for r in jobs.store.records() if r.tier == "safety"}
     assert set(taken) <= kept and aged not in kept
+
+
+def on_a_terminal(args, answer: bytes | None) -> tuple[int, str]:
+    """opsmon-backup --database DB ... (in DB's folder) with a pseudo-terminal for stdin, stdout and stderr, as a person runs it, typing `answer`
+    once its question is shown (None: no question is awaited); its exit status and all it wrote."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--quiet", *map(str, args)],
+                               stdin=follower, stdout=follower, stderr=follower, cwd=Path(args[1]).parent)
+    os.close(follower)
+    written = bytearray()
+
+    def read_more() -> bool:
+        """Read what is there; true once the process has closed the terminal."""
+        if not select.select([leader], [], [], 0.1)[0]:
+            return False
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: nobody holds the terminal any more
+            return True
+        written.extend(chunk)
+        return not chunk
+
+    try:
+        if answer is not None:
+            wait_for(lambda: read_more() or b"Restore? [y/N]" in written, timeout=60, interval=0,
+                     what=lambda: f"the question, in {bytes(written)!r}")
+            os.write(leader, answer)
+        wait_for(read_more, timeout=60, interval=0, what="the end of its output")
+        return process.wait(timeout=30), written.decode().replace("\r\n", "\n")
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+
+
+def test_restore_on_a_terminal_answered_no_changes_nothing_and_shows_what_it_would_replace(jobs):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    in_backup = fingerprint(live)["monetizations"][0]
+    execute(live, "DELETE FROM monetizations")
+    before = fingerprint(live)
+    with closing(sqlite3.connect(live, isolation_level=None)) as app:
+        app.execute("BEGIN IMMEDIATE")  # the app in the middle of a write while the person is asked
+
+        status, shown = on_a_terminal(["--database", live, "--backup-dir", jobs.directory, "restore", backup.id],
+                                      b"n\n")
+        app.execute("ROLLBACK")
+    assert status == 5 and "not restored; nothing was changed" in shown
+    assert f"This restore replaces all of {live}" in shown and f"backup {backup.id} (taken" in shown
+    assert "the app is writing now: a writer holds the write lock" in shown
+    assert re.search(rf"\n +monetizations +0 -> {in_backup}\n", shown), shown
+    assert fingerprint(live) == before
+    assert not [r for r in jobs.store.records() if r.tier == "safety"]
+
+
+@pytest.mark.parametrize("extra, answer", [([], b"y\n"), (["--yes"], None)])
+def test_restore_on_a_terminal_goes_ahead_on_yes_or_with_yes_given(jobs, extra, answer):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    restored = fingerprint(live)
+    execute(live, "DELETE FROM monetizations")
+
+    status, shown = on_a_terminal(["--database", live, "--backup-dir", jobs.directory, "restore", backup.id, *extra],
+                                  answer)
+    assert status == 0, shown
+    assert fingerprint(live) == restored
+    assert ("Restore? [y/N]" in shown) == (answer is not None)
+    assert f"restored backup {backup.id}" in shown
