@@ -143,6 +143,8 @@ class Restorer:
             if dry_run:
                 report.row_counts_after = self._dry_run(candidate, tables, report.notes)
                 return report
+            if not tables:
+                sqlitefile.keep_litestream_tables(self.live, candidate)
             report.row_counts_after, report.safety_backup = self._write_with_safety(
                 candidate, source, tables, expected, report.notes)
             if own is not None:
