@@ -6,8 +6,8 @@ The sequence for every restore:
 2. a safety backup of the live database is taken, and a marker file names it;
 3. the source is written into the live database through SQLite (never a file swap);
 4. the result is proven (a whole restore: the live database holds the verified file's pages, byte
-   for byte, see Restorer._write; a restore of tables: integrity_check, foreign_key_check and the
-   row counts before its commit); any failure writes the safety backup back;
+   for byte, see Restorer._write; a restore of tables: integrity_check, foreign_key_check, the
+   row counts, and every other table unchanged, before its commit); any failure writes the safety backup back;
 5. the marker is removed. A restore killed before this point is rolled back by the next
    opsmon-backup command (`recover_interrupted`).
 """
@@ -434,7 +434,8 @@ def _replace_tables(target: Path, source: Path, tables: list[str], notes: list[s
             for sql in triggers:
                 connection.execute(sql)
             _check_live(connection, allowed_fk)
-            changed = [t for t, before in untouched.items() if _checksums(connection, [t])[t] != before]
+            now = _checksums(connection, others)
+            changed = [t for t in others if now[t] != untouched[t]]
             if changed:
                 raise RestoreFailed(f"restoring {', '.join(tables)} would also change {', '.join(changed)}")
             counts = sqlitefile.row_counts(connection)
