@@ -460,8 +460,8 @@ class _Column:
 
 def _columns(connection: sqlite3.Connection, schema: str, table: str) -> list[_Column]:
     """A table's columns as SQLite reads them (generated and hidden ones aside), by bound names: no SQL built."""
-    return [_Column(name, declared, bool(not_null), default) for name, declared, not_null, default in connection.execute(
-        'SELECT name, type, "notnull", dflt_value FROM pragma_table_info(?, ?)', (table, schema))]
+    found = connection.execute('SELECT name, type, "notnull", dflt_value FROM pragma_table_info(?, ?)', (table, schema))
+    return [_Column(name, declared, bool(not_null), default) for name, declared, not_null, default in found]
 
 
 @dataclass(frozen=True)

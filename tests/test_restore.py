@@ -445,8 +445,9 @@ def test_safety_backups_are_kept_by_age_so_restores_in_a_row_keep_the_state_befo
 
 
 def on_a_terminal(args, answer: bytes | None) -> tuple[int, str]:
-    """opsmon-backup --database DB ... (in DB's folder) with a pseudo-terminal for stdin, stdout and stderr, as a person runs it, typing `answer`
-    once its question is shown (None: no question is awaited); its exit status and all it wrote."""
+    """opsmon-backup --database DB ... (in DB's folder) with a pseudo-terminal for stdin, stdout and stderr, as a
+    person runs it, typing `answer` once its question is shown (None: no question is awaited); its exit status
+    and all it wrote."""
     leader, follower = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--quiet", *map(str, args)],
                                stdin=follower, stdout=follower, stderr=follower, cwd=Path(args[1]).parent)
