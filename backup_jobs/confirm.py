@@ -48,8 +48,12 @@ def question(database: Path, preview: Report, live_bytes: int, writing: str | No
 
 
 def ask(text: str) -> bool:
-    """Show `text` on stderr and ask; only a yes goes ahead (an end of input is a no)."""
+    """Show `text` on stderr and ask; only a yes goes ahead (an end of input, or Ctrl-C, is a no)."""
     print(text, file=sys.stderr)
     print("Restore? [y/N] ", end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return False
     return answer.strip().lower() in ("y", "yes")

@@ -478,7 +478,8 @@ def on_a_terminal(args, answer: bytes | None) -> tuple[int, str]:
             process.kill()
 
 
-def test_restore_on_a_terminal_answered_no_changes_nothing_and_shows_what_it_would_replace(jobs):
+@pytest.mark.parametrize("answer", [b"n\n", b"\x04"], ids=["no", "end of input"])
+def test_restore_on_a_terminal_answered_no_changes_nothing_and_shows_what_it_would_replace(jobs, answer):
     live = jobs.store.database
     backup = jobs.backup("daily")
     in_backup = fingerprint(live)["monetizations"][0]
@@ -488,7 +489,7 @@ def test_restore_on_a_terminal_answered_no_changes_nothing_and_shows_what_it_wou
         app.execute("BEGIN IMMEDIATE")  # the app in the middle of a write while the person is asked
 
         status, shown = on_a_terminal(["--database", live, "--backup-dir", jobs.directory, "restore", backup.id],
-                                      b"n\n")
+                                      answer)
         app.execute("ROLLBACK")
     assert status == 5 and "not restored; nothing was changed" in shown
     assert f"This restore replaces all of {live}" in shown and f"backup {backup.id} (taken" in shown
