@@ -3,14 +3,16 @@
 Exit statuses: 0 done (status: all well); 1 the job failed (nothing was lost: the message says what
 was kept); 2 bad arguments or config; 3 damaged backups, data problems or a failed drill found
 (status: something is not well); 4 another job holds the lock; 5 a restore did not happen (the
-database is as it was; rolled back if need be). On a terminal, long work shows its progress on
-stderr (never on a pipe, nor with --quiet); stdout's last line is the same either way.
+database is as it was; rolled back if need be, or not confirmed). On a terminal, a restore asks first (--yes
+does not), and long work shows its progress on stderr (never on a pipe, nor with --quiet); stdout's last
+line is the same either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from backup_jobs import humanize, report
+from backup_jobs import confirm, humanize, report
 from backup_jobs.inputs import RestoreRequest, UsageError, parse_backup_id, parse_moment, parse_tables
 from backup_jobs.integrity import FixFailed
 from backup_jobs.jobs import Jobs, Refused
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--at", metavar="TIME", help="ISO 8601 moment with time zone, e.g. 2026-11-26T10:00:00Z")
     restore.add_argument("--tables", help="only these tables, comma-separated")
     restore.add_argument("--dry-run", action="store_true", help="restore into a temporary file, verify, report")
+    restore.add_argument("--yes", action="store_true", help="no question on a terminal (without a terminal none is "
+                                                            "asked)")
     restore.add_argument("--allow-other-database", action="store_true",
                          help="restore a source that holds another database than this one, on purpose (never the "
                               "default: the live database keeps its identity)")
@@ -149,6 +153,8 @@ def run(args, jobs) -> int:
         return add_user(args, jobs)
     if command == "serve":
         return serve(jobs, listen_address=args.listen_address, config_source=config_file_of(args) or "command line")
+    if command == "restore":
+        return restore(args, jobs)
     with jobs.locked(_describe(args)):
         if command == "create":
             print(jobs.backup(args.tier).id)
@@ -158,16 +164,6 @@ def run(args, jobs) -> int:
             for problem in problems:
                 print(problem, file=sys.stderr)
             return EXIT_PROBLEMS if problems else EXIT_OK
-        if command == "restore":
-            tables = parse_tables(args.tables)
-            if args.at:
-                request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run,
-                                         allow_other_database=args.allow_other_database)
-            else:
-                request = RestoreRequest(backup=parse_backup_id(args.backup_id, "ID"), tables=tables,
-                                         dry_run=args.dry_run, allow_other_database=args.allow_other_database)
-            print(jobs.restore(request).summary())
-            return EXIT_OK
         if command == "delete":
             print(f"deleted {jobs.delete(parse_backup_id(args.backup_id, 'ID')).id}")
             return EXIT_OK
@@ -185,6 +181,29 @@ def run(args, jobs) -> int:
                 print(result.line(), file=sys.stdout if result.ok else sys.stderr)
             return EXIT_OK if all(r.ok for r in results) else EXIT_PROBLEMS
     raise UsageError(f"unknown command {command}")
+
+
+def restore(args, jobs) -> int:
+    """A restore; on a terminal, only once the person has seen what it replaces and said yes. Without a
+    terminal (a script, cron) or with --yes, no question is asked."""
+    tables = parse_tables(args.tables)
+    if args.at:
+        request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run,
+                                 allow_other_database=args.allow_other_database)
+    else:
+        request = RestoreRequest(backup=parse_backup_id(args.backup_id, "ID"), tables=tables,
+                                 dry_run=args.dry_run, allow_other_database=args.allow_other_database)
+    if not (args.yes or args.dry_run) and sys.stdin.isatty():
+        # The lock is not held while the person reads: the scheduled jobs go on meanwhile.
+        with jobs.locked(f"{_describe(args)} (its dry run, before asking)"):
+            preview = jobs.restore(dataclasses.replace(request, dry_run=True))
+        database = jobs.store.database
+        if not confirm.ask(confirm.question(database, preview, jobs.store.live_size(), confirm.app_writing(database))):
+            print("opsmon-backup: not restored; nothing was changed", file=sys.stderr)
+            return EXIT_ROLLED_BACK
+    with jobs.locked(_describe(args)):
+        print(jobs.restore(request).summary())
+    return EXIT_OK
 
 
 def add_user(args, jobs) -> int:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from backup_jobs import copies, identity, integrity
 from opsmon import catalog
-from opsmon.catalog import SAFETY, TIERS, to_iso
+from opsmon.catalog import TIERS, to_iso
 from backup_jobs.drills import DrillFailed, DrillResult, Drills
 from backup_jobs.humanize import age_text
 from backup_jobs.inputs import RestoreRequest
@@ -32,7 +32,7 @@ class Jobs:
         self.config = config
         self.clock = clock
         self.store = BackupStore(config.database.path, backups.directory, backups.compression_level, clock)
-        self.restorer = Restorer(self.store, backups.retention.safety, config.integrity.quick)
+        self.restorer = Restorer(self.store, backups.retention.safety_days, config.integrity.quick)
         self.locations = self._locations(backups) if locations is None else locations
         self.pitr = (Litestream(backups.litestream, config.database.path, backups.directory, backups.offsite)
                      if backups.litestream.enabled else None)
@@ -99,7 +99,7 @@ class Jobs:
 
     def prune(self) -> list[BackupRecord]:
         retention = self.config.backups.retention
-        deleted = self.store.prune({tier: getattr(retention, tier) for tier in (*TIERS, SAFETY)})
+        deleted = self.store.prune({tier: getattr(retention, tier) for tier in TIERS}) + self.restorer.prune_safety()
         self.copy()
         return deleted
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from opsmon.catalog import to_iso, to_timestamp
+from opsmon.catalog import read_status, to_iso, to_timestamp
 
 log = logging.getLogger(__name__)
 # Litestream's own lines go to the service's log under this name, so a person sees whose they are.
@@ -43,6 +43,7 @@ class Litestream:
         self._next_start = 0.0
         self._last_line = ""
         self._started = 0.0
+        self._restore_seen: float | None = None  # the last whole restore it has started after
 
     @property
     def binary(self) -> str:
@@ -102,6 +103,7 @@ class Litestream:
     def start(self) -> None:
         """Replicate from now on: at once where it is safe, else at a later supervise()."""
         self._wanted = True
+        self._restore_seen = self._last_whole_restore()
         self._stop_strays()
         self._start_if_safe()
 
@@ -170,8 +172,12 @@ class Litestream:
 
     def supervise(self) -> None:
         """Start Litestream again when it has died (or could not start yet), waiting longer each time (at
-        most a minute)."""
-        if not self._wanted or self.running:
+        most a minute), or at once when a restore has replaced the database under it."""
+        if not self._wanted:
+            return
+        if self._restored_since_start():
+            self._restart()
+        if self.running:
             return
         if self._next_start == 0.0:
             # After a long good run a death is news, not a crash loop: start again soon.
@@ -185,6 +191,27 @@ class Litestream:
         if time.monotonic() >= self._next_start:
             self._next_start = 0.0
             self._start_if_safe()
+
+    def _last_whole_restore(self) -> float | None:
+        """When the last restore of the whole database finished (status.json beside its config), or None."""
+        restore = read_status(self.config_path.parent).restore
+        return restore.last_success_at if restore is not None and not restore.tables else None
+
+    def _restored_since_start(self) -> bool:
+        restored = self._last_whole_restore()
+        changed = restored is not None and restored != self._restore_seen
+        self._restore_seen = restored
+        return changed
+
+    def _restart(self) -> None:
+        """Start again on the restored database: from an emptied WAL, whose next point is a snapshot of it. The
+        restore's commit may have been checkpointed and its WAL started again before Litestream copied it (the
+        gap of _start_if_safe), and the restored file may lack Litestream's own tables, which it creates as it
+        starts (without them its checkpoints fail: "no such table: _litestream_lock")."""
+        log.info("a restore replaced %s: litestream starts again on it", self.database)
+        self.stop()
+        self._wanted, self.process = True, None
+        self._start_if_safe()
 
     def stop(self) -> None:
         self._wanted = False

@@ -6,14 +6,15 @@ The sequence for every restore:
 2. a safety backup of the live database is taken, and a marker file names it;
 3. the source is written into the live database through SQLite (never a file swap);
 4. the result is proven (a whole restore: the live database holds the verified file's pages, byte
-   for byte, see Restorer._write; a restore of tables: integrity_check, foreign_key_check and the
-   row counts before its commit); any failure writes the safety backup back;
+   for byte, see Restorer._write; a restore of tables: integrity_check, foreign_key_check, the
+   row counts, and every other table unchanged, before its commit); any failure writes the safety backup back;
 5. the marker is removed. A restore killed before this point is rolled back by the next
    opsmon-backup command (`recover_interrupted`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -32,6 +33,7 @@ from backup_jobs.store import BackupFailed, BackupRecord, BackupStore, VerifyFai
 log = logging.getLogger(__name__)
 
 MARKER = "restore-in-progress.json"
+DAY = 86400
 DAMAGED_DIR = "damaged"  # live files SQLite could not read, kept as they were before a restore replaced them
 
 
@@ -74,9 +76,9 @@ class Report:
 
 
 class Restorer:
-    def __init__(self, store: BackupStore, keep_safety: int = 3, quick: bool = False):
+    def __init__(self, store: BackupStore, safety_days: int = 7, quick: bool = False):
         self.store = store
-        self.keep_safety = keep_safety
+        self.safety_max_age = safety_days * DAY
         self.quick = quick  # quick_check instead of integrity_check after a restore (integrity.quick)
         self.marker = store.directory / MARKER
         self._live_changed = False  # whether the restore under way has committed a write to the live database
@@ -139,8 +141,10 @@ class Restorer:
             if tables:
                 self._check_tables(candidate, tables)
             if dry_run:
-                report.row_counts_after = self._dry_run(candidate, tables)
+                report.row_counts_after = self._dry_run(candidate, tables, report.notes)
                 return report
+            if not tables:
+                sqlitefile.keep_litestream_tables(self.live, candidate)
             report.row_counts_after, report.safety_backup = self._write_with_safety(
                 candidate, source, tables, expected, report.notes)
             if own is not None:
@@ -154,7 +158,7 @@ class Restorer:
             for leftover in (candidate, Path(f"{candidate}-wal"), Path(f"{candidate}-shm")):
                 leftover.unlink(missing_ok=True)
             if not dry_run:  # after a failed restore too: its safety backup counts against the retention
-                self.store.prune({SAFETY: self.keep_safety})
+                self.prune_safety()
 
     def _write_with_safety(self, candidate: Path, source: str, tables, expected: DatabaseFacts | None,
                            notes: list[str]):
@@ -254,15 +258,19 @@ class Restorer:
         return report
 
     def _check_tables(self, candidate: Path, tables: list[str]) -> None:
+        """Refuse tables missing from either side, or whose columns cannot be copied (BadRequest,
+        RestoreFailed); both before anything is written."""
         with closing(sqlitefile.open_readonly(self.live)) as live, \
                 closing(sqlitefile.open_readonly(candidate)) as source:
             live_tables, source_tables = set(sqlitefile.tables(live)), set(sqlitefile.tables(source))
-        unknown = [t for t in tables if t not in live_tables or t not in source_tables]
-        if unknown:
-            raise BadRequest(f"no table {', '.join(unknown)} in both the database and the backup "
-                                f"(tables: {', '.join(sorted(live_tables))}); nothing was changed")
+            unknown = [t for t in tables if t not in live_tables or t not in source_tables]
+            if unknown:
+                raise BadRequest(f"no table {', '.join(unknown)} in both the database and the backup "
+                                 f"(tables: {', '.join(sorted(live_tables))}); nothing was changed")
+            for table in tables:
+                _column_plan(_columns(live, "main", table), _columns(source, "main", table), table)
 
-    def _dry_run(self, candidate: Path, tables: list[str] | None) -> dict[str, int]:
+    def _dry_run(self, candidate: Path, tables: list[str] | None, notes: list[str]) -> dict[str, int]:
         """Row counts the live database would have; table restores are tried on a copy of it."""
         if not tables:
             with closing(sqlitefile.open_readonly(candidate)) as source:
@@ -270,7 +278,7 @@ class Restorer:
         trial = self.store.tmp / "dry-run.db"
         sqlitefile.snapshot(self.live, trial)
         try:
-            return _replace_tables(trial, candidate, tables)
+            return _replace_tables(trial, candidate, tables, notes)
         finally:
             trial.unlink(missing_ok=True)
 
@@ -298,7 +306,7 @@ class Restorer:
         way, on what a watcher sees.
         """
         if tables:
-            counts = _replace_tables(self.live, candidate, tables)  # checked before its one commit
+            counts = _replace_tables(self.live, candidate, tables, notes)  # checked before its one commit
             self._live_changed = True
             return counts
         if expected is None or expected.foreign_key_violations is None:  # not from a checked backup: count now
@@ -337,6 +345,10 @@ class Restorer:
                          "counts rather than page by page")
         return counts
 
+    def prune_safety(self) -> list[BackupRecord]:
+        """Safety backups go by age, never by count: the state from before the first of several restores stays."""
+        return self.store.prune_older(SAFETY, self.safety_max_age)
+
     def recover_interrupted(self) -> str | None:
         """Roll back a restore that was killed midway; a message when there was one to roll back."""
         if not self.marker.exists():
@@ -350,7 +362,7 @@ class Restorer:
                                 f"automatically ({err}); restore a backup by hand, then delete the marker") from None
         self.marker.unlink()
         safety.unlink(missing_ok=True)
-        self.store.prune({SAFETY: self.keep_safety})  # the killed restore's safety backup counts too
+        self.prune_safety()
         return (f"a restore of {marker['source']} started at {marker['started_at']} was interrupted; "
                 f"the database was rolled back to the snapshot taken just before it")
 
@@ -402,19 +414,30 @@ def _check_live(connection: sqlite3.Connection, allowed_fk: int, quick: bool = F
                             f"(the backup had {allowed_fk}): {'; '.join(violations[:5])}")
 
 
-def _replace_tables(target: Path, source: Path, tables: list[str]) -> dict[str, int]:
-    """Replace `tables` of `target` with those of `source` in one transaction, checked before commit."""
+def _replace_tables(target: Path, source: Path, tables: list[str], notes: list[str]) -> dict[str, int]:
+    """Replace `tables` of `target` with those of `source` in one transaction, checked before commit.
+
+    Only those tables change: the app's triggers are dropped and created again inside the transaction
+    (SQLite has no switch for them that Python reaches), foreign key actions are off (ON DELETE CASCADE),
+    and every other table is compared, rows and checksum, before the commit."""
     with closing(sqlite3.connect(target, isolation_level=None, timeout=60)) as connection:
+        connection.execute("PRAGMA foreign_keys = OFF")  # no cascade; foreign_key_check judges the result
         allowed_fk = len(sqlitefile.foreign_key_problems(connection))
         connection.execute("ATTACH DATABASE ? AS restored", (str(source),))
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for table in map(sqlitefile.quote, tables):
-                columns = ", ".join(sqlitefile.quote(row[1])
-                                    for row in connection.execute(f"PRAGMA main.table_info({table})"))
-                connection.execute(f"DELETE FROM main.{table}")
-                connection.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM restored.{table}")
+            others = [t for t in _all_tables(connection) if t not in tables]
+            untouched = _checksums(connection, others)
+            triggers = _drop_triggers(connection)
+            for table in tables:
+                notes.extend(_copy_table(connection, table))
+            for sql in triggers:
+                connection.execute(sql)
             _check_live(connection, allowed_fk)
+            now = _checksums(connection, others)
+            changed = [t for t in others if now[t] != untouched[t]]
+            if changed:
+                raise RestoreFailed(f"restoring {', '.join(tables)} would also change {', '.join(changed)}")
             counts = sqlitefile.row_counts(connection)
             connection.execute("COMMIT")
         except BaseException:
@@ -422,4 +445,110 @@ def _replace_tables(target: Path, source: Path, tables: list[str]) -> dict[str, 
             raise
         finally:
             connection.execute("DETACH DATABASE restored")
+    notes.append(f"only {', '.join(tables)} changed: the app's triggers did not fire, foreign key actions were off, "
+                 "and every other table was checked unchanged (rows and checksum)")
     return counts
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    declared: str
+    not_null: bool
+    default: str | None
+
+
+def _columns(connection: sqlite3.Connection, schema: str, table: str) -> list[_Column]:
+    """A table's columns as SQLite reads them (generated and hidden ones aside), by bound names: no SQL built."""
+    found = connection.execute('SELECT name, type, "notnull", dflt_value FROM pragma_table_info(?, ?)', (table, schema))
+    return [_Column(name, declared, bool(not_null), default) for name, declared, not_null, default in found]
+
+
+@dataclass(frozen=True)
+class _ColumnPlan:
+    copied: list[str]  # the live table's names of the columns both sides have
+    defaulted: list[str]  # only in the live table: they take their default
+    left_out: list[str]  # only in the backup: nowhere to put them
+
+
+def _column_plan(live: list[_Column], backup: list[_Column], table: str) -> _ColumnPlan:
+    """Which columns a table restore copies; RestoreFailed, naming them, when the schemas cannot be matched."""
+    in_backup = {c.name.lower(): c for c in backup}  # SQLite's column names ignore case
+    in_live = {c.name.lower() for c in live}
+    required = [c.name for c in live if c.name.lower() not in in_backup and c.not_null and c.default is None]
+    if required:
+        raise RestoreFailed(f"table {table}: column(s) {', '.join(required)} of the database are NOT NULL without a "
+                            "default and the backup has no such column; nothing was changed")
+    retyped = [f"{c.name} ({in_backup[c.name.lower()].declared or 'no type'} in the backup, {c.declared or 'no type'} "
+               "now)" for c in live if c.name.lower() in in_backup
+               and not _compatible(in_backup[c.name.lower()].declared, c.declared)]
+    if retyped:
+        raise RestoreFailed(f"table {table}: column(s) {', '.join(retyped)} changed type; nothing was changed")
+    return _ColumnPlan(copied=[c.name for c in live if c.name.lower() in in_backup],
+                       defaulted=[c.name for c in live if c.name.lower() not in in_backup],
+                       left_out=[c.name for c in backup if c.name.lower() not in in_live])
+
+
+NUMERIC_AFFINITIES = {"INTEGER", "REAL", "NUMERIC"}
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's type affinity of a declared column type (its rules, in their order)."""
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _compatible(backup_type: str, live_type: str) -> bool:
+    """Whether values of a column declared `backup_type` keep their meaning in one declared `live_type`."""
+    was, now = _affinity(backup_type), _affinity(live_type)
+    return was == now or {was, now} <= NUMERIC_AFFINITIES or not live_type.strip()
+
+
+def _copy_table(connection: sqlite3.Connection, table: str) -> list[str]:
+    """Replace the rows of main's `table` with restored's, column by column; notes on what was not copied."""
+    plan = _column_plan(_columns(connection, "main", table), _columns(connection, "restored", table), table)
+    columns = ", ".join(map(sqlitefile.quote, plan.copied))
+    name = sqlitefile.quote(table)
+    connection.execute(f"DELETE FROM main.{name}")
+    connection.execute(f"INSERT INTO main.{name} ({columns}) SELECT {columns} FROM restored.{name}")
+    notes = []
+    if plan.defaulted:
+        notes.append(f"{table}: column(s) {', '.join(plan.defaulted)} are not in the backup: they took their default")
+    if plan.left_out:
+        notes.append(f"{table}: column(s) {', '.join(plan.left_out)} of the backup are no longer in the database: "
+                     "left out")
+    return notes
+
+
+def _all_tables(connection: sqlite3.Connection) -> list[str]:
+    """Every table of main but SQLite's own (opsmon's and Litestream's included: none may change)."""
+    return [row[0] for row in connection.execute(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+
+
+def _checksums(connection: sqlite3.Connection, tables: list[str]) -> dict[str, tuple[int, str]]:
+    """Rows and a sha256 of every row, per table, in the order SQLite stores them."""
+    found = {}
+    for table in tables:
+        digest, rows = hashlib.sha256(), 0
+        for row in connection.execute(f"SELECT * FROM main.{sqlitefile.quote(table)}"):
+            digest.update(repr(row).encode())
+            rows += 1
+        found[table] = (rows, digest.hexdigest())
+    return found
+
+
+def _drop_triggers(connection: sqlite3.Connection) -> list[str]:
+    """Drop main's triggers; returns the statements that create them again."""
+    triggers = connection.execute("SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger'").fetchall()
+    for name, _ in triggers:
+        connection.execute(f"DROP TRIGGER main.{sqlitefile.quote(name)}")
+    return [sql for _, sql in triggers]

@@ -73,6 +73,19 @@ def replace_file(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def keep_litestream_tables(live: Path, candidate: Path) -> None:
+    """Give `candidate` the Litestream tables `live` has and it lacks, empty: written over the live database, it
+    must not take them from a Litestream running on it, whose checkpoints fail without them."""
+    with closing(open_readonly(live)) as source:
+        wanted = source.execute("SELECT name, sql FROM main.sqlite_master WHERE type = 'table' AND "
+                                "name LIKE '\\_litestream\\_%' ESCAPE '\\'").fetchall()
+    with closing(sqlite3.connect(candidate, isolation_level=None)) as target:
+        present = {row[0] for row in target.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+        for name, sql in wanted:
+            if name not in present:
+                target.execute(sql)
+
+
 def fsync_file(path: Path) -> None:
     with open(path, "rb") as file:
         os.fsync(file.fileno())

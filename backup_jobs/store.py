@@ -317,6 +317,14 @@ class BackupStore:
                 deleted.append(record)
         return deleted
 
+    def prune_older(self, tier: str, max_age_seconds: float) -> list[BackupRecord]:
+        """Delete the backups of `tier` taken more than `max_age_seconds` ago; returns what was deleted."""
+        cutoff = self.clock() - max_age_seconds
+        deleted = [r for r in self.records() if r.tier == tier and r.started_at < cutoff]
+        for record in deleted:
+            self.delete(record)
+        return deleted
+
     def delete(self, record: BackupRecord) -> None:
         # Manifest first: if we die between the two, an unnamed file is left, never a dangling manifest.
         record.manifest_path.unlink(missing_ok=True)

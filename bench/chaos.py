@@ -71,7 +71,7 @@ DAMAGED = "damaged"  # where a restore keeps a live file SQLite cannot read; eve
 ZERO_REVENUE = {"name": "zero_revenue", "description": "A monetization earns something.",
                 "query": "SELECT id FROM monetizations WHERE revenue_cents = 0",
                 "fix": "DELETE FROM monetizations WHERE revenue_cents = 0", "fixable": True}
-RETENTION = {"daily": 2, "weekly": 1, "monthly": 1, "safety": 2}
+RETENTION = {"daily": 2, "weekly": 1, "monthly": 1, "safety_days": 7}
 
 
 # ---- what a scenario found -----------------------------------------------------------------
@@ -592,7 +592,7 @@ def scenario_kill(suite: Suite, tally: Tally, runs: int, until: float) -> None:
     kit.close()
     safety = len(kit.catalog().of_tier(catalog.SAFETY))
     tally.details.append("kills landed: " + ", ".join(f"{k} {v}" for k, v in landed.items())
-                         + f"; safety backups kept at the end: {safety} (retention {RETENTION['safety']})")
+                         + f"; safety backups kept at the end: {safety} (kept {RETENTION['safety_days']} days)")
 
 
 # ---- scenario: a full filesystem ------------------------------------------------------------

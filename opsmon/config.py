@@ -229,12 +229,13 @@ class TierSchedule(Strict):
 
 
 class Retention(Strict):
-    """How many backups of each tier to keep; safety backups are those taken before a restore or fix."""
+    """How many backups of each tier to keep; safety backups, taken before a restore or fix, are kept by age:
+    restores in a row never push out the state from before the first."""
 
     daily: PositiveInt = 7
     weekly: PositiveInt = 4
     monthly: PositiveInt = 12
-    safety: PositiveInt = 3
+    safety_days: PositiveInt = 7
 
 
 class OffsiteConfig(Strict):

@@ -3,6 +3,7 @@ still give back every committed row (issue 13). The real binary, a real SQLite d
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from contextlib import closing
@@ -130,3 +131,67 @@ def test_two_kills_in_quick_succession_while_the_app_writes_keep_the_replica_who
     last_write = commit_videos(app, 5)
 
     assert_the_replica_holds_every_row(litestream, last_write, tmp_path)
+
+
+def commit_beyond_litestreams_checkpoint(app) -> None:
+    """One transaction of more than the 1000 WAL pages after which Litestream checkpoints."""
+    app.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) "
+                "INSERT INTO videos (title, status, created_at, updated_at) "
+                "SELECT 'after the restore ' || hex(randomblob(200)), 'queued', unixepoch(), unixepoch() FROM n")
+
+
+@pytest.fixture
+def jobs(tmp_path, app, caplog):
+    """The jobs of a database replicated by Litestream, whose lines the test reads."""
+    caplog.set_level(logging.INFO, logger="litestream")
+    jobs = Jobs(backups_config(tmp_path, tmp_path / "live.db", litestream={
+        "enabled": True, "replica_directory": str(tmp_path / "replica"), "sync_interval_seconds": 0.2,
+        "metrics_address": f"127.0.0.1:{free_port()}"}))
+    yield jobs
+    jobs.pitr.stop()
+
+
+def litestream_errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "litestream" and ("no such table" in r.getMessage() or "level=ERROR" in r.getMessage())]
+
+
+def test_a_restore_keeps_litestreams_tables_so_litestream_never_works_without_them(tmp_path, app, jobs, caplog):
+    backup = jobs.backup("daily")  # taken before Litestream ran: its tables are not in it
+    jobs.pitr.start()
+    replicated = commit_videos(app, 10)
+    wait_for(lambda: replicated_past(jobs.pitr, replicated), timeout=30, what="the first rows replicated")
+    with jobs.locked("restore"):
+        jobs.restore_backup(backup.id)
+    litestreams = "SELECT name FROM sqlite_master WHERE name LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name"
+    assert app.execute(litestreams).fetchall() == [("_litestream_lock",), ("_litestream_seq",)]
+    jobs.pitr.stop()  # Litestream checkpoints as it stops, with its tables
+    assert litestream_errors(caplog) == []
+
+
+def test_after_a_restore_litestream_starts_again_on_the_restored_database_and_pitr_holds_later_writes(
+        tmp_path, app, jobs, caplog):
+    litestream = jobs.pitr
+    backup = jobs.backup("daily")  # taken before Litestream ran: its tables are not in it
+    litestream.start()
+    replicated = commit_videos(app, 10)
+    wait_for(lambda: replicated_past(litestream, replicated), timeout=30, what="the first rows replicated")
+    first = litestream.process.pid
+    with jobs.locked("restore"):
+        jobs.restore_backup(backup.id)
+    wait_for(lambda: litestream.supervise() or (litestream.running and litestream.process.pid != first),
+             timeout=30, interval=0.2, what="Litestream started again on the restored database")
+
+    commit_beyond_litestreams_checkpoint(app)
+    next_second()
+    marker = commit_videos(app, 1)  # replicated in a later second, so after the big write: it is all there
+    wait_for(lambda: replicated_past(litestream, marker), timeout=30, what="the writes after the restore")
+    written = fingerprint(tmp_path / "live.db")
+    moment = next_second()
+    app.execute("DELETE FROM videos WHERE title LIKE 'after the restore %' OR title = 'restart'")
+    with jobs.locked("restore"):
+        report = jobs.restore_moment(moment)
+    assert report.source.startswith("the Litestream replica at")
+    assert fingerprint(tmp_path / "live.db") == written
+    litestream.stop()
+    assert litestream_errors(caplog) == []

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
+import re
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from backup_jobs import cli, sqlitefile
+from backup_jobs.inputs import restore_request
 from backup_jobs.jobs import Jobs
 from backup_jobs.restore import BadRequest, RestoreFailed
 from backup_jobs.store import BackupStore
 from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup
+from tests.conftest import wait_for
 from tests.fakes import FakeClock
 
 
@@ -318,3 +325,190 @@ def test_a_damaged_live_database_can_be_restored_and_its_safety_backup_kept(jobs
     assert fingerprint(live) == good
     safety = jobs.store.find(report.safety_backup)  # kept although the database it holds is damaged
     assert safety.tier == "safety" and jobs.store.manifest(safety).database.integrity_checked is False
+
+
+def app_database(path, *statements):
+    """A database of the test's own schema and rows, as an app of a user's would have."""
+    execute(path, *statements)
+    return path
+
+
+def backed_up(tmp_path, capsys, database):
+    """The CLI's arguments for `database`, and the id of its first backup."""
+    args = ["--database", str(database), "--backup-dir", str(tmp_path / "backups")]
+    assert cli.main([*args, "create"]) == 0
+    return args, capsys.readouterr().out.strip()
+
+
+def rows(database, query):
+    with closing(sqlite3.connect(database)) as connection:
+        return connection.execute(query).fetchall()
+
+
+def test_a_table_restore_from_an_older_schema_leaves_the_new_column_at_its_default(tmp_path, capsys):
+    db = app_database(tmp_path / "app.db", "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL)",
+                      "INSERT INTO videos (title) VALUES ('a'), ('b'), ('c')")
+    args, backup_id = backed_up(tmp_path, capsys, db)
+    execute(db, "ALTER TABLE videos ADD COLUMN status TEXT DEFAULT 'queued'", "UPDATE videos SET status = 'done'",
+            "DELETE FROM videos WHERE id = 2")
+
+    assert cli.main([*args, "restore", backup_id, "--tables", "videos"]) == 0
+    assert rows(db, "SELECT id, title, status FROM videos ORDER BY id") == [
+        (1, "a", "queued"), (2, "b", "queued"), (3, "c", "queued")]
+    assert "videos: column(s) status are not in the backup: they took their default" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("live_schema, live_row, named", [
+    ("CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL)",
+     "INSERT INTO videos VALUES (7, 'z', 'me')",
+     "table videos: column(s) owner of the database are NOT NULL without a default"),
+    ("CREATE TABLE videos (id INTEGER PRIMARY KEY, title BLOB NOT NULL)", "INSERT INTO videos VALUES (7, x'07')",
+     "table videos: column(s) title (TEXT in the backup, BLOB now) changed type"),
+])
+def test_a_table_restore_into_a_schema_it_cannot_fill_is_refused_naming_the_columns(tmp_path, capsys, live_schema,
+                                                                                     live_row, named):
+    db = app_database(tmp_path / "app.db", "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL)",
+                      "INSERT INTO videos (title) VALUES ('a'), ('b')")
+    args, backup_id = backed_up(tmp_path, capsys, db)
+    execute(db, "DROP TABLE videos", live_schema, live_row)
+    before = rows(db, "SELECT * FROM videos")
+
+    assert cli.main([*args, "restore", backup_id, "--tables", "videos"]) == 5
+    failed = capsys.readouterr().err
+    assert named in failed and "nothing was changed" in failed
+    assert rows(db, "SELECT * FROM videos") == before
+
+
+def test_a_table_restore_fires_no_trigger_and_no_cascade_and_changes_no_other_table(tmp_path, capsys):
+    db = app_database(
+        tmp_path / "app.db",
+        "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL)",
+        "CREATE TABLE approvals (id INTEGER PRIMARY KEY, video_id INTEGER NOT NULL)",
+        "CREATE TABLE comments (id INTEGER PRIMARY KEY, "
+        "video_id INTEGER NOT NULL REFERENCES videos (id) ON DELETE CASCADE)",
+        "CREATE TRIGGER videos_cleanup AFTER DELETE ON videos BEGIN DELETE FROM approvals WHERE video_id = old.id; END",
+        "INSERT INTO videos (id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+        "INSERT INTO approvals (video_id) VALUES (1), (2), (3), (4)",
+        "INSERT INTO comments (video_id) VALUES (1), (2), (3)")
+    args, backup_id = backed_up(tmp_path, capsys, db)
+    execute(db, "UPDATE videos SET title = 'renamed'")
+    others = fingerprint(db)
+    del others["videos"]
+
+    assert cli.main([*args, "restore", backup_id, "--tables", "videos"]) == 0
+    out = capsys.readouterr().out
+    assert rows(db, "SELECT count(*) FROM approvals") == [(4,)] and rows(db, "SELECT count(*) FROM comments") == [(3,)]
+    assert {t: v for t, v in fingerprint(db).items() if t != "videos"} == others
+    assert rows(db, "SELECT title FROM videos ORDER BY id") == [("a",), ("b",), ("c",), ("d",)]
+    assert "the app's triggers did not fire, foreign key actions were off" in out
+    assert "every other table was checked unchanged" in out
+    assert rows(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("videos_cleanup",)]
+
+
+def test_tables_whose_names_need_quoting_are_restored_from_the_command_line_and_the_console(tmp_path, capsys):
+    names = ["my table", 'say "hi"', "비디오"]
+    db = app_database(tmp_path / "app.db", *(f"CREATE TABLE {sqlitefile.quote(n)} (id INTEGER PRIMARY KEY, "
+                                             f"{sqlitefile.quote(n + ' col')} TEXT)" for n in names),
+                      *(f"INSERT INTO {sqlitefile.quote(n)} VALUES (1, 'one'), (2, 'two')" for n in names))
+    args, backup_id = backed_up(tmp_path, capsys, db)
+    for name in names:
+        execute(db, f"DELETE FROM {sqlitefile.quote(name)}")
+
+    assert cli.main([*args, "restore", backup_id, "--tables", ",".join(names[:2])]) == 0
+    jobs = Jobs(backups_config(tmp_path, db))
+    with jobs.locked("restore"):  # as the console asks for it
+        jobs.restore(restore_request({"backup": backup_id, "tables": names[2]}, known_tables=names))
+    assert all(rows(db, f"SELECT * FROM {sqlitefile.quote(n)} ORDER BY 1") == [(1, "one"), (2, "two")] for n in names)
+
+
+def test_safety_backups_are_kept_by_age_so_restores_in_a_row_keep_the_state_before_the_first(tmp_path):
+    clock = FakeClock(1_795_000_000.0)
+    db = demo_database(tmp_path / "live.db")
+    jobs = Jobs(backups_config(tmp_path, db), clock=clock)
+    backup = jobs.backup("daily")
+    with jobs.locked("restore"):
+        aged = jobs.restore_backup(backup.id).safety_backup  # of a restore long ago
+    clock.advance(8 * 86400)  # beyond the week safety backups are kept
+    execute(db, "DELETE FROM monetizations")
+    before_first = fingerprint(db)
+    taken = []
+    for _ in range(3):
+        clock.advance(60)
+        with jobs.locked("restore"):
+            taken.append(jobs.restore_backup(backup.id).safety_backup)
+
+    with jobs.locked("restore"):
+        jobs.restore_backup(taken[0])  # back to the state before the first of them
+    assert fingerprint(db) == before_first
+    kept = {r.id for r in jobs.store.records() if r.tier == "safety"}
+    assert set(taken) <= kept and aged not in kept
+
+
+def on_a_terminal(args, answer: bytes | None) -> tuple[int, str]:
+    """opsmon-backup --database DB ... (in DB's folder) with a pseudo-terminal for stdin, stdout and stderr, as a
+    person runs it, typing `answer` once its question is shown (None: no question is awaited); its exit status
+    and all it wrote."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--quiet", *map(str, args)],
+                               stdin=follower, stdout=follower, stderr=follower, cwd=Path(args[1]).parent)
+    os.close(follower)
+    written = bytearray()
+
+    def read_more() -> bool:
+        """Read what is there; true once the process has closed the terminal."""
+        if not select.select([leader], [], [], 0.1)[0]:
+            return False
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: nobody holds the terminal any more
+            return True
+        written.extend(chunk)
+        return not chunk
+
+    try:
+        if answer is not None:
+            wait_for(lambda: read_more() or b"Restore? [y/N]" in written, timeout=60, interval=0,
+                     what=lambda: f"the question, in {bytes(written)!r}")
+            os.write(leader, answer)
+        wait_for(read_more, timeout=60, interval=0, what="the end of its output")
+        return process.wait(timeout=30), written.decode().replace("\r\n", "\n")
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize("answer", [b"n\n", b"\x04"], ids=["no", "end of input"])
+def test_restore_on_a_terminal_answered_no_changes_nothing_and_shows_what_it_would_replace(jobs, answer):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    in_backup = fingerprint(live)["monetizations"][0]
+    execute(live, "DELETE FROM monetizations")
+    before = fingerprint(live)
+    with closing(sqlite3.connect(live, isolation_level=None)) as app:
+        app.execute("BEGIN IMMEDIATE")  # the app in the middle of a write while the person is asked
+
+        status, shown = on_a_terminal(["--database", live, "--backup-dir", jobs.directory, "restore", backup.id],
+                                      answer)
+        app.execute("ROLLBACK")
+    assert status == 5 and "not restored; nothing was changed" in shown
+    assert f"This restore replaces all of {live}" in shown and f"backup {backup.id} (taken" in shown
+    assert "the app is writing now: a writer holds the write lock" in shown
+    assert re.search(rf"\n +monetizations +0 -> {in_backup}\n", shown), shown
+    assert fingerprint(live) == before
+    assert not [r for r in jobs.store.records() if r.tier == "safety"]
+
+
+@pytest.mark.parametrize("extra, answer", [([], b"y\n"), (["--yes"], None)])
+def test_restore_on_a_terminal_goes_ahead_on_yes_or_with_yes_given(jobs, extra, answer):
+    live = jobs.store.database
+    backup = jobs.backup("daily")
+    restored = fingerprint(live)
+    execute(live, "DELETE FROM monetizations")
+
+    status, shown = on_a_terminal(["--database", live, "--backup-dir", jobs.directory, "restore", backup.id, *extra],
+                                  answer)
+    assert status == 0, shown
+    assert fingerprint(live) == restored
+    assert ("Restore? [y/N]" in shown) == (answer is not None)
+    assert f"restored backup {backup.id}" in shown
