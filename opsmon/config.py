@@ -376,9 +376,14 @@ def _key(loc: tuple) -> str:
     return key
 
 
+# Keys an earlier release accepted, with what replaced them: an upgrade is told what to write instead.
+RENAMED_KEYS = {("backups", "retention", "safety"): "replaced by safety_days: safety backups are kept by age (days), "
+                                                     "not by count"}
+
+
 def _message(error: dict) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown key"
+        return RENAMED_KEYS.get(tuple(error["loc"]), "unknown key")
     if error["type"] == "missing":
         return "required key is missing"
     return error["msg"].removeprefix("Value error, ")
