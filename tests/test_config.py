@@ -16,7 +16,7 @@ INVALID = [
      ["exportr: unknown key"]),
     ("misspelled nested key", {"database": {"path": "a.db", "nmae": "x"}},
      ["database.nmae: unknown key"]),
-    ("a key an earlier release accepted", {"database": {"path": "a.db"}, "backups": {"retention": {"safety": 3}}},
+    ("a key an earlier release accepted", {"database": {"path": "a.db"}, "backups": {"directory": "b", "retention": {"safety": 3}}},
      ["backups.retention.safety: replaced by safety_days: safety backups are kept by age (days), not by count"]),
     ("missing database path", {"database": {}},
      ["database.path: required key is missing"]),
