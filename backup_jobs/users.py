@@ -53,7 +53,7 @@ class Users:
             if not isinstance(user, dict) or user.get("role") not in ROLES \
                     or not isinstance(user.get("password_hash"), str):
                 raise UsersFileInvalid(f"{self.path}: user {name!r} needs a role ({' or '.join(ROLES)}) and a "
-                                       f"password_hash; set them again with `opsmon-backup user add {name}`")
+                                       f"password_hash; fix or remove that entry")
         return users
 
     def add(self, name: str, password: str, role: str) -> None:

@@ -89,10 +89,9 @@ def iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def report(files: list[Path], since: float | None = None, level: str | None = None,
-           max_patterns: int = MAX_PATTERNS) -> tuple[dict, list[str]]:
+def report(files: list[Path], since: float | None = None, level: str | None = None) -> tuple[dict, list[str]]:
     """Mine the files in order (oldest first, as rotation names them); returns the report and the problems."""
-    patterns = Patterns(limit=max_patterns)
+    patterns = Patterns(limit=MAX_PATTERNS)
     stats: dict[tuple[str, str], list] = {}  # (pattern id or other, level) -> [count, first, last seen, example]
     lowest = LEVELS.index(level) if level else 0
     problems, lines_read = [], 0
@@ -123,7 +122,7 @@ def report(files: list[Path], since: float | None = None, level: str | None = No
         except Unreadable as err:
             problems.append(str(err))
     rows = []
-    other = f"(lines of no pattern: past the limit of {max_patterns} patterns)"
+    other = f"(lines of no pattern: past the limit of {MAX_PATTERNS} patterns)"
     for (pattern_id, row_level), (count, first, last, example) in stats.items():
         template = other if pattern_id == OTHER else patterns.patterns[pattern_id].template
         rows.append({"id": pattern_id, "level": row_level, "template": template, "count": count,
