@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from exporter.collectors.logs import LEVELS, OTHER, Patterns, parse_any, to_timestamp
 from opsmon.config import LogSourceConfig
@@ -167,31 +167,31 @@ class RequestLines:
     FOUND_REQUESTS = 1000
 
     def __init__(self):
-        self._recent: dict[str, list[tuple[int, str]]] = {}
-        self._order: deque[tuple[str, int]] = deque()  # (request, length), oldest first
+        self._recent: dict[str, deque[tuple[int, str]]] = {}
+        self._order: deque[tuple[str, int, int]] = deque()  # (request, line number, length), oldest first
         self._chars = 0
         self._found: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
 
-    def found(self, request: str) -> list[tuple[int, str]]:
+    def found(self, request: str) -> Iterable[tuple[int, str]]:
         """The request of a line naming the reference: its earlier lines still in the window."""
         self._found[request] = None
         if len(self._found) > self.FOUND_REQUESTS:
             del self._found[next(iter(self._found))]
-        return self._recent.pop(request, [])
+        return self._recent.pop(request, ())
 
     def is_found(self, request: str) -> bool:
         return request in self._found
 
     def remember(self, request: str, number: int, line: str) -> None:
-        self._recent.setdefault(request, []).append((number, line))
-        self._order.append((request, len(line)))
+        self._recent.setdefault(request, deque()).append((number, line))
+        self._order.append((request, number, len(line)))
         self._chars += len(line)
         while self._chars > self.WINDOW_CHARS:
-            oldest, length = self._order.popleft()
+            oldest, oldest_number, length = self._order.popleft()
             self._chars -= length
             lines = self._recent.get(oldest)
-            if lines:  # gone already when its request was found
-                lines.pop(0)
+            if lines and lines[0][0] == oldest_number:  # not printed already when its request was found
+                lines.popleft()
                 if not lines:
                     del self._recent[oldest]
 
