@@ -143,7 +143,8 @@ def tool(tmp: Path) -> None:
     small_rss, large_rss = find_peak_rss(small, "video"), find_peak_rss(large, "video")
     print(f"logs find of a word on most lines: peak RSS {small_rss / 2**20:.0f} MiB on "
           f"{small.stat().st_size / 2**20:.0f} MiB (the baseline), {large_rss / 2**20:.0f} MiB on "
-          f"{large.stat().st_size / 2**20:.0f} MiB: ratio {large_rss / small_rss:.2f} (streamed: the same past the 4 MB window of a request's lines)")
+          f"{large.stat().st_size / 2**20:.0f} MiB: ratio {large_rss / small_rss:.2f} "
+          f"(streamed: the same past the 4 MB window of a request's lines)")
 
 
 def main() -> int:

@@ -306,7 +306,8 @@ def test_a_flood_of_huge_user_names_leaves_the_audit_small(tmp_path):
     finally:
         stop(process)
     entries = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [(e["action"], e["result"]) for e in entries[-30:]] == [("login", "failed")] * 5 + [("login", "refused")] * 25
+    assert [(e["action"], e["result"]) for e in entries[-30:]] == \
+        [("login", "failed")] * 5 + [("login", "refused")] * 25
     assert all(e["user"] == "x" * 194 + "…[cut]" for e in entries[-30:])
     assert audit.stat().st_size < 30 * 1024
 
