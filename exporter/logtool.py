@@ -152,7 +152,7 @@ def _request_of(line: str) -> str | None:
         return None
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = record.get("request_id") if isinstance(record, dict) else None
     return value if isinstance(value, str) and value else None

@@ -95,6 +95,16 @@ def test_devices_fifos_and_folders_are_refused_by_name(tmp_path, capsys):
         assert f"{tmp_path / 'folder'}: is a folder, not a log file" in err
 
 
+def test_lines_of_deeply_nested_json_are_read_by_pattern_not_a_traceback(tmp_path):
+    log = tmp_path / "nested.jsonl"
+    log.write_text('{"level": "ERROR", "message": "nested", "request_id": ' + "[" * 20_000 + "]" * 20_000 + "}\n"
+                   + '{"level": "ERROR", "message": "failed", "reference": "021eb9032dc1"}\n')
+    code, out = run(["report", "--json", str(log)])
+    assert code == 0 and sum(p["count"] for p in json.loads(out)["patterns"]) == 2
+    code, out = run(["find", "021eb9032dc1", str(log)])
+    assert code == 0 and out.startswith(f"{log}:2: ")
+
+
 def test_report_keeps_the_collectors_pattern_limit_on_a_high_cardinality_log(tmp_path):
     words = [f"{a}{b}{c}" for a in "bcdfg" for b in "aeiou" for c in "klmnprstvz"]
     lines = [f"2026-11-26T10:{i // 60 % 60:02d}:{i % 60:02d}Z ERROR request failed: "
