@@ -5,17 +5,27 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import lzma
 import os
 import re
+import stat
 import sys
 import time
+from collections import deque
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterable, Iterator
 
-from exporter.collectors.logs import LEVELS, Patterns, parse_any, to_timestamp
+from exporter.collectors.logs import LEVELS, OTHER, Patterns, parse_any, to_timestamp
+from opsmon.config import LogSourceConfig
 
-MAX_LINE_BYTES = 64 * 1024  # as the collector's default: longer lines are cut before they are parsed
+# As the collector's defaults: longer lines are cut before they are parsed, and past the limit of
+# patterns a line that fits none counts as other, so mining stays linear in the lines however varied.
+MAX_LINE_BYTES = LogSourceConfig.model_fields["max_line_bytes"].default
+MAX_PATTERNS = LogSourceConfig.model_fields["max_patterns"].default
+# Rotated logs are compressed under any name (logrotate's compressext, or none): known by their first bytes.
+COMPRESSED = {b"\x1f\x8b": gzip.open, b"\xfd7zXZ\x00": lzma.open}
 EXAMPLE_CHARS = 300
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -25,11 +35,32 @@ class Unreadable(Exception):
     """A file given on the command line cannot be read; the message names it."""
 
 
+@contextmanager
+def open_log(path: Path) -> Iterator[BinaryIO]:
+    """The file's bytes, decompressed when its content says it is compressed; a device, FIFO or folder
+    is refused (it never ends, or has no lines), and opening never waits for a FIFO's writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise Unreadable(f"{path}: is {kind}, not a log file")
+    with os.fdopen(fd, "rb") as raw:
+        start = raw.read(6)
+        raw.seek(0)
+        decompress = next((opener for magic, opener in COMPRESSED.items() if start.startswith(magic)), None)
+        if decompress is None:
+            yield raw
+        else:
+            with decompress(raw, "rb") as handle:
+                yield handle
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a log file, plain or gzipped (rotated logs), cut and decoded as the collector does."""
+    """(line number, text) of a log file, plain or compressed (rotated logs), cut and decoded as the collector
+    does."""
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
+        with open_log(path) as handle:
             number = 0
             while raw := handle.readline(MAX_LINE_BYTES + 1):
                 number += 1
@@ -37,7 +68,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
                     while (rest := handle.readline(1024 * 1024)) and not rest.endswith(b"\n"):
                         pass
                 yield number, raw[:MAX_LINE_BYTES].rstrip(b"\r\n").decode("utf-8", "replace")
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, lzma.LZMAError) as err:
         raise Unreadable(f"{path}: {getattr(err, 'strerror', None) or err}") from None
 
 
@@ -60,8 +91,8 @@ def iso(moment: float | None) -> str | None:
 
 def report(files: list[Path], since: float | None = None, level: str | None = None) -> tuple[dict, list[str]]:
     """Mine the files in order (oldest first, as rotation names them); returns the report and the problems."""
-    patterns = Patterns(limit=None)
-    stats: dict[str, list] = {}  # id -> [count, first seen, last seen, example line]
+    patterns = Patterns(limit=MAX_PATTERNS)
+    stats: dict[tuple[str, str], list] = {}  # (pattern id or other, level) -> [count, first, last seen, example]
     lowest = LEVELS.index(level) if level else 0
     problems, lines_read = [], 0
     for path in files:
@@ -79,9 +110,10 @@ def report(files: list[Path], since: float | None = None, level: str | None = No
                 if since is not None and (moment is None or moment < since):
                     continue
                 pattern = patterns.add(line_level, message, when)
-                entry = stats.get(pattern.id)
+                key = (pattern.id if pattern is not None else OTHER, line_level)
+                entry = stats.get(key)
                 if entry is None:
-                    stats[pattern.id] = [1, moment, moment, line]
+                    stats[key] = [1, moment, moment, line]
                     continue
                 entry[0] += 1
                 if moment is not None:
@@ -90,9 +122,10 @@ def report(files: list[Path], since: float | None = None, level: str | None = No
         except Unreadable as err:
             problems.append(str(err))
     rows = []
-    for pattern_id, (count, first, last, example) in stats.items():
-        pattern = patterns.patterns[pattern_id]
-        rows.append({"id": pattern_id, "level": pattern.level, "template": pattern.template, "count": count,
+    other = f"(lines of no pattern: past the limit of {MAX_PATTERNS} patterns)"
+    for (pattern_id, row_level), (count, first, last, example) in stats.items():
+        template = other if pattern_id == OTHER else patterns.patterns[pattern_id].template
+        rows.append({"id": pattern_id, "level": row_level, "template": template, "count": count,
                      "first_seen": iso(first), "last_seen": iso(last), "example": example})
     rows.sort(key=lambda row: (-row["count"], -LEVELS.index(row["level"]), row["id"]))
     return {"files": [str(path) for path in files], "lines": lines_read, "patterns": rows}, problems
@@ -119,31 +152,71 @@ def _request_of(line: str) -> str | None:
         return None
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = record.get("request_id") if isinstance(record, dict) else None
     return value if isinstance(value, str) and value else None
 
 
+class RequestLines:
+    """The lines of requests, for `find`: a window of the recent lines of each request (printed when one of
+    its lines names the reference), and the requests found so far, whose later lines print as they come.
+    Both are bounded, so memory stays flat on any file: a request's lines lie close together."""
+
+    WINDOW_CHARS = 4 * 1024 * 1024
+    FOUND_REQUESTS = 1000
+
+    def __init__(self):
+        self._recent: dict[str, deque[tuple[int, str]]] = {}
+        self._order: deque[tuple[str, int, int]] = deque()  # (request, line number, length), oldest first
+        self._chars = 0
+        self._found: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+
+    def found(self, request: str) -> Iterable[tuple[int, str]]:
+        """The request of a line naming the reference: its earlier lines still in the window."""
+        self._found[request] = None
+        if len(self._found) > self.FOUND_REQUESTS:
+            del self._found[next(iter(self._found))]
+        return self._recent.pop(request, ())
+
+    def is_found(self, request: str) -> bool:
+        return request in self._found
+
+    def remember(self, request: str, number: int, line: str) -> None:
+        self._recent.setdefault(request, deque()).append((number, line))
+        self._order.append((request, number, len(line)))
+        self._chars += len(line)
+        while self._chars > self.WINDOW_CHARS:
+            oldest, oldest_number, length = self._order.popleft()
+            self._chars -= length
+            lines = self._recent.get(oldest)
+            if lines and lines[0][0] == oldest_number:  # not printed already when its request was found
+                lines.popleft()
+                if not lines:
+                    del self._recent[oldest]
+
+
 def find(reference: str, files: list[Path], out) -> tuple[int, list[str]]:
-    """Print each line naming `reference` (FILE:N: line) and the lines of its request (FILE-N- line);
-    returns how many lines named it, and the problems."""
+    """Print each line naming `reference` (FILE:N: line) and the lines of its request (FILE-N- line), as they
+    are read; returns how many lines named it, and the problems."""
     found, problems = 0, []
     for path in files:
+        requests = RequestLines()
         try:
-            matches = {number: line for number, line in read_lines(path) if reference in line}
-            requests = {request for request in map(_request_of, matches.values()) if request}
-            if not requests:
-                for number, line in matches.items():
-                    print(f"{path}:{number}: {line}", file=out)
-                found += len(matches)
-                continue
             for number, line in read_lines(path):
-                if number in matches:
+                request = _request_of(line) if '"request_id"' in line else None
+                if reference in line:
+                    found += 1
+                    earlier = requests.found(request) if request else []
+                    for earlier_number, earlier_line in earlier:
+                        print(f"{path}-{earlier_number}- {earlier_line}", file=out)
                     print(f"{path}:{number}: {line}", file=out)
-                elif any(request in line for request in requests) and _request_of(line) in requests:
+                elif request is None:
+                    continue
+                elif requests.is_found(request):
                     print(f"{path}-{number}- {line}", file=out)
-            found += len(matches)
+                else:
+                    requests.remember(request, number, line)
         except Unreadable as err:
             problems.append(str(err))
     return found, problems
@@ -154,8 +227,9 @@ def parse_args(argv) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     report_parser = commands.add_parser(
         "report", help="the patterns of log files: count, level, first and last seen, an example line",
-        description="Group the lines of log files (JSON lines or text, gzipped or not) into Drain patterns, "
-                    "as the logs collector does. Give rotated files oldest first.")
+        description=f"Group the lines of log files (JSON lines or text, compressed or not) into Drain patterns, "
+                    f"as the logs collector does: at most {MAX_PATTERNS}, the rest count as other. Give rotated "
+                    f"files oldest first.")
     report_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     report_parser.add_argument("--since", help="only lines written in this last while (30m, 1h, 2d, 1w) or "
                                                "since this ISO 8601 time")

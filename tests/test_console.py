@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import socket
 import subprocess
+import sys
+import threading
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -13,7 +18,7 @@ from backup_jobs.console.work import Audit, JobRunner
 from backup_jobs.locks import job_lock
 from backup_jobs.users import Users
 from tests.backup_helpers import demo_database, fingerprint, start_console
-from tests.conftest import stop, wait_for
+from tests.conftest import free_port, stop, wait_for
 
 ADMIN, VIEWER = ("root", "a very long admin password"), ("watcher", "a very long viewer password")
 
@@ -262,3 +267,132 @@ def test_a_job_is_shown_ended_only_once_its_result_is_there(tmp_path):
                    what="the job to end")
     assert [page["status"] for page in seen] == ["running"]  # and still so once the job ended: a copy
     assert (run["status"], run["result"]) == ("succeeded", "would restore") and run["report"] is not None
+
+
+def announce_body(url: str, path: str, length: int, headers: str = "") -> tuple[int, str]:
+    """POST whose head announces a body of `length` bytes and sends none of it: a server that reads the body
+    before answering waits for it (and this times out); the answer as (status, body)."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {length}\r\n"
+                           f"{headers}\r\n".encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def login_form(url: str) -> tuple[requests.Session, str]:
+    session = requests.Session()
+    return session, re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{url}/login", timeout=5).text)[1]
+
+
+def test_a_flood_of_huge_user_names_leaves_the_audit_small(tmp_path):
+    # A console of its own: the failed logins would lock the shared one's address out.
+    Users(tmp_path / "users.json").add(*ADMIN, "admin")
+    url, process = start_console(tmp_path, demo_database(tmp_path / "live.db"), tmp_path / "users.json")
+    audit = tmp_path / "backups" / "audit.jsonl"
+    try:
+        session, token = login_form(url)
+        cookie = f"Cookie: opsmon_console={session.cookies['opsmon_console']}\r\n"
+        form = "Content-Type: application/x-www-form-urlencoded\r\n"
+        for _ in range(30):  # 8 MB user names: answered from the Content-Length, never read
+            status, body = announce_body(url, "/login", 8 * 2**20, cookie + form)
+            assert status == 413 and "too large" in body
+        codes = [session.post(f"{url}/login", data={"username": "x" * 15_000, "password": "wrong",
+                                                    "csrf_token": token}, timeout=5).status_code for _ in range(30)]
+        assert codes == [401] * 5 + [429] * 25
+    finally:
+        stop(process)
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["action"], e["result"]) for e in entries[-30:]] == \
+        [("login", "failed")] * 5 + [("login", "refused")] * 25
+    assert all(e["user"] == "x" * 194 + "…[cut]" for e in entries[-30:])
+    assert audit.stat().st_size < 30 * 1024
+
+
+def test_concurrent_wrong_passwords_are_checked_at_most_the_limit(tmp_path):
+    Users(tmp_path / "users.json").add(*ADMIN, "admin")
+    url, process = start_console(tmp_path, demo_database(tmp_path / "live.db"), tmp_path / "users.json")
+    try:
+        forms = [login_form(url) for _ in range(60)]
+        start = threading.Barrier(len(forms))
+        codes = []
+
+        def wrong_password(session, token):
+            start.wait()
+            codes.append(session.post(f"{url}/login", data={"username": ADMIN[0], "password": "wrong password",
+                                                            "csrf_token": token}, timeout=60).status_code)
+
+        threads = [threading.Thread(target=wrong_password, args=form) for form in forms]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(codes) == [401] * 5 + [429] * 55
+        session, token = login_form(url)  # the right password is refused too while the address waits
+        assert session.post(f"{url}/login", data={"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token},
+                            timeout=5).status_code == 429
+    finally:
+        stop(process)
+
+
+def test_a_huge_json_body_from_an_admin_is_refused_unread(console):
+    url = console["url"]
+    session, csrf = login(url, ADMIN)
+    headers = (f"Cookie: opsmon_console={session.cookies['opsmon_console']}\r\nX-CSRF-Token: {csrf}\r\n"
+               "Content-Type: application/json\r\n")
+    for path in ("/api/restore", "/api/backups"):
+        status, body = announce_body(url, path, 300 * 2**20, headers)
+        assert status == 413 and "too large" in json.loads(body)["error"], path
+    assert session.get(f"{url}/api/backups", timeout=5).ok  # the session and the service carry on
+
+
+def test_a_new_password_ends_the_users_other_sessions(console):
+    url = console["url"]
+    users = Users(console["work"] / "users.json")
+    users.add("changing", "the first long password", "admin")
+    first, _ = login(url, ("changing", "the first long password"))
+    second, _ = login(url, ("changing", "the first long password"))
+    users.add("changing", "the second long password", "admin")  # as `opsmon-backup user add` does
+    for session in (first, second):
+        assert session.get(f"{url}/api/backups", timeout=5).status_code == 401
+    session, token = login_form(url)
+    assert session.post(f"{url}/login", data={"username": "changing", "password": "the first long password",
+                                              "csrf_token": token}, timeout=5).status_code == 401
+    renewed, _ = login(url, ("changing", "the second long password"))
+    assert renewed.get(f"{url}/api/backups", timeout=5).ok
+
+
+@pytest.mark.parametrize("content", ["[]", "", "{not json", '{"users": []}', '{"users": {"bob": "admin"}}',
+                                     '{"users": {"bob": {"role": "owner", "password_hash": "x"}}}'])
+def test_a_users_file_that_holds_no_users_is_named_by_the_command_and_the_service(tmp_path, content):
+    db = demo_database(tmp_path / "live.db", videos=10)
+    users = tmp_path / "users.json"
+    users.write_text(content)
+    config = tmp_path / "opsmon.yml"
+    config.write_text(json.dumps({"database": {"path": str(db)}, "backups": {
+        "directory": str(tmp_path / "backups"), "listen_address": f"127.0.0.1:{free_port()}",
+        "console": {"enabled": True, "users_file": str(users)}}}))
+    for command in (["user", "add", "alice"], ["serve"]):
+        result = subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file", str(config), *command],
+                                input="a very long password\n", capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and f"opsmon-backup: {users}: " in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert users.read_text() == content  # left as it was for a person to fix
+
+
+def test_a_users_file_broken_while_the_console_runs_answers_503(tmp_path):
+    users = tmp_path / "users.json"
+    Users(users).add(*ADMIN, "admin")
+    url, process = start_console(tmp_path, demo_database(tmp_path / "live.db"), users)
+    try:
+        session, _ = login(url, ADMIN)
+        users.write_text("[]")
+        answer = session.get(f"{url}/api/backups", timeout=5)
+        assert answer.status_code == 503 and "users file" in answer.json()["error"]
+        assert str(users) not in answer.text  # the path is for the operator's log
+    finally:
+        stop(process)
+    assert f"{users}: not a users file" in (tmp_path / "serve.log").read_text()

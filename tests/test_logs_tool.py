@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
+import lzma
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -61,13 +64,62 @@ def test_report_filters_by_level_and_time_and_speaks_json(tmp_path):
 def test_report_reads_rotated_gzip_files_and_reports_an_unreadable_one(tmp_path, capsys):
     with gzip.open(tmp_path / "app.log.1.gz", "wt") as out:
         out.write(TEXT_LOG)
-    (tmp_path / "folder").mkdir()
     (tmp_path / "garbage").write_bytes(bytes(range(256)) * 100 + b"\n" + b"x" * 200_000 + b"\nERROR after\n")
-    code, out = run(["report", "--json", str(tmp_path / "app.log.1.gz"), str(tmp_path / "folder"),
+    code, out = run(["report", "--json", str(tmp_path / "app.log.1.gz"), str(tmp_path / "missing.log"),
                      str(tmp_path / "garbage")])
     assert code == 1
     assert sum(p["count"] for p in json.loads(out)["patterns"]) == 7
-    assert "folder: Is a directory" in capsys.readouterr().err
+    assert "missing.log: No such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["app.log.1", "app.log-20261126", "app.log.1.xz"])
+def test_a_compressed_file_is_read_by_its_content_whatever_its_name(tmp_path, name):
+    compress = lzma.compress if name.endswith(".xz") else gzip.compress
+    (tmp_path / name).write_bytes(compress(TEXT_LOG.encode()))
+    code, out = run(["report", "--json", str(tmp_path / name)])
+    assert code == 0
+    assert json.loads(out)["lines"] == 7 and sum(p["count"] for p in json.loads(out)["patterns"]) == 6
+
+
+def test_devices_fifos_and_folders_are_refused_by_name(tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe")  # nobody writes it: opening it must not wait
+    (tmp_path / "folder").mkdir()
+    log = tmp_path / "app.log"
+    log.write_text(TEXT_LOG)
+    for command in (["report"], ["find", "8812"]):
+        code, out = run([*command, "/dev/zero", str(tmp_path / "pipe"), str(tmp_path / "folder"), str(log)])
+        assert code == 1 and "8812" in out  # the regular file is read all the same
+        err = capsys.readouterr().err
+        assert "/dev/zero: is a device or socket, not a log file" in err
+        assert f"{tmp_path / 'pipe'}: is a FIFO, not a log file" in err
+        assert f"{tmp_path / 'folder'}: is a folder, not a log file" in err
+
+
+def test_lines_of_deeply_nested_json_are_read_by_pattern_not_a_traceback(tmp_path):
+    log = tmp_path / "nested.jsonl"
+    log.write_text('{"level": "ERROR", "message": "nested", "request_id": ' + "[" * 20_000 + "]" * 20_000 + "}\n"
+                   + '{"level": "ERROR", "message": "failed", "reference": "021eb9032dc1"}\n')
+    code, out = run(["report", "--json", str(log)])
+    assert code == 0 and sum(p["count"] for p in json.loads(out)["patterns"]) == 2
+    code, out = run(["find", "021eb9032dc1", str(log)])
+    assert code == 0 and out.startswith(f"{log}:2: ")
+
+
+def test_report_keeps_the_collectors_pattern_limit_on_a_high_cardinality_log(tmp_path):
+    words = [f"{a}{b}{c}" for a in "bcdfg" for b in "aeiou" for c in "klmnprstvz"]
+    lines = [f"2026-11-26T10:{i // 60 % 60:02d}:{i % 60:02d}Z ERROR request failed: "
+             + " ".join(words[(i * k * 7 + k) % len(words)] for k in range(1, 7)) for i in range(3000)]
+    log = tmp_path / "varied.log"
+    log.write_text("\n".join(lines) + "\n")
+    code, out = run(["report", "--json", str(log)])
+    assert code == 0
+    rows = json.loads(out)["patterns"]
+    other = [row for row in rows if row["id"] == "other"]
+    assert len(rows) - len(other) == logtool.MAX_PATTERNS == 50
+    assert [(row["level"], row["template"]) for row in other] == [
+        ("error", "(lines of no pattern: past the limit of 50 patterns)")]
+    assert sum(row["count"] for row in rows) == 3000 and other[0] == rows[0]
+    assert (other[0]["first_seen"], other[0]["last_seen"]) == ("2026-11-26T10:00:50Z", "2026-11-26T10:49:59Z")
 
 
 @pytest.mark.parametrize("argv", [["report", "--since", "yesterday", "x.log"], ["find", "", "x.log"], ["report"]])
@@ -94,6 +146,50 @@ def test_find_prints_the_line_and_the_lines_of_its_request(tmp_path, capsys):
     code, out = run(["find", "ffffffffffff", str(log)])
     assert (code, out) == (1, "")
     assert "no line names ffffffffffff" in capsys.readouterr().err
+
+
+def file_position(path) -> int | None:
+    """Where this process's open file description of `path` is read up to (Linux's /proc), None when closed."""
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                return int(Path(f"/proc/self/fdinfo/{fd}").read_text().split()[1])
+    return None
+
+
+def test_find_prints_a_match_before_reading_the_rest_of_the_file(tmp_path):
+    log = tmp_path / "big.jsonl"
+    with open(log, "w") as out:
+        out.write(json.dumps({"level": "ERROR", "message": "failed", "reference": "021eb9032dc1"}) + "\n")
+        line = json.dumps({"level": "INFO", "message": "a line of another request", "request_id": "r9"}) + "\n"
+        out.write(line * (20 * 2**20 // len(line)))
+
+    class FirstPrint(io.StringIO):
+        position = None
+
+        def write(self, text):
+            if self.position is None:
+                self.position = file_position(log)
+            return super().write(text)
+
+    out = FirstPrint()
+    assert logtool.main(["find", "021eb9032dc1", str(log)], out=out) == 0
+    assert out.position is not None and out.position < 2**20 < log.stat().st_size
+    assert out.getvalue() == f"{log}:1: {log.read_text().splitlines()[0]}\n"
+
+
+def test_find_keeps_a_bounded_window_of_a_requests_earlier_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(logtool.RequestLines, "WINDOW_CHARS", 300)
+    records = [{"message": "long ago", "request_id": "r1"}]
+    records += [{"message": f"busy {n}", "request_id": f"o{n}"} for n in range(10)]
+    records += [{"message": "just before", "request_id": "r1"}, {"message": "busy", "request_id": "o10"},
+                {"message": "failed", "reference": "021eb9032dc1", "request_id": "r1"},
+                {"message": "after", "request_id": "r1"}, {"message": "busy", "request_id": "o11"}]
+    log = tmp_path / "app.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, out = run(["find", "021eb9032dc1", str(log)])
+    assert code == 0
+    assert [line.split(" ", 1)[0] for line in out.splitlines()] == [f"{log}-12-", f"{log}:14:", f"{log}-15-"]
 
 
 @pytest.fixture(scope="module")

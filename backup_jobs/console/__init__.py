@@ -3,6 +3,7 @@ delete and restore, behind a login, with every action audited. Three blueprints:
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -19,9 +20,15 @@ from backup_jobs.jobs import Refused
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest
 from backup_jobs.store import UnknownBackup
+from backup_jobs.users import UsersFileInvalid
 from opsmon import files
 
+log = logging.getLogger(__name__)
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# The largest request body taken, form or JSON: the console's are a few hundred bytes, and a larger one is
+# answered 413 from its Content-Length, never read.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def _secret_key(directory: Path) -> bytes:
@@ -38,7 +45,8 @@ def create_app(jobs, users, secure_cookies: bool = False) -> Flask:
     app.config.update(SECRET_KEY=_secret_key(jobs.directory), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure_cookies,
                       SESSION_COOKIE_NAME="opsmon_console",
-                      PERMANENT_SESSION_LIFETIME=timedelta(seconds=console.session_seconds))
+                      PERMANENT_SESSION_LIFETIME=timedelta(seconds=console.session_seconds),
+                      MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
     audit = Audit(jobs.directory / "audit.jsonl")
     app.extensions["opsmon"] = {"jobs": jobs, "users": users, "audit": audit, "runner": JobRunner(jobs, audit),
                                 "limiter": LoginLimiter(), "sessions": Sessions()}
@@ -52,6 +60,15 @@ def _register_errors(app: Flask, audit: Audit) -> None:
     @app.errorhandler(404)
     def not_found(_):
         return fail(404, "not found")
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return fail(413, f"the request is too large (at most {MAX_BODY_BYTES // 1024} KiB)")
+
+    @app.errorhandler(UsersFileInvalid)
+    def users_file_invalid(err):
+        log.error("%s", err)  # the file's path and problem for the operator, not for whoever asked
+        return fail(503, "the console's users file cannot be read; the service's log says why")
 
     @app.errorhandler(UnknownBackup)
     def unknown_backup(err):

@@ -2,7 +2,7 @@
 
 Sessions are kept on the server too: logging out ends the session for good (a copied cookie no
 longer works), and the role is read from the users file at each request, so a demoted admin
-loses the admin's rights at once.
+loses the admin's rights at once, and a new password ends every session opened with the old one.
 """
 
 from __future__ import annotations
@@ -24,42 +24,57 @@ auth = Blueprint("auth", __name__)
 
 
 class LoginLimiter:
-    """At most LOGIN_FAILURES_ALLOWED failed logins per address in LOGIN_WINDOW_SECONDS."""
+    """At most LOGIN_FAILURES_ALLOWED failed logins per address in LOGIN_WINDOW_SECONDS.
+
+    An attempt is counted before its password is checked (the slow part), and given back when it
+    succeeds: however many come at once, no more than the limit are ever checked."""
 
     def __init__(self, clock=time.monotonic):
-        self._failures: dict[str, deque] = {}
+        self._attempts: dict[str, deque] = {}
         self._clock = clock
+        self._lock = threading.Lock()
 
-    def blocked(self, address: str) -> bool:
-        recent = self._failures.setdefault(address, deque())
-        while recent and recent[0] < self._clock() - LOGIN_WINDOW_SECONDS:
-            recent.popleft()
-        return len(recent) >= LOGIN_FAILURES_ALLOWED
+    def attempt(self, address: str) -> float | None:
+        """Count an attempt; its mark to give back on success, or None when the address must wait."""
+        with self._lock:
+            now = self._clock()
+            recent = self._attempts.setdefault(address, deque())
+            while recent and recent[0] < now - LOGIN_WINDOW_SECONDS:
+                recent.popleft()
+            if len(recent) >= LOGIN_FAILURES_ALLOWED:
+                return None
+            recent.append(now)
+            return now
 
-    def failed(self, address: str) -> None:
-        self._failures.setdefault(address, deque()).append(self._clock())
+    def succeeded(self, address: str, mark: float) -> None:
+        with self._lock:
+            recent = self._attempts.get(address)
+            if recent and mark in recent:
+                recent.remove(mark)
 
 
 class Sessions:
-    """The sessions that are live now, by a random id kept in the signed cookie."""
+    """The sessions that are live now, by a random id kept in the signed cookie, each with the password
+    stamp of its user at login."""
 
     def __init__(self):
-        self._live: set[str] = set()
+        self._live: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def open(self) -> str:
+    def open(self, password_stamp: str) -> str:
         sid = secrets.token_urlsafe(24)
         with self._lock:
-            self._live.add(sid)
+            self._live[sid] = password_stamp
         return sid
 
-    def live(self, sid: str | None) -> bool:
+    def password_stamp(self, sid: str | None) -> str | None:
+        """The stamp the session was opened with; None when it is not live."""
         with self._lock:
-            return sid in self._live
+            return self._live.get(sid) if sid else None
 
     def close(self, sid: str | None) -> None:
         with self._lock:
-            self._live.discard(sid)
+            self._live.pop(sid, None)
 
 
 def _shared():
@@ -70,12 +85,14 @@ def _shared():
 def guard():
     shared = _shared()
     g.user = g.role = None
-    if shared["sessions"].live(session.get("sid")):
-        g.user = session.get("user")
-        g.role = shared["users"].role(g.user)
+    stamp = shared["sessions"].password_stamp(session.get("sid"))
+    if stamp is not None:
+        account = shared["users"].account(session.get("user"))
+        if account is not None and account.password_stamp == stamp:
+            g.user, g.role = session.get("user"), account.role
     if request.endpoint in ("auth.login", "static"):
         return None
-    if g.role is None:  # no session, an ended one, or a user who no longer exists
+    if g.role is None:  # no session, an ended one, a user who no longer exists or has a new password
         return fail(401, "log in first") if wants_json() else redirect(url_for("auth.login"))
     if request.method in CHANGING:
         token = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
@@ -99,21 +116,22 @@ def login():
         session.setdefault("csrf", secrets.token_urlsafe(24))
         return render_template("login.html", error=None)
     address = request.remote_addr or "?"
-    if shared["limiter"].blocked(address):
-        shared["audit"].record(request.form.get("username"), "login", "refused", detail="too many attempts")
-        return render_template("login.html", error="Too many failed attempts; wait five minutes."), 429
     if not secrets.compare_digest(request.form.get("csrf_token", ""), session.get("csrf", "-")):
         return render_template("login.html", error="The form expired; try again."), 403
     name = request.form.get("username", "")
-    role = shared["users"].authenticate(name, request.form.get("password", ""))
-    if role is None:
-        shared["limiter"].failed(address)
+    mark = shared["limiter"].attempt(address)
+    if mark is None:
+        shared["audit"].record(name, "login", "refused", detail="too many attempts")
+        return render_template("login.html", error="Too many failed attempts; wait five minutes."), 429
+    account = shared["users"].authenticate(name, request.form.get("password", ""))
+    if account is None:
         shared["audit"].record(name, "login", "failed")
         return render_template("login.html", error="Wrong user name or password."), 401
+    shared["limiter"].succeeded(address, mark)
     shared["sessions"].close(session.get("sid"))
     session.clear()
     session.permanent = True
-    session.update(user=name, sid=shared["sessions"].open(), csrf=secrets.token_urlsafe(24))
+    session.update(user=name, sid=shared["sessions"].open(account.password_stamp), csrf=secrets.token_urlsafe(24))
     shared["audit"].record(name, "login", "ok")
     return redirect(url_for("pages.index"))
 

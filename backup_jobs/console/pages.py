@@ -6,11 +6,13 @@ its page then shows what the restore would undo, with the button that really res
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 
 from backup_jobs.console.work import live_tables, overview
 from backup_jobs.inputs import parse_backup_id, parse_tier, restore_request
-from opsmon.catalog import TIERS
+from opsmon.catalog import TIERS, to_iso
 
 pages = Blueprint("pages", __name__)
 
@@ -25,7 +27,10 @@ def _to_job(job_id: str):
 
 @pages.get("/")
 def index():
-    return render_template("index.html", data=overview(_shared()["jobs"]), tiers=TIERS)
+    jobs = _shared()["jobs"]
+    # The moment field's example is now: a person edits it back a little, never types a date from nothing.
+    return render_template("index.html", data=overview(jobs), tiers=TIERS, database=jobs.store.database,
+                           now=to_iso(int(time.time())))
 
 
 @pages.get("/history")

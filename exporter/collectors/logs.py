@@ -92,7 +92,7 @@ def parse_json(line: str) -> tuple[str | None, str, object]:
     """(level, message, time as written) of a JSON line; a line that does not parse is read by pattern."""
     try:
         record = _decode_json(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line of deeply nested brackets
         match = JSON_LEVEL_FIELD.search(line)
         if match is None:
             return None, line, None
