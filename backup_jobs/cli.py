@@ -85,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("drill", help="restore from every location (backup folder, copies, replica) to a temporary "
                                       "place, prove it, and measure its RTO and RPO")
     user = commands.add_parser("user", help="add or change a console user; the password is read from stdin")
-    user.add_argument("action", choices=["add"])
+    user.add_argument("action", choices=["add", "passwd"], help="add (or change) a user; passwd: a new password only")
     user.add_argument("name")
-    user.add_argument("--role", choices=["viewer", "admin"], default="viewer")
+    user.add_argument("--role", choices=["viewer", "admin"], default="viewer", help="with add")
     serve = commands.add_parser("serve", help="run the schedules, Litestream, and /metrics on the backup service port")
     serve.add_argument("--web.listen-address", dest="listen_address",
                        help="host:port to serve on (default: backups.listen_address of the config)")
@@ -208,11 +208,15 @@ def restore(args, jobs) -> int:
 
 def add_user(args, jobs) -> int:
     password = getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    users = Users(jobs.config.backups.console.users_file)
     try:
-        Users(jobs.config.backups.console.users_file).add(args.name, password, args.role)
+        if args.action == "passwd":
+            users.change_password(args.name, password)
+        else:
+            users.add(args.name, password, args.role)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    print(f"user {args.name} ({args.role}) saved in {jobs.config.backups.console.users_file}")
+    print(f"user {args.name} ({users.account(args.name).role}) saved in {users.path}")
     return EXIT_OK
 
 

@@ -68,6 +68,13 @@ class Users:
         users[name] = {"role": role, "password_hash": kept}
         write_json_atomically(self.path, {"users": users}, mode=0o600)  # never readable by others, not even briefly
 
+    def change_password(self, name: str, password: str) -> None:
+        """A new password for an existing user, who keeps their role; their other sessions end with the old one."""
+        user = self._read().get(name)
+        if user is None:
+            raise ValueError(f"no user {name!r} in {self.path}: add one with `opsmon-backup user add {name}`")
+        self.add(name, password, user["role"])
+
     def ensure_admin(self) -> str | None:
         """On first start, an admin with a generated password; returns the password to show once."""
         if self._read():

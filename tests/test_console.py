@@ -396,3 +396,24 @@ def test_a_users_file_broken_while_the_console_runs_answers_503(tmp_path):
     finally:
         stop(process)
     assert f"{users}: not a users file" in (tmp_path / "serve.log").read_text()
+
+
+def test_user_passwd_changes_only_the_password_and_refuses_a_user_who_is_not_there(tmp_path):
+    users_file = tmp_path / "users.json"
+    Users(users_file).add("carol", "the first long password", "admin")
+    config = tmp_path / "opsmon.yml"
+    config.write_text(json.dumps({"database": {"path": str(demo_database(tmp_path / "live.db", videos=1))},
+                                  "backups": {"directory": str(tmp_path / "backups"),
+                                              "console": {"enabled": True, "users_file": str(users_file)}}}))
+
+    def passwd(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file", str(config), "user", "passwd",
+                               name], input="the second long password\n", capture_output=True, text=True, timeout=60)
+
+    changed = passwd("carol")
+    assert changed.returncode == 0 and "carol (admin)" in changed.stdout, changed.stderr
+    assert Users(users_file).authenticate("carol", "the second long password").role == "admin"
+    assert Users(users_file).authenticate("carol", "the first long password") is None
+    missing = passwd("dave")
+    assert missing.returncode == 2 and "no user 'dave'" in missing.stderr and "user add dave" in missing.stderr
+    assert Users(users_file).account("dave") is None
