@@ -37,6 +37,8 @@ STATUS_FILE = "status.json"
 LOCK_FILE = ".status.lock"
 BACKUP_SUFFIX = ".db.gz"
 MANIFEST_SUFFIX = ".json"
+# A backup stamped later than this after now was taken under a clock that ran ahead (then corrected).
+FUTURE_TOLERANCE_SECONDS = 300
 # The only shape a backup id has: it becomes a file name, so nothing else may pass for one.
 ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-(daily|weekly|monthly|safety)(-[0-9]+)?")  # ASCII digits only
 
@@ -118,6 +120,9 @@ class Manifest(Record):
     version: int = FORMAT_VERSION
     id: BackupId
     tier: Literal["daily", "weekly", "monthly", "safety"]
+    # Creation order in the backup folder, counted by the writer, not read off a clock that may have jumped
+    # (None in older manifests: they were all made before any that has one).
+    sequence: Count | None = None
     database: DatabaseFacts
     backup: BackupFile
     sqlite_version: str | None = None
@@ -450,6 +455,17 @@ class Catalog:
     def newest_verified(self, tier: str) -> BackupRecord | None:
         """The newest backup of the tier that passed its last verification: what a restore would use."""
         return newest_verified(self.of_tier(tier))
+
+
+def creation_order(record: BackupRecord) -> tuple:
+    """Sort key of backups in the order they were made: by sequence, then (older manifests) by time."""
+    sequence = record.manifest.sequence if record.manifest is not None else None
+    return (sequence or 0, record.started_at, record.id)
+
+
+def future_dated(records: list[BackupRecord], now: float) -> list[BackupRecord]:
+    """The backups stamped after `now` (beyond FUTURE_TOLERANCE_SECONDS): taken while the clock ran ahead."""
+    return [r for r in records if r.started_at > now + FUTURE_TOLERANCE_SECONDS]
 
 
 def newest_verified(records: list[BackupRecord]) -> BackupRecord | None:
