@@ -40,8 +40,8 @@ STALE_TEMPORARY_SECONDS = 60
 # What opsmon writes under .tmp: scratch databases (with their journals), drill folders, packed backups.
 SCRATCH_NAME = re.compile(rf"(snapshot|verify|restore|safety|drill)-|dry-run\.db|pitr\.db|"
                           rf"({catalog.ID_PATTERN.pattern}){re.escape(BACKUP_SUFFIX)}$")
-# The temporary file of opsmon.files.write_atomically (tempfile.mkstemp's eight characters).
-ATOMIC_WRITE_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+# The temporary file of opsmon.files.write_atomically: `.<name>.<tempfile.mkstemp's letters>.tmp`.
+ATOMIC_WRITE_NAME = re.compile(r"\..+\.[a-z0-9_]+\.tmp")
 MIB = 1 << 20
 
 
