@@ -43,6 +43,7 @@ SCRATCH_NAME = re.compile(rf"(snapshot|verify|restore|safety|drill)-|dry-run\.db
 # The temporary file of opsmon.files.write_atomically: `.<name>.<tempfile.mkstemp's letters>.tmp`.
 ATOMIC_WRITE_NAME = re.compile(r"\..+\.[a-z0-9_]+\.tmp")
 MIB = 1 << 20
+NOTHING_KEPT = "nothing was kept, and the backups before it are as they were"
 
 
 class BackupFailed(Exception):
@@ -124,9 +125,11 @@ class BackupStore:
         """Writes killed between their temporary file and the rename (opsmon/files.py): a manifest's or
         status.json's (their writers wait for the locks held here), any other only once it is old
         enough that no writer can still be on it."""
-        in_tiers = [p for folder in self._tier_folders() for p in folder.iterdir()
-                    if ATOMIC_WRITE_NAME.fullmatch(p.name) and files.is_regular(p)]
-        at_top = [p for p in self.directory.glob(".*.tmp") if ATOMIC_WRITE_NAME.fullmatch(p.name) and files.is_regular(p)
+        def interrupted(path: Path) -> bool:
+            return ATOMIC_WRITE_NAME.fullmatch(path.name) is not None and files.is_regular(path)
+
+        in_tiers = [p for folder in self._tier_folders() for p in folder.iterdir() if interrupted(p)]
+        at_top = [p for p in self.directory.iterdir() if interrupted(p)
                   and (p.name.startswith(f".{catalog.STATUS_FILE}.")
                        or time.time() - p.stat().st_mtime > STALE_TEMPORARY_SECONDS)]
         return in_tiers + at_top
@@ -167,7 +170,7 @@ class BackupStore:
                 # SQLite reads a write refused by the file-size limit as "disk I/O error" or, cut short,
                 # as "disk is full": the limit is the one to name when the copy cannot fit under it.
                 if _file_size_limit() <= self.live_size():
-                    raise _over_file_size_limit(snapshot) from None
+                    raise _over_file_size_limit(snapshot, NOTHING_KEPT) from None
                 if "disk is full" in str(err):
                     raise _out_of_space(snapshot.parent) from None
                 raise BackupFailed(f"database {self.database} cannot be read by SQLite ({err}): no backup was "
@@ -175,7 +178,7 @@ class BackupStore:
             return self.catalogue(tier, snapshot, started)
         except OSError as err:
             if err.errno == errno.EFBIG:
-                raise _over_file_size_limit(Path(err.filename or self.tmp)) from None
+                raise _over_file_size_limit(Path(err.filename or self.tmp), NOTHING_KEPT) from None
             if err.errno != errno.ENOSPC:
                 raise
             raise _out_of_space(self.directory) from None
@@ -307,6 +310,10 @@ class BackupStore:
                 except gzipfile.CorruptGzip as err:
                     changed = f"{changed_message}; " if err.packed.sha256 != record.sha256 else ""
                     raise VerifyFailed(f"{name}: {changed}{err}") from None
+                except OSError as err:  # the machine's limit, not damage of the backup: it is not marked bad
+                    if err.errno == errno.EFBIG:
+                        raise _over_file_size_limit(target, f"{name} was not checked") from None
+                    raise
             if compressed.sha256 != record.sha256:
                 raise VerifyFailed(f"{name}: {changed_message}")
             if raw.sha256 != manifest.database.sha256:
@@ -399,7 +406,7 @@ def _free(folder: Path) -> int:
 
 def _out_of_space(folder: Path) -> BackupFailed:
     return BackupFailed(f"the filesystem of {folder} ran out of space during the backup ({_free(folder) / MIB:.1f} "
-                        "MiB free now); nothing was kept, and the backups before it are as they were")
+                        f"MiB free now); {NOTHING_KEPT}")
 
 
 def _file_size_limit() -> float:
@@ -408,10 +415,9 @@ def _file_size_limit() -> float:
     return float("inf") if limit == resource.RLIM_INFINITY else limit
 
 
-def _over_file_size_limit(path: Path) -> BackupFailed:
+def _over_file_size_limit(path: Path, consequence: str) -> BackupFailed:
     return BackupFailed(f"the file-size limit was hit writing {path} (ulimit -f: {_file_size_limit():.0f} bytes): "
-                        "nothing was kept, and the backups before it are as they were; raise the limit of the "
-                        "shell or service that runs opsmon-backup")
+                        f"{consequence}; raise the limit of the shell or service that runs opsmon-backup")
 
 
 def _identity_of(snapshot: Path) -> identity.Identity | None:

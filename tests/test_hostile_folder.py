@@ -183,6 +183,13 @@ def test_a_file_size_limit_is_named_and_no_backup_is_recorded(tmp_path):
     assert "disk I/O error" not in result.stderr and "Traceback" not in result.stderr
     assert [b["id"] for b in json.loads(opsmon_backup(*args, "list", "--json", check=True).stdout)] == [first]
     assert "file-size limit" in json.loads((backups / "status.json").read_text())["tiers"]["daily"]["last_error"]
+    # A check cut short by the limit is no damage of the backup: named, and the backup stays verified.
+    result = subprocess.run([sys.executable, "-m", "backup_jobs", *map(str, args), "verify", first],
+                            capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(limit))
+    assert result.returncode == 1
+    assert f"the file-size limit was hit writing {backups / '.tmp' / f'verify-{first}.db'}" in result.stderr
+    assert f"backup {first} was not checked" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(opsmon_backup(*args, "list", "--json", check=True).stdout)[0]["verified"] is True
 
 
 @pytest.mark.parametrize("command", [["status"], ["list"], ["list", "--json"]])
