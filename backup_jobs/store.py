@@ -147,7 +147,8 @@ class BackupStore:
     def _new_id(self, tier: str, now: float) -> str:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         backup_id, n = f"{stamp}-{tier}", 1
-        while (self.directory / tier / f"{backup_id}{MANIFEST_SUFFIX}").exists():
+        while any((self.directory / tier / f"{backup_id}{suffix}").exists()
+                  for suffix in (MANIFEST_SUFFIX, BACKUP_SUFFIX)):  # never written over, whoever put it there
             n += 1
             backup_id = f"{stamp}-{tier}-{n}"
         return backup_id

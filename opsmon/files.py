@@ -22,12 +22,14 @@ class UnsafePath(OSError):
 def describe_kind(path: Path) -> str:
     """What is at `path`, as a person would say it: a link (and where to), a folder, a regular file..."""
     try:
-        mode = os.lstat(path).st_mode
+        info = os.lstat(path)
     except FileNotFoundError:
         return "missing"
-    if stat.S_ISLNK(mode):
+    if stat.S_ISLNK(info.st_mode):
         return f"a symbolic link to {os.readlink(path)}"
-    return "a folder" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode) else "a special file"
+    if stat.S_ISREG(info.st_mode):
+        return "a regular file" if info.st_nlink == 1 else f"a file with {info.st_nlink} names (hard links)"
+    return "a folder" if stat.S_ISDIR(info.st_mode) else "a special file"
 
 
 def _refused(path: Path, wanted: str) -> UnsafePath:
@@ -36,17 +38,19 @@ def _refused(path: Path, wanted: str) -> UnsafePath:
 
 
 def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
-    """os.open of a regular file that never follows a link at `path` (UnsafePath when it is one, or a
-    folder, a pipe or a device): a planted link must not make opsmon truncate or lock its target."""
+    """os.open of a regular file of its own that never follows a link at `path` (UnsafePath when it is
+    one, a second name of another file, a folder, a pipe or a device): a planted link must not make
+    opsmon truncate or lock its target."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
             raise _refused(path, "a regular file") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        raise _refused(path, "a regular file")
+        raise _refused(path, "a regular file of its own")
     return fd
 
 
@@ -81,7 +85,7 @@ def is_real_directory(path: Path) -> bool:
 def sqlite_uri(path: Path, mode: str) -> str:
     """The SQLite URI of exactly `path` (`mode` ro, rw or rwc): `#`, `?`, `%` and spaces in a name are
     escaped, so they never cut the path short or open another file."""
-    return f"file:{quote(str(Path(path).absolute()))}?mode={mode}"
+    return f"file:{quote(os.fsencode(Path(path).absolute()))}?mode={mode}"
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from backup_jobs.jobs import Jobs
+from backup_jobs.store import BackupStore
 from exporter.health import database_check
 from opsmon.catalog import to_timestamp
 from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup
@@ -39,19 +40,20 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 # ---- links ----------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
 @pytest.mark.parametrize("command", [["prune"], ["create"], ["verify", "--all"]])
-def test_a_job_lock_linked_to_the_live_database_is_refused_and_the_database_left_as_it_is(tmp_path, command):
+def test_a_job_lock_linked_to_the_live_database_is_refused_and_the_database_left_as_it_is(tmp_path, command, link):
     database, backups, args = kit(tmp_path)
     opsmon_backup(*args, "create", check=True)
     lock = backups / ".job.lock"
     lock.unlink()
-    lock.symlink_to(database)
+    lock.symlink_to(database) if link == "symbolic" else lock.hardlink_to(database)
     before = database.read_bytes()
     result = opsmon_backup(*args, *command)
     assert result.returncode == 1, result.stderr
-    assert f"{lock} is a symbolic link to {database}" in result.stderr and "Traceback" not in result.stderr
+    said = f"a symbolic link to {database}" if link == "symbolic" else "a file with 2 names (hard links)"
+    assert f"{lock} is {said}" in result.stderr and "Traceback" not in result.stderr
     assert database.read_bytes() == before
-    assert lock.is_symlink()
 
 
 @pytest.mark.parametrize("planted", ["link", "file"])
@@ -96,6 +98,21 @@ def test_links_planted_at_opsmon_names_are_removed_as_links_and_never_written_th
     result = opsmon_backup(*args, "create")
     assert result.returncode == 1 and f"{status_lock} is a symbolic link to {victim}" in result.stderr
     assert victim.read_text() == "not opsmon's"
+
+
+def test_a_tier_folder_that_is_a_link_is_never_cleaned_nor_written_over(tmp_path):
+    """`daily` linked to a folder of the user's holding a file of the very name the next backup would take."""
+    clock = FakeClock(to_timestamp("2026-11-26T02:00:00Z"))
+    store = BackupStore(demo_database(tmp_path / "live.db"), tmp_path / "backups", clock=clock)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = elsewhere / "20261126T020000Z-daily.db.gz"
+    theirs.write_bytes(b"the user's file, of opsmon's name")
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "daily").symlink_to(elsewhere)
+    store.remove_leftovers()
+    assert store.create("daily").id == "20261126T020000Z-daily-2"
+    assert theirs.read_bytes() == b"the user's file, of opsmon's name"
 
 
 # ---- files opsmon did not write -------------------------------------------------------------------
