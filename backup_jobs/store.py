@@ -138,7 +138,7 @@ class BackupStore:
         """Backup files of opsmon's id pattern, in their tier's folder, that no manifest names: a job
         killed between renaming the file into place and writing its manifest."""
         return [p for folder in self._tier_folders() for p in folder.glob(f"*{BACKUP_SUFFIX}")
-                if _own_backup_name(p) and files.is_regular(p)
+                if catalog.own_file_name(folder.name, p.name) and files.is_regular(p)
                 and not p.with_name(p.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists()]
 
     def _tier_folders(self) -> list[Path]:
@@ -388,12 +388,6 @@ def to_prune(records: list[BackupRecord], keep: int) -> list[BackupRecord]:
     if last_good is not None:
         spared.add(last_good.id)
     return [r for r in newest_first if r.id not in spared]
-
-
-def _own_backup_name(path: Path) -> bool:
-    """`<tier>/<id>.db.gz` with an id of opsmon's pattern whose tier is the folder's."""
-    found = catalog.ID_PATTERN.fullmatch(path.name.removesuffix(BACKUP_SUFFIX))
-    return found is not None and path.name.endswith(BACKUP_SUFFIX) and found.group(1) == path.parent.name
 
 
 def _free(folder: Path) -> int:

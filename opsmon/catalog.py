@@ -221,6 +221,16 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
     files.write_json_atomically(path, manifest.model_dump(mode="json"))
 
 
+def own_file_name(tier: str, name: str) -> bool:
+    """`name` is a backup file or manifest of opsmon's id pattern, of `tier`: the only files in a tier's
+    folder that opsmon may remove (anything else there was put by someone else)."""
+    for suffix in (BACKUP_SUFFIX, MANIFEST_SUFFIX):
+        if name.endswith(suffix):
+            found = ID_PATTERN.fullmatch(name.removesuffix(suffix))
+            return found is not None and found.group(1) == tier
+    return False
+
+
 def manifest_paths(directory: Path) -> list[Path]:
     return sorted(Path(directory).glob(f"*/*{MANIFEST_SUFFIX}"))
 

@@ -136,6 +136,30 @@ def test_files_opsmon_did_not_write_survive_every_job(tmp_path):
     assert not crashed.exists()
 
 
+def test_files_of_someone_else_in_the_second_folder_survive_the_copies(tmp_path):
+    database = demo_database(tmp_path / "live.db")
+    second = tmp_path / "second-disk"
+    config = backups_config(tmp_path, database, retention={"daily": 1}, secondary_directory=str(second))
+    clock = FakeClock(to_timestamp("2026-11-25T02:00:00Z"))
+    jobs = Jobs(config, clock=clock)
+    first = jobs.backup("daily")
+    foreign = {"daily/hand-made.db.gz": b"a copy by hand", "daily/notes.txt": b"notes", "manual/x.db.gz": b"mine",
+               "daily/20260101T000000Z-weekly.db.gz": b"an id of another tier"}
+    for name, data in foreign.items():
+        (second / name).parent.mkdir(parents=True, exist_ok=True)
+        (second / name).write_bytes(data)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not opsmon's")
+    # The name the next copy writes first, planted as a link.
+    (second / "daily" / ".20261126T020000Z-daily.db.gz.partial").symlink_to(victim)
+    clock.now = to_timestamp("2026-11-26T02:00:00Z")
+    newer = jobs.backup("daily")  # copies the new backup, and prunes the first here and there
+    assert newer.id == "20261126T020000Z-daily" and not first.path.exists()
+    assert {name: (second / name).read_bytes() for name in foreign} == foreign
+    assert sorted(p.name for p in (second / "daily").glob("2026112*")) == [f"{newer.id}.db.gz", f"{newer.id}.json"]
+    assert victim.read_text() == "not opsmon's"
+
+
 # ---- a clock set back -----------------------------------------------------------------------------
 
 def test_a_clock_set_back_never_prunes_the_backup_just_made(tmp_path):
