@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sqlite3
 import sys
 from getpass import getpass
@@ -264,6 +265,18 @@ def _print_check(result, as_json: bool) -> None:
 
 
 def main(argv=None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`status | head -1`): stop quietly, as the Python docs advise, with stdout
+        # on /dev/null so the interpreter's last flush at exit has nowhere to fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     humanize.set_quiet(args.quiet)
@@ -281,6 +294,8 @@ def main(argv=None) -> int:
     except RestoreFailed as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_ROLLED_BACK
+    except BrokenPipeError:
+        raise  # stdout's reader went away: main stops quietly, with no message on a pipe that is gone
     except (BackupFailed, FixFailed, Refused, OSError) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_FAILED

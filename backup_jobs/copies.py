@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from opsmon import files
-from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, BackupRecord, Catalog
+from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, BackupRecord, Catalog, own_file_name
 from backup_jobs.gzipfile import CHUNK
 from backup_jobs.humanize import progress_bar
 
@@ -39,6 +39,7 @@ class FolderCopies:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
+        partial.unlink(missing_ok=True)  # a link planted at that name goes, and is never written through
         with open(source, "rb") as src, open(partial, "wb") as out, \
                 progress_bar(f"copy {key} to {self.name}", Path(source).stat().st_size) as bar:
             while chunk := src.read(CHUNK):
@@ -126,12 +127,17 @@ def _hash(stream, bar) -> str:
     return hashing.hexdigest()
 
 
+def _copied_by_opsmon(key: str) -> bool:
+    tier, _, name = key.partition("/")
+    return tier in TIERS and own_file_name(tier, name)
+
+
 def sync(location, current: Catalog) -> tuple[int, int]:
     """Make `location` hold exactly the verified scheduled backups of the catalog.
 
     Missing copies are uploaded and read back; copies of backups the catalog no longer has are
     deleted, but never those of a manifest here that cannot be read (damaged, or of a newer format):
-    a person must look at it first. Raises CopyFailed when a copy does not read back as the
+    a person must look at it first; nor a file whose name is not of opsmon's (someone else's). Raises CopyFailed when a copy does not read back as the
     manifest says. Returns (copied, deleted).
     """
     wanted = {r for r in current.backups if r.verified and r.tier in TIERS}
@@ -151,7 +157,7 @@ def sync(location, current: Catalog) -> tuple[int, int]:
     keep = {_key(r, s) for r in wanted for s in (BACKUP_SUFFIX, MANIFEST_SUFFIX)}
     keep |= {f"{p.parent.name}/{p.name.removesuffix(MANIFEST_SUFFIX)}{s}" for p in current.unreadable
              for s in (BACKUP_SUFFIX, MANIFEST_SUFFIX)}
-    stale = sorted(k for k in location.keys() if k not in keep and k.split("/")[0] in TIERS)
+    stale = sorted(k for k in location.keys() if k not in keep and _copied_by_opsmon(k))
     # Manifests first, as locally: an interrupted prune leaves an unnamed file, never a dangling manifest.
     for key in sorted(stale, key=lambda k: not k.endswith(MANIFEST_SUFFIX)):
         location.delete(key)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup_jobs.sqlitefile import OPSMON_TABLE as TABLE, not_the_apps
+from opsmon.files import sqlite_uri
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def read(connection: sqlite3.Connection) -> Identity:
 
 
 def read_file(path: Path) -> Identity:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as connection:
+    with closing(sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=30)) as connection:
         return read(connection)
 
 

@@ -19,6 +19,7 @@ import psutil
 import yaml
 
 from opsmon.catalog import read_status, to_iso, to_timestamp
+from opsmon.files import sqlite_uri
 
 log = logging.getLogger(__name__)
 # Litestream's own lines go to the service's log under this name, so a person sees whose they are.
@@ -127,7 +128,7 @@ class Litestream:
     def _empty_wal(self) -> bool:
         """Checkpoint the whole WAL into the database and truncate it; whether that was done."""
         try:
-            with closing(sqlite3.connect(f"file:{self.database}?mode=rw", uri=True,
+            with closing(sqlite3.connect(sqlite_uri(self.database, "rw"), uri=True,
                                          timeout=WAL_PATIENCE_SECONDS)) as connection:
                 busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as err:

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from opsmon import files
+
 LOCK_FILE = ".job.lock"
 
 
@@ -31,10 +33,12 @@ def job_lock(directory: Path, job: str, wait_seconds: float = 0.0) -> Iterator[N
     """Hold the directory's job lock while the block runs; LockHeld if it stays taken for `wait_seconds`.
 
     The kernel drops an flock when its holder dies, so a crashed or killed job never leaves it held.
+    A lock file that is a link is refused (files.UnsafePath), never opened: the lock is truncated
+    when taken, and its target could be the live database.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = files.open_regular(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         deadline = time.monotonic() + wait_seconds
         while True:

@@ -20,7 +20,7 @@ from croniter import croniter
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_jobs.humanize import age_text, ago_text, moment_text, plural, seconds_text, size_text
-from opsmon.catalog import TIERS, Catalog, LocationDrill, to_iso, to_timestamp
+from opsmon.catalog import TIERS, Catalog, LocationDrill, future_dated, to_iso, to_timestamp
 
 OK, WARNING, PROBLEM, OFF, INFO = "ok", "warning", "problem", "off", "info"
 _RANK = {INFO: 0, OFF: 0, OK: 0, WARNING: 1, PROBLEM: 2}
@@ -69,9 +69,10 @@ LITESTREAM_DOWN = Limit("OpsmonLitestreamDown", "warning")
 INTEGRITY_FAILED = Limit("OpsmonDatabaseIntegrityFailed", "critical")
 FOREIGN_KEYS = Limit("OpsmonForeignKeyViolations", "warning")
 RULES_BROKEN = Limit("OpsmonRuleViolations", "warning")
+FUTURE_DATED = Limit("OpsmonBackupFutureDated", "warning")
 LIMITS = [*BACKUP_STALE["warning"].values(), *BACKUP_STALE["critical"].values(), COPY_STALE, VERIFY_STALE,
           DRILL_STALE, PITR_LAG, INTEGRITY_STALE, JOB_OVERDUE, SHRUNK, WAL_LARGE, BACKUP_FAILING, VERIFY_FAILING,
-          RTO_MISSED, RPO_MISSED, LITESTREAM_DOWN, INTEGRITY_FAILED, FOREIGN_KEYS, RULES_BROKEN]
+          RTO_MISSED, RPO_MISSED, LITESTREAM_DOWN, INTEGRITY_FAILED, FOREIGN_KEYS, RULES_BROKEN, FUTURE_DATED]
 # The alerts of backups.rules.yml the report does not mark, and why: what it cannot see from here.
 NOT_MARKED = {
     "OpsmonBackupMetricsAbsent": "Prometheus's view: whether the exporter publishes at all",
@@ -140,7 +141,8 @@ def build(jobs, ask=None, schedule=()) -> StatusReport:
     current = jobs.store.catalog()
     report = StatusReport(checked_at=now, database=jobs.store.database)
     report.facts["backup_directory"] = str(jobs.directory)
-    for section in (_database, _tiers, _verification, _copies, _pitr, _drills, _integrity, _catalog_files):
+    for section in (_database, _tiers, _verification, _copies, _pitr, _drills, _integrity, _catalog_files,
+                    _future_dated):
         section(report, config, current, now)
     if ask is not None:
         _service(report, jobs.config.backups, now, ask, schedule)
@@ -412,6 +414,21 @@ def _catalog_files(report: StatusReport, config, current: Catalog, now: float) -
     if problems:
         report.lines.append(Line("status file", WARNING, "; ".join(problems[:3]),
                                  "the next job rewrites it without the bad part"))
+
+
+def _future_dated(report: StatusReport, config, current: Catalog, now: float) -> None:
+    """Backups stamped after now: a clock that ran ahead when they were taken (or runs behind now)."""
+    ahead = sorted(future_dated(current.backups, now), key=lambda b: (b.started_at, b.id))
+    if not ahead:
+        return
+    names = ", ".join(b.id for b in ahead[:3]) + (", ..." if len(ahead) > 3 else "")
+    report.lines.append(Line(
+        "clock", FUTURE_DATED.level,
+        f"{plural(len(ahead), 'backup')} stamped in the future: {names}, up to {age_text(ahead[-1].started_at - now)} "
+        "after this host's clock",
+        "check the host's time (timedatectl); retention goes by the order backups were made, so these age out as "
+        "new ones are taken (opsmon-backup delete ID removes one now)"))
+    report.facts["future_dated"] = [b.id for b in ahead]
 
 
 def _service(report: StatusReport, backups, now: float, ask, schedule) -> None:

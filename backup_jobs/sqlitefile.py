@@ -11,7 +11,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from opsmon.files import fsync_dir
+from opsmon.files import fsync_dir, sqlite_uri
 
 OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backup_jobs/identity.py
 
@@ -28,7 +28,7 @@ def open_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
     """A read-only connection that never creates the file: a missing database is an error."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"database {path} does not exist")
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    return sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=timeout)
 
 
 def snapshot(source: Path, target: Path) -> None:

@@ -3,15 +3,23 @@
 A backup is `<tier>/<id>.db.gz` plus `<tier>/<id>.json`, its manifest. The backup file is
 written under `.tmp/`, fsynced and renamed into place first; the manifest is written last.
 A job killed at any moment leaves at most a temporary file or a backup without a manifest,
-and neither is in the catalog: the next job removes them.
+and neither is in the catalog: the next job removes them, under the job lock, so no job can still
+be writing them. It removes only what has opsmon's own names: under `.tmp/` the scratch files it
+makes, in a tier folder a backup file named by the id pattern of that tier (a crash between data
+and manifest). Anything else (`manual/x.db.gz`, `daily/copy.db.gz`) is left as it is. A link is
+never followed: a `.tmp` or tier folder that is a link is never descended, and the job refuses a
+`.tmp` that is a link or not a folder, naming it.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import logging
 import os
+import re
+import resource
 import shutil
 import sqlite3
 import time
@@ -29,7 +37,13 @@ log = logging.getLogger(__name__)
 
 TMP_DIR = ".tmp"
 STALE_TEMPORARY_SECONDS = 60
+# What opsmon writes under .tmp: scratch databases (with their journals), drill folders, packed backups.
+SCRATCH_NAME = re.compile(rf"(snapshot|verify|restore|safety|drill)-|dry-run\.db|pitr\.db|"
+                          rf"({catalog.ID_PATTERN.pattern}){re.escape(BACKUP_SUFFIX)}$")
+# The temporary file of opsmon.files.write_atomically: `.<name>.<tempfile.mkstemp's letters>.tmp`.
+ATOMIC_WRITE_NAME = re.compile(r"\..+\.[a-z0-9_]+\.tmp")
 MIB = 1 << 20
+NOTHING_KEPT = "nothing was kept, and the backups before it are as they were"
 
 
 class BackupFailed(Exception):
@@ -77,41 +91,64 @@ class BackupStore:
     # ---- housekeeping ----------------------------------------------------------------------
 
     def remove_leftovers(self) -> list[Path]:
-        """Remove what killed jobs left: temporary files, and backup files no manifest names.
+        """Remove what killed jobs left: scratch files, interrupted writes, and backup files no manifest
+        names; only files of opsmon's own names, never through a link (see the module's docstring).
 
-        Call it only under the job lock, when no other job can be writing.
+        Call it only under the job lock, when no other job can be writing. Manifests are written under
+        that lock, status.json under its own, taken here.
         """
-        removed = []
-        if self.tmp.exists():
-            for path in self.tmp.iterdir():
-                path.unlink() if path.is_file() else shutil.rmtree(path)
-                removed.append(path)
-        for path in self.database.parent.glob(f"{self._beside_prefix()}*"):
-            path.unlink()
-            removed.append(path)
-        # Writes killed between their temporary file and the rename (opsmon/files.py). Manifests are
-        # written under the job lock held here, status.json under its own lock, taken here; any other
-        # file only once it is old enough that no writer can still be on it.
-        stale = list(self.directory.glob("*/.*.tmp"))
         with files.locked(self.directory / catalog.LOCK_FILE):
-            stale += self.directory.glob(f".{catalog.STATUS_FILE}.*.tmp")
-            stale += [p for p in self.directory.glob(".*.tmp")
-                      if p not in stale and time.time() - p.stat().st_mtime > STALE_TEMPORARY_SECONDS]
-            for path in stale:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        for backup in self.directory.glob(f"*/*{BACKUP_SUFFIX}"):
-            if not backup.with_name(backup.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists():
-                backup.unlink()
-                removed.append(backup)
-        for path in removed:
-            log.warning("removed %s, left by an interrupted job", path)
+            removed = self._scratch_leftovers() + self._snapshots_beside() + self._interrupted_writes()
+            removed += self._unnamed_backups()
+            for path in removed:
+                # rmtree removes the links inside a drill folder without following them; unlink of a
+                # link removes the link, never its target.
+                shutil.rmtree(path) if files.is_real_directory(path) else path.unlink(missing_ok=True)
+                log.warning("removed %s, left by an interrupted job", path)
         return removed
+
+    def _scratch_leftovers(self) -> list[Path]:
+        # A link of a scratch name is removed too: a later job writing that name must not write through it.
+        found = []
+        for path in sorted(files.own_directory(self.tmp).iterdir()):
+            if SCRATCH_NAME.match(path.name):
+                found.append(path)
+            else:
+                log.warning("left %s (%s) as it is: not a file opsmon makes", path, files.describe_kind(path))
+        return found
+
+    def _snapshots_beside(self) -> list[Path]:
+        return [p for p in self.database.parent.glob(f"{glob.escape(self._beside_prefix())}*")
+                if not files.is_real_directory(p)]
+
+    def _interrupted_writes(self) -> list[Path]:
+        """Writes killed between their temporary file and the rename (opsmon/files.py): a manifest's or
+        status.json's (their writers wait for the locks held here), any other only once it is old
+        enough that no writer can still be on it."""
+        def interrupted(path: Path) -> bool:
+            return ATOMIC_WRITE_NAME.fullmatch(path.name) is not None and files.is_regular(path)
+
+        in_tiers = [p for folder in self._tier_folders() for p in folder.iterdir() if interrupted(p)]
+        at_top = [p for p in self.directory.iterdir() if interrupted(p)
+                  and (p.name.startswith(f".{catalog.STATUS_FILE}.")
+                       or time.time() - p.stat().st_mtime > STALE_TEMPORARY_SECONDS)]
+        return in_tiers + at_top
+
+    def _unnamed_backups(self) -> list[Path]:
+        """Backup files of opsmon's id pattern, in their tier's folder, that no manifest names: a job
+        killed between renaming the file into place and writing its manifest."""
+        return [p for folder in self._tier_folders() for p in folder.glob(f"*{BACKUP_SUFFIX}")
+                if catalog.own_file_name(folder.name, p.name) and files.is_regular(p)
+                and not p.with_name(p.name.removesuffix(BACKUP_SUFFIX) + MANIFEST_SUFFIX).exists()]
+
+    def _tier_folders(self) -> list[Path]:
+        return [self.directory / tier for tier in (*TIERS, SAFETY) if files.is_real_directory(self.directory / tier)]
 
     def _new_id(self, tier: str, now: float) -> str:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         backup_id, n = f"{stamp}-{tier}", 1
-        while (self.directory / tier / f"{backup_id}{MANIFEST_SUFFIX}").exists():
+        while any((self.directory / tier / f"{backup_id}{suffix}").exists()
+                  for suffix in (MANIFEST_SUFFIX, BACKUP_SUFFIX)):  # never written over, whoever put it there
             n += 1
             backup_id = f"{stamp}-{tier}-{n}"
         return backup_id
@@ -131,12 +168,18 @@ class BackupStore:
             try:
                 sqlitefile.snapshot(self.database, snapshot)
             except sqlite3.DatabaseError as err:
+                # SQLite reads a write refused by the file-size limit as "disk I/O error" or, cut short,
+                # as "disk is full": the limit is the one to name when the copy cannot fit under it.
+                if _file_size_limit() <= self.live_size():
+                    raise _over_file_size_limit(snapshot, NOTHING_KEPT) from None
                 if "disk is full" in str(err):
                     raise _out_of_space(snapshot.parent) from None
                 raise BackupFailed(f"database {self.database} cannot be read by SQLite ({err}): no backup was "
                                    "kept") from None
             return self.catalogue(tier, snapshot, started)
         except OSError as err:
+            if err.errno == errno.EFBIG:
+                raise _over_file_size_limit(Path(err.filename or self.tmp), NOTHING_KEPT) from None
             if err.errno != errno.ENOSPC:
                 raise
             raise _out_of_space(self.directory) from None
@@ -157,7 +200,7 @@ class BackupStore:
         else beside the live database (its folder held the database, so it often has room for a
         copy). A job's leftovers in either are removed by the next job. BackupFailed when neither fits."""
         database_dir = self.database.parent
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        files.own_directory(self.tmp)
         for folder, file_name in ((self.tmp, name), (database_dir, f"{self._beside_prefix()}{name}")):
             if _free(folder) >= need * 1.05 + MIB:
                 return folder / file_name
@@ -214,6 +257,7 @@ class BackupStore:
             manifest = Manifest(
                 id=backup_id,
                 tier=tier,
+                sequence=self._next_sequence(),
                 database=DatabaseFacts(path=str(self.database), sha256=raw.sha256, size_bytes=raw.size_bytes,
                                        page_size=facts["page_size"], page_count=facts["page_count"],
                                        tables=facts["tables"], foreign_key_violations=facts["foreign_key_violations"],
@@ -234,6 +278,10 @@ class BackupStore:
         log.info("backup %s: %d bytes from %d, in %.1fs", backup_id, compressed.size_bytes, raw.size_bytes,
                  finished - started)
         return self.find(backup_id)
+
+    def _next_sequence(self) -> int:
+        """One more than any backup's in the folder: creation order, whatever the clock says."""
+        return max((r.manifest.sequence or 0 for r in self.records()), default=0) + 1
 
     # ---- verifying -------------------------------------------------------------------------
 
@@ -263,6 +311,10 @@ class BackupStore:
                 except gzipfile.CorruptGzip as err:
                     changed = f"{changed_message}; " if err.packed.sha256 != record.sha256 else ""
                     raise VerifyFailed(f"{name}: {changed}{err}") from None
+                except OSError as err:  # the machine's limit, not damage of the backup: it is not marked bad
+                    if err.errno == errno.EFBIG:
+                        raise _over_file_size_limit(target, f"{name} was not checked") from None
+                    raise
             if compressed.sha256 != record.sha256:
                 raise VerifyFailed(f"{name}: {changed_message}")
             if raw.sha256 != manifest.database.sha256:
@@ -333,10 +385,14 @@ class BackupStore:
 
 
 def to_prune(records: list[BackupRecord], keep: int) -> list[BackupRecord]:
-    """Of one tier's backups, those beyond the newest `keep`, sparing always the newest verified one."""
-    newest_first = sorted(records, key=lambda r: (r.started_at, r.id), reverse=True)
-    spared = {r.id for r in newest_first[:keep]}
-    last_good = catalog.newest_verified(records)
+    """Of one tier's backups, those beyond the newest `keep`, sparing always the newest verified one.
+
+    Newest in the order they were made, not by their stamps: after a clock that ran ahead is set back,
+    the backup just taken is the newest, and the future-dated ones age out as new ones come.
+    """
+    newest_first = sorted(records, key=catalog.creation_order, reverse=True)
+    spared = {r.id for r in newest_first[:max(keep, 1)]}
+    last_good = next((r for r in newest_first if r.verified), None)
     if last_good is not None:
         spared.add(last_good.id)
     return [r for r in newest_first if r.id not in spared]
@@ -353,7 +409,18 @@ def _free(folder: Path) -> int:
 
 def _out_of_space(folder: Path) -> BackupFailed:
     return BackupFailed(f"the filesystem of {folder} ran out of space during the backup ({_free(folder) / MIB:.1f} "
-                        "MiB free now); nothing was kept, and the backups before it are as they were")
+                        f"MiB free now); {NOTHING_KEPT}")
+
+
+def _file_size_limit() -> float:
+    """The largest file this process may write (ulimit -f), in bytes; infinite when unlimited."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return float("inf") if limit == resource.RLIM_INFINITY else limit
+
+
+def _over_file_size_limit(path: Path, consequence: str) -> BackupFailed:
+    return BackupFailed(f"the file-size limit was hit writing {path} (ulimit -f: {_file_size_limit():.0f} bytes): "
+                        f"{consequence}; raise the limit of the shell or service that runs opsmon-backup")
 
 
 def _identity_of(snapshot: Path) -> identity.Identity | None:

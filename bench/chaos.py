@@ -13,6 +13,9 @@ Scenarios (each bounded in count and time; all traffic on 127.0.0.1):
   litestream Litestream killed -9 while `opsmon-backup serve` runs and the app writes, the replica restored
              (a dry run of restore --at now) after each; then the service itself killed -9 and started again
   load       the exporter under 50 parallel scrapers and 500 idle connections
+  hostile    a hostile backup folder: .job.lock and .tmp planted as links (to the live database, to a
+             folder of someone else's files), foreign `*.db.gz` files, and a clock that ran ahead (the
+             newest backup's manifest stamped a year on) then was set back, each under a random command
 
 After each run: the next command (`opsmon-backup verify --all`, which also rolls back a killed restore
 and removes what killed jobs left) must be clean; the live database must pass integrity_check and hold
@@ -61,9 +64,9 @@ from opsmon import catalog  # noqa: E402
 from tests.backup_helpers import fingerprint  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
-SCENARIOS = ("kill", "full-disk", "s3", "litestream", "load")
+SCENARIOS = ("kill", "full-disk", "s3", "litestream", "load", "hostile")
 # Shares of the time budget; a scenario that reaches its share stops after the run in progress.
-WEIGHTS = {"kill": 50, "full-disk": 12, "s3": 14, "litestream": 16, "load": 8}
+WEIGHTS = {"kill": 50, "full-disk": 12, "s3": 14, "litestream": 16, "load": 8, "hostile": 8}
 KILL_OPERATIONS = ("create", "restore", "restore --tables", "check --fix", "copy to secondary", "copy to S3")
 MARKER = "restore-in-progress.json"
 DAMAGED = "damaged"  # where a restore keeps a live file SQLite cannot read; every database here is healthy
@@ -120,6 +123,7 @@ class Kit:
         self.exporter = None
         self.damaged_seen: set[Path] = set()
         self._seen: set[str] = set()
+        self.foreign: set[str] = set()  # files a person put in the backup folder: never orphans of opsmon's
 
     def first_time(self, problem: str) -> bool:
         """True the first time a lasting problem (a leftover file) is seen."""
@@ -278,7 +282,7 @@ def check_after(kit: Kit, tally: Tally, run: int, allowed: dict[str, dict]) -> s
             tally.lost(run, f"the live database is in none of the states it may be in ({differences})")
     # A leftover is counted once, in the run that left it, however many runs it outlives.
     for orphan in backup_orphans(kit.backups):
-        if kit.first_time(orphan):
+        if orphan not in kit.foreign and kit.first_time(orphan):
             tally.wrong_answer(run, f"orphan in the backup folder after the next command: {orphan}")
     for orphan in database_orphans(kit.database):
         if kit.first_time(orphan):
@@ -1025,12 +1029,127 @@ def scenario_load(suite: Suite, tally: Tally, seconds: float, until: float) -> N
 
 # ---- the table ------------------------------------------------------------------------------
 
+# ---- scenario: a hostile backup folder -------------------------------------------------------
+
+HOSTILE_FAULTS = ("lock link", "tmp link", "foreign files", "clock jump")
+HOSTILE_COMMANDS = (("create", "--tier", "daily"), ("prune",), ("verify", "--all"), ("drill",))
+YEAR = 365 * 86400
+
+
+def scenario_hostile(suite: Suite, tally: Tally, runs: int, until: float) -> None:
+    rng = suite.rng
+    database = suite.database(suite.root / "hostile" / "db", suite.args.fs_videos)
+    kit = Kit(suite, "hostile", database, suite.root / "hostile" / "backups")
+    for tier in catalog.TIERS:
+        if kit.run("create", "--tier", tier).returncode != 0:
+            raise RuntimeError(f"setting up: create --tier {tier} failed")
+    kit.start_exporter()
+    try:
+        for run in range(1, runs + 1):
+            if time.monotonic() > until:
+                tally.details.append(f"stopped at the time budget after {run - 1} of {runs} runs")
+                break
+            tally.runs += 1
+            tally.faults += 1
+            fault = HOSTILE_FAULTS[(run - 1) % len(HOSTILE_FAULTS)]
+            command = HOSTILE_COMMANDS[0] if fault == "clock jump" else rng.choice(HOSTILE_COMMANDS)
+            before = fingerprint(database)
+            print(f"  hostile {run:3}/{runs} {fault:13} then {' '.join(command)}", flush=True)
+            {"lock link": _planted_lock, "tmp link": _planted_tmp, "foreign files": _foreign_files,
+             "clock jump": _clock_jump}[fault](kit, tally, run, command, rng)
+            check_after(kit, tally, run, {"before": before})
+            for tier in catalog.TIERS:
+                if not kit.catalog().newest_verified(tier):
+                    tally.lost(run, f"no verified {tier} backup is left")
+        ahead = len(catalog.future_dated(kit.catalog().backups, time.time()))
+        planted = sum(1 for f in kit.foreign if f.endswith(catalog.BACKUP_SUFFIX))
+        tally.details.append(f"faults by kind: {', '.join(HOSTILE_FAULTS)} in turn; foreign files planted (all kept): "
+                             f"{planted}; future-dated backups retained at the end: {ahead}")
+    finally:
+        kit.close()
+
+
+def _refused(kit: Kit, tally: Tally, run: int, command, planted: Path) -> None:
+    """The command under a planted link: exit 1, naming it, and no traceback."""
+    result = kit.run(*command)
+    if result.returncode != 1 or str(planted) not in result.stderr or "Traceback" in result.stderr:
+        tally.wrong_answer(run, f"{' '.join(command)} with {planted} planted exits {result.returncode} "
+                                f"({tail(result.stderr)}): it must refuse, naming it")
+
+
+def _planted_lock(kit: Kit, tally: Tally, run: int, command, rng) -> None:
+    lock = kit.backups / ".job.lock"
+    database = kit.database.read_bytes()
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(kit.database)
+    _refused(kit, tally, run, command, lock)
+    if kit.database.read_bytes() != database:
+        tally.lost(run, f"{' '.join(command)} wrote through {lock}, a link to the live database")
+    lock.unlink()  # the person removes the link, as the message says
+
+
+def _planted_tmp(kit: Kit, tally: Tally, run: int, command, rng) -> None:
+    bait = kit.root / f"someone-elses-{run}"
+    (bait / "drill-local").mkdir(parents=True)
+    for name in ("snapshot-1.db", "dry-run.db", "notes.txt", "drill-local/inside.db"):
+        (bait / name).write_bytes(os.urandom(rng.randint(1, 4096)))
+    kept = {p: p.read_bytes() for p in bait.rglob("*") if p.is_file()}
+    tmp = kit.backups / ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.symlink_to(bait)
+    _refused(kit, tally, run, command, tmp)
+    if {p: p.read_bytes() for p in bait.rglob("*") if p.is_file()} != kept:
+        tally.lost(run, f"{' '.join(command)} removed or changed files of {bait} through {tmp}")
+    tmp.unlink()
+    shutil.rmtree(bait)
+
+
+def _foreign_files(kit: Kit, tally: Tally, run: int, command, rng) -> None:
+    planted = {kit.backups / "manual" / f"x-{run}.db.gz": os.urandom(512),
+               kit.backups / "daily" / f"hand-made-{run}.db.gz": os.urandom(512)}
+    for path, data in planted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    kit.foreign |= {str(kit.backups / "manual"), *map(str, planted)}
+    result = kit.run(*command)
+    if result.returncode not in (0, 3) or "Traceback" in result.stderr:
+        tally.wrong_answer(run, f"{' '.join(command)} beside foreign files exits {result.returncode}: "
+                                f"{tail(result.stderr)}")
+    for path in sorted(map(Path, kit.foreign)):
+        if path.suffix == ".gz" and not path.exists():
+            tally.lost(run, f"{' '.join(command)} deleted {path}, a file opsmon did not write")
+
+
+def _clock_jump(kit: Kit, tally: Tally, run: int, command, rng) -> None:
+    """The newest daily backup taken under a clock a year ahead; then, with the clock set right, a create."""
+    newest = max(kit.catalog().of_tier("daily"), key=catalog.creation_order)
+    manifest = newest.manifest
+    manifest.started_at = catalog.to_iso(time.time() + YEAR)
+    manifest.finished_at = catalog.to_iso(time.time() + YEAR + 1)
+    catalog.write_manifest(newest.manifest_path, manifest)
+    result = kit.run(*command)
+    made = result.stdout.strip()
+    if result.returncode != 0 or not made:
+        tally.wrong_answer(run, f"create after a clock set back exits {result.returncode}: {tail(result.stderr)}")
+    elif made not in {r.id for r in kit.catalog().backups}:
+        tally.lost(run, f"retention deleted {made}, the backup create had just made, after a clock set back")
+    ahead = len(catalog.future_dated(kit.catalog().backups, time.time()))
+    values = samples(requests.get(f"{kit.exporter_url}/metrics", timeout=15).text)
+    published = values.get(("opsmon_backup_future_dated", (("database", kit.name),)))
+    if published != ahead:
+        tally.wrong_answer(run, f"opsmon_backup_future_dated is {published}, the catalog holds {ahead} future-dated")
+    status = kit.run("status")
+    if ahead and (status.returncode != 3 or "stamped in the future" not in status.stdout):
+        tally.wrong_answer(run, f"status exits {status.returncode} without naming the {ahead} future-dated backup(s)")
+
+
 LABELS = {
     "kill": "kill -9 during create, restore, restore --tables, check --fix, copies (folder, S3)",
     "full-disk": "full filesystem (5 MB tmpfs) under backup and restore",
     "s3": "S3 errors and dropped connections (fault proxy before moto)",
     "litestream": "Litestream killed -9 while serve runs (then serve itself)",
     "load": "exporter: 50 parallel scrapers, 500 idle connections",
+    "hostile": "hostile backup folder: planted links, foreign files, a clock set back",
 }
 
 
@@ -1064,7 +1183,8 @@ def main(argv=None) -> int:
         parser.error("the full-disk scenario mounts a tmpfs: run as root, or leave it out with --scenario")
     chosen = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
     counts = {"kill": args.runs, "full-disk": max(4, args.runs // 8), "s3": max(3, args.runs // 8),
-              "litestream": max(2, min(4, args.runs // 25)), "load": max(5, args.runs // 6)}
+              "litestream": max(2, min(4, args.runs // 25)), "load": max(5, args.runs // 6),
+              "hostile": max(4, args.runs // 8)}
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
@@ -1086,7 +1206,8 @@ def main(argv=None) -> int:
             begun = time.monotonic()
             try:
                 {"kill": scenario_kill, "full-disk": scenario_full_disk, "s3": scenario_s3,
-                 "litestream": scenario_litestream, "load": scenario_load}[name](suite, tally, counts[name], until)
+                 "litestream": scenario_litestream, "load": scenario_load,
+                 "hostile": scenario_hostile}[name](suite, tally, counts[name], until)
             except (RuntimeError, OSError, requests.RequestException) as err:
                 tally.wrong_answer(tally.runs, f"the scenario could not go on: {type(err).__name__}: {err}")
             finally:

@@ -9,6 +9,7 @@ import time
 import psutil
 
 from opsmon.catalog import TIERS, read_catalog
+from opsmon.files import sqlite_uri
 from exporter.collectors.probes import run_probes
 
 ORDER = {"ok": 0, "degraded": 1, "down": 2}
@@ -33,7 +34,7 @@ def database_check(path) -> dict:
     if not os.path.exists(path):
         return _check("database", "down", f"{path} does not exist")
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        connection = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=2)
         try:
             tables = connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         finally:

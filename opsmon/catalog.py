@@ -37,6 +37,8 @@ STATUS_FILE = "status.json"
 LOCK_FILE = ".status.lock"
 BACKUP_SUFFIX = ".db.gz"
 MANIFEST_SUFFIX = ".json"
+# A backup stamped later than this after now was taken under a clock that ran ahead (then corrected).
+FUTURE_TOLERANCE_SECONDS = 300
 # The only shape a backup id has: it becomes a file name, so nothing else may pass for one.
 ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-(daily|weekly|monthly|safety)(-[0-9]+)?")  # ASCII digits only
 
@@ -118,6 +120,9 @@ class Manifest(Record):
     version: int = FORMAT_VERSION
     id: BackupId
     tier: Literal["daily", "weekly", "monthly", "safety"]
+    # Creation order in the backup folder, counted by the writer, not read off a clock that may have jumped
+    # (None in older manifests: they were all made before any that has one).
+    sequence: Count | None = None
     database: DatabaseFacts
     backup: BackupFile
     sqlite_version: str | None = None
@@ -214,6 +219,16 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
     """The one writer of manifests: always in this opsmon's format version."""
     manifest.version = FORMAT_VERSION
     files.write_json_atomically(path, manifest.model_dump(mode="json"))
+
+
+def own_file_name(tier: str, name: str) -> bool:
+    """`name` is a backup file or manifest of opsmon's id pattern, of `tier`: the only files in a tier's
+    folder that opsmon may remove (anything else there was put by someone else)."""
+    for suffix in (BACKUP_SUFFIX, MANIFEST_SUFFIX):
+        if name.endswith(suffix):
+            found = ID_PATTERN.fullmatch(name.removesuffix(suffix))
+            return found is not None and found.group(1) == tier
+    return False
 
 
 def manifest_paths(directory: Path) -> list[Path]:
@@ -450,6 +465,17 @@ class Catalog:
     def newest_verified(self, tier: str) -> BackupRecord | None:
         """The newest backup of the tier that passed its last verification: what a restore would use."""
         return newest_verified(self.of_tier(tier))
+
+
+def creation_order(record: BackupRecord) -> tuple:
+    """Sort key of backups in the order they were made: by sequence, then (older manifests) by time."""
+    sequence = record.manifest.sequence if record.manifest is not None else None
+    return (sequence or 0, record.started_at, record.id)
+
+
+def future_dated(records: list[BackupRecord], now: float) -> list[BackupRecord]:
+    """The backups stamped after `now` (beyond FUTURE_TOLERANCE_SECONDS): taken while the clock ran ahead."""
+    return [r for r in records if r.started_at > now + FUTURE_TOLERANCE_SECONDS]
 
 
 def newest_verified(records: list[BackupRecord]) -> BackupRecord | None:

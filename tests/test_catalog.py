@@ -69,7 +69,7 @@ def test_a_manifest_written_is_read_back_field_for_field(tmp_path):
     record = catalog.read_manifest(path)
     assert record.manifest.model_dump(mode="json") == on_disk
     assert on_disk["version"] == FORMAT_VERSION
-    assert set(on_disk) == {"version", "id", "tier", "database", "backup", "sqlite_version", "started_at",
+    assert set(on_disk) == {"version", "id", "tier", "sequence", "database", "backup", "sqlite_version", "started_at",
                             "finished_at", "verification"}
     assert record.as_json()["id"] == backup_id and record.verified is True
 

@@ -17,6 +17,7 @@ from exporter.collectors.logs import LogsCollector
 from exporter.collectors.probes import ProbesCollector
 from exporter.collectors.process import ProcessCollector
 from exporter.collectors.system import SystemCollector
+from opsmon.catalog import FUTURE_TOLERANCE_SECONDS, to_timestamp
 from opsmon.config import BusinessQueryConfig, LogSourceConfig, ProbeConfig, ProcessConfig
 from tests.conftest import FIXTURES, GOLDEN, assert_golden, exposition
 from tests.fakes import (FakeClock, FakeNvml, FakeProcess, FakeResponse, FakeSession, fake_process_table,
@@ -89,7 +90,19 @@ def test_database(tmp_path):
 
 
 def test_backup():
-    assert_golden("backup", exposition(BackupCollector(FIXTURES / "catalog", "demo")))
+    read_at = to_timestamp("2026-11-26T10:12:04Z")  # after the fixture's newest backup
+    assert_golden("backup", exposition(BackupCollector(FIXTURES / "catalog", "demo", clock=lambda: read_at)))
+
+
+def test_backup_counts_the_backups_stamped_after_the_clock():
+    """Read six hours before the fixture's newest backup (02:00): that one is future-dated, the one of
+    the day before is not, and one stamped within the tolerance of now is not counted either."""
+    text = exposition(BackupCollector(FIXTURES / "catalog", "demo",
+                                      clock=lambda: to_timestamp("2026-11-25T20:00:00Z")))
+    assert 'opsmon_backup_future_dated{database="demo"} 1.0' in text
+    within_tolerance = to_timestamp("2026-11-26T02:00:00Z") - FUTURE_TOLERANCE_SECONDS + 1
+    text = exposition(BackupCollector(FIXTURES / "catalog", "demo", clock=lambda: within_tolerance))
+    assert 'opsmon_backup_future_dated{database="demo"} 0.0' in text
 
 
 def test_backup_with_an_empty_catalog_says_never(tmp_path):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from opsmon.catalog import TIERS, Catalog, CatalogError, LocationDrill, read_catalog
+from opsmon.catalog import (FUTURE_TOLERANCE_SECONDS, TIERS, Catalog, CatalogError, LocationDrill, future_dated,
+                            read_catalog)
 from opsmon.copies import three_two_one
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
@@ -63,7 +64,12 @@ class BackupCollector:
             if location in status.copies:
                 copies.add_metric([self._database, location], status.copies[location].last_success_at or 0)
 
-        yield from (unreadable, verify_ok, failing, copies)
+        ahead = self._gauge("opsmon_backup_future_dated",
+                            f"Retained backups stamped over {FUTURE_TOLERANCE_SECONDS} s after this host's clock: "
+                            "taken while a clock ran ahead, or the clock runs behind now.")
+        ahead.add_metric(db, len(future_dated(catalog.backups, self._clock())))
+
+        yield from (unreadable, verify_ok, failing, copies, ahead)
         yield from self._drills(status)
         if self._policy is not None:
             yield from self._policy_gauges(catalog)

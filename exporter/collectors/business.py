@@ -14,6 +14,8 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
+from opsmon.files import sqlite_uri
+
 log = logging.getLogger(__name__)
 
 # A failed query is tried again sooner than a daily refresh, but not at every scrape.
@@ -26,7 +28,7 @@ class QueryTimeout(Exception):
 
 def run_query(path: Path, sql: str, timeout: float) -> tuple[list[str], list[tuple]]:
     """Run one read-only query, aborted by SQLite itself once `timeout` has passed."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    connection = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=timeout)
     deadline = time.monotonic() + timeout
     # The progress handler is SQLite's own way to stop a runaway statement; non-zero aborts it.
     connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
