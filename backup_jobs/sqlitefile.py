@@ -61,6 +61,7 @@ def unreadable(path: Path) -> str | None:
 def replace_file(source: Path, target: Path) -> None:
     """Put a copy of `source` in place of `target` by rename, durable; the target's -wal and -shm go."""
     partial = target.with_name(f".{target.name}.restoring")
+    partial.unlink(missing_ok=True)  # a link planted at this name is removed, never written through
     try:
         shutil.copyfile(source, partial)
         fsync_file(partial)

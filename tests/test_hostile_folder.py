@@ -100,6 +100,19 @@ def test_links_planted_at_opsmon_names_are_removed_as_links_and_never_written_th
     assert victim.read_text() == "not opsmon's"
 
 
+def test_a_link_planted_where_a_restore_stages_its_copy_is_never_written_through(tmp_path):
+    database, _, args = kit(tmp_path)
+    backup_id = opsmon_backup(*args, "create", check=True).stdout.strip()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not opsmon's")
+    (tmp_path / f".{database.name}.restoring").symlink_to(victim)
+    database.write_bytes(os.urandom(8192))  # beyond SQLite: the restore stages a whole copy beside it
+    opsmon_backup(*args, "restore", backup_id, check=True)
+    assert victim.read_text() == "not opsmon's"
+    assert not (tmp_path / f".{database.name}.restoring").is_symlink()
+    assert opsmon_backup(*args, "check").returncode == 0
+
+
 def test_a_tier_folder_that_is_a_link_is_never_cleaned_nor_written_over(tmp_path):
     """`daily` linked to a folder of the user's holding a file of the very name the next backup would take."""
     clock = FakeClock(to_timestamp("2026-11-26T02:00:00Z"))
