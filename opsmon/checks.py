@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsmon.config import OpsmonConfig
+from opsmon.files import sqlite_uri
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _open_database(path: Path) -> tuple[list[Finding], sqlite3.Connection | None
         return [problem("database.path", f"{path} is not a file")], None
     if not os.access(path, os.R_OK):
         return [problem("database.path", f"{path} is not readable by this user")], None
-    connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    connection = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=5)
     try:
         connection.execute("PRAGMA schema_version").fetchone()
     except sqlite3.Error as err:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsmon.config import Retention, TierSchedule
+from opsmon.files import sqlite_uri
 
 
 class CannotStart(Exception):
@@ -84,7 +85,7 @@ def read_tables(database: Path) -> list[Table]:
     if not database.is_file():
         raise CannotStart(f"--database {database}: no such file (opsmon init reads the tables of an existing "
                           "database)")
-    connection = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    connection = sqlite3.connect(sqlite_uri(database, "ro"), uri=True, timeout=5)
     try:
         names = [row[0] for row in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
