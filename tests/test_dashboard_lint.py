@@ -117,7 +117,7 @@ WIRED = [
     ("overview", "Newest daily backup", lambda: [(l.value, l.color) for l in both("OpsmonBackupStale",
                                                                                    where='tier="daily"')]),
     ("overview", "Targets down", lambda: [(1, rules.limit("OpsmonTargetDown").color)]),
-    ("overview", "Collectors failing", lambda: [(1, rules.limit("OpsmonCollectorFailing").color)]),
+    ("overview", "Collectors failing", lambda: [(1, rules.limit("OpsmonCollectorFailing", "warning").color)]),
     ("system", "CPU busy", lambda: [(rules.limit("OpsmonCpuHigh").value, "orange")]),
     ("system", "Memory in use", lambda: [(used(l), l.color) for l in both("OpsmonMemoryLow")]),
     ("system", "Fullest filesystem", lambda: [(used(l), l.color) for l in both("OpsmonDiskSpaceLow")]),
