@@ -159,6 +159,17 @@ def test_each_tier_ages_against_its_own_alert():
     assert not any(re.search(o["matcher"]["options"].strip("/"), "demo app daily") for o in overrides)
 
 
+RECORDED = re.compile(r"\b[a-z_]*:[a-z_]+:[a-z0-9_]+\b")
+
+
+def test_the_pipeline_stat_reads_the_window_of_the_stall_alert():
+    """The series OpsmonVideoProcessingStalled reads, over its 30 minutes: a pipeline doing a video every 3
+    minutes is moving, where a 1-minute rate showed it stalled while the alert stayed quiet."""
+    stat = panel(BOARDS, "business", "Pipeline")["targets"][0]["expr"]
+    read = set(RECORDED.findall(rules.alert("OpsmonVideoProcessingStalled")["expr"]))
+    assert read and set(RECORDED.findall(stat)) == read, stat
+
+
 def test_the_drill_panels_turn_where_their_alerts_fire_against_the_objective_series():
     """The objectives are the exporter's series in the alerts, so in the panels too: never a number of the board."""
     stale = rules.limit("OpsmonRestoreDrillStale").value
