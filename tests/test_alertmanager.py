@@ -4,6 +4,7 @@ Alertmanager, and the email templates render."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -95,6 +96,28 @@ def run_alertmanager(work, config: dict):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_dashboard_links_open_the_alert_s_host_an_hour_around_its_start(tmp_path):
+    """In the text and the HTML e-mail alike; an alert without a host (about Prometheus itself) opens all hosts."""
+    def alert(labels: dict) -> dict:
+        return {"status": "firing", "labels": {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", **labels},
+                "annotations": {"summary": "s.", "description": "d", "runbook_url": "r",
+                                "dashboard_url": "http://localhost:3000/d/opsmon-system"},
+                "startsAt": "2026-12-03T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "g"}
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"status": "firing", "receiver": "pager-ops", "externalURL": "http://am",
+                                "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                                "alerts": [alert({"host": "web-1"}), alert({})]}))
+    window = "time=1796292000000&time.window=3600000"
+    for kind, name in (("text", "opsmon.email.text"), ("html", "opsmon.email.html")):
+        result = amtool("template", "render", "--template.glob=templates/*.tmpl", f"--template.type={kind}",
+                        f"--template.data={data}", "--template.text={{ template \"%s\" . }}" % name)
+        assert result.returncode == 0, result.stderr
+        links = re.findall(r"http://localhost:3000/d/opsmon-system\S*?(?=[\"\s])", result.stdout.replace("&amp;", "&"))
+        assert links == [f"http://localhost:3000/d/opsmon-system?var-host=web-1&{window}",
+                         f"http://localhost:3000/d/opsmon-system?var-host=%24__all&{window}"], (kind, links)
 
 
 @pytest.fixture(scope="module")
