@@ -63,6 +63,7 @@ WAL_LARGE_BYTES = 64 * 1024 * 1024  # ...and over this size
 # Alerts on a fact or a setting: the line is marked at the alert's severity, with no number to keep in step.
 BACKUP_FAILING = Limit("OpsmonBackupFailing", "warning")
 VERIFY_FAILING = Limit("OpsmonBackupVerificationFailing", "critical")
+MANIFESTS_UNREADABLE = Limit("OpsmonBackupManifestsUnreadable", "warning")
 RTO_MISSED = Limit("OpsmonRestoreDrillRtoMissed", "warning")  # backups.objectives.rto_seconds
 RPO_MISSED = Limit("OpsmonBackupRpoMissed", "warning")  # backups.objectives.rpo_seconds
 LITESTREAM_DOWN = Limit("OpsmonLitestreamDown", "warning")
@@ -72,7 +73,8 @@ RULES_BROKEN = Limit("OpsmonRuleViolations", "warning")
 FUTURE_DATED = Limit("OpsmonBackupFutureDated", "warning")
 LIMITS = [*BACKUP_STALE["warning"].values(), *BACKUP_STALE["critical"].values(), COPY_STALE, VERIFY_STALE,
           DRILL_STALE, PITR_LAG, INTEGRITY_STALE, JOB_OVERDUE, SHRUNK, WAL_LARGE, BACKUP_FAILING, VERIFY_FAILING,
-          RTO_MISSED, RPO_MISSED, LITESTREAM_DOWN, INTEGRITY_FAILED, FOREIGN_KEYS, RULES_BROKEN, FUTURE_DATED]
+          MANIFESTS_UNREADABLE, RTO_MISSED, RPO_MISSED, LITESTREAM_DOWN, INTEGRITY_FAILED, FOREIGN_KEYS, RULES_BROKEN,
+          FUTURE_DATED]
 # The alerts of backups.rules.yml the report does not mark, and why: what it cannot see from here.
 NOT_MARKED = {
     "OpsmonBackupMetricsAbsent": "Prometheus's view: whether the exporter publishes at all",
@@ -249,7 +251,8 @@ def _verification(report: StatusReport, config, current: Catalog, now: float) ->
                      + (f" (over {age_text(VERIFY_STALE.value)})" if stale else ""))
     if stale:
         hints.append(f"opsmon-backup verify --all (the service runs it at `{config.backups.verify_schedule}`)")
-    level = VERIFY_FAILING.level if failing else VERIFY_STALE.level if (unreadable or stale) else OK
+    level = (VERIFY_FAILING.level if failing else MANIFESTS_UNREADABLE.level if unreadable
+             else VERIFY_STALE.level if stale else OK)
     report.lines.append(Line("verification", level, "; ".join(parts), "; ".join(hints) or None))
     report.facts["verification"] = {
         "level": level, "last_success_at": to_iso(last) if last else None, "failing": [b.id for b in failing],
