@@ -76,7 +76,7 @@ def service_checks(session, probes) -> list[dict]:
 
 
 def backup_check(directory, max_age: dict, now: float, database: Path | None = None) -> dict:
-    catalog = read_catalog(directory, database_of(database)) if database is not None else read_catalog(directory)
+    catalog = read_catalog(directory, database_of(database) if database else None)
     problems = []
     for tier in TIERS:
         newest = catalog.newest_verified(tier)

@@ -392,8 +392,8 @@ def _owner(directory: str | os.PathLike, whole: Status) -> str | None:
         return whole.database
     paths = sorted(manifest_paths(directory), key=lambda p: p.name)
     try:
-        taken_from = Path(json.loads(paths[-1].read_bytes())["database"]["path"]) if paths else None
-    except (OSError, ValueError, KeyError, TypeError):
+        taken_from = Path(read_manifest(paths[-1]).manifest.database.path) if paths else None
+    except (CatalogError, OSError):  # unreadable: named by the catalog's readers, and no owner to tell here
         return None
     return str(taken_from.resolve()) if taken_from is not None and taken_from.is_file() else None
 

@@ -37,8 +37,7 @@ class BackupCollector:
         return GaugeMetricFamily(name, documentation, labels=["database", *([extra_label] if extra_label else [])])
 
     def collect(self):
-        catalog = (self._read(self._directory, database_of(self._database_path)) if self._database_path is not None
-                   else self._read(self._directory))
+        catalog = self._read(self._directory, database_of(self._database_path) if self._database_path else None)
         # A part of status.json that cannot be read fails this collector (and names the key), rather
         # than publishing a 0 that reads as "never".
         problems = catalog.status.problems(*STATUS_SECTIONS)
