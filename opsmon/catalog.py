@@ -375,9 +375,11 @@ def read_status(directory: str | os.PathLike, database: str | None = None) -> St
     """The one reader of status.json: the sections of `database` (a resolved path; None: the folder's own).
     A missing file is an empty status; a broken one is reported."""
     whole = _read_whole(directory)
-    owner = _owner(directory, whole)
-    if database is None or owner in (None, database):
-        return whole
+    return whole if database is None or _owner(directory, whole) in (None, database) else _other(whole, database)
+
+
+def _other(whole: Status, database: str) -> Status:
+    """The sections of a database that is not the folder's own, as a Status of their own."""
     view = Status.model_validate(whole.others.get(database, Sections()).model_dump(mode="json"))
     view.database = database
     view._problems = {"": whole.problems("others")}  # the whole file's, and those of the others' part
@@ -413,8 +415,8 @@ def _read_whole(directory: str | os.PathLike) -> Status:
     return _salvage(dict(document), str(path))
 
 
-def update_status(directory: str | os.PathLike, change: Callable[[Status], None], database: str | None = None,
-                  ) -> Status:
+def update_status(directory: str | os.PathLike, change: Callable[[Status], None],
+                  database: str | None = None) -> Status:
     """Apply `change` to the sections of `database` (None: the folder's own) under a lock, so concurrent
     jobs never lose each other's results. What could not be read is dropped here: the status heals. A
     status of a newer format is never written over."""
@@ -431,7 +433,7 @@ def update_status(directory: str | os.PathLike, change: Callable[[Status], None]
             status.database = owner or database
             change(status)
         else:
-            view = read_status(directory, database)
+            view = _other(status, database)
             change(view)
             status.others[database] = Sections.model_validate(view.model_dump(
                 mode="json", include=set(Sections.model_fields)))
