@@ -138,6 +138,10 @@ def run(args, jobs) -> int:
         current = jobs.store.own_catalog()
         for problem in current.problems:
             print(f"opsmon-backup: left out: {problem}", file=sys.stderr)
+        others = len(jobs.store.records()) - len(current.backups)
+        if others:
+            print(f"opsmon-backup: left out: {humanize.plural(others, 'backup')} of another database in "
+                  f"{jobs.directory} (opsmon-backup verify --all names them)", file=sys.stderr)
         if args.json:
             print(json.dumps([r.as_json() for r in current.backups], indent=2))
         else:

@@ -561,6 +561,7 @@ def test_two_configs_on_one_backup_folder_each_see_only_their_own_database(tmp_p
     assert ledger_status["verification"]["last_success_at"] is None
     listed = opsmon_backup("--config.file", configs["ledger"], "list", "--json", cwd=tmp_path)
     assert json.loads(listed.stdout) == []
+    assert f"left out: 1 backup of another database in {tmp_path / 'backups'}" in listed.stderr
 
     shop_status = json.loads(opsmon_backup("--config.file", configs["shop"], "status", "--json", cwd=tmp_path).stdout)
     assert shop_status["tiers"]["daily"]["last_error"] is None and shop_status["tiers"]["daily"]["kept"] == 1
