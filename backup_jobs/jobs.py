@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import time
 from typing import Iterator
 
-from backup_jobs import copies, identity, integrity
+from backup_jobs import copies, integrity
 from opsmon import catalog
 from opsmon.catalog import SAFETY, TIERS, to_iso
 from backup_jobs.drills import DrillFailed, DrillResult, Drills
@@ -90,7 +89,7 @@ class Jobs:
         started = self.clock()
         records = [self.store.find(i) for i in backup_ids] if backup_ids else self.store.records()
         problems = [] if backup_ids else self.store.unreadable_manifests()
-        own = self._live_identity()
+        own = catalog.database_of(self.store.database).identity
         for record in records:
             error = self.store.verify(record)
             if error:
@@ -102,12 +101,6 @@ class Jobs:
         if not backup_ids:
             catalog.record_verify(self.directory, started, passed=not problems, **self.recorded)
         return problems
-
-    def _live_identity(self) -> str | None:
-        try:
-            return identity.read_file(self.store.database).id if self.store.database.exists() else None
-        except sqlite3.DatabaseError:
-            return None
 
     def prune(self) -> list[BackupRecord]:
         retention = self.config.backups.retention
