@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--allow-other-database", action="store_true",
                          help="restore a source that holds another database than this one, on purpose (never the "
                               "default: the live database keeps its identity)")
+    restore.add_argument("--create-database", action="store_true",
+                         help="the database does not exist: create it from the source (a new machine); without it "
+                              "such a restore is refused, so a typo in the path never brings back a stale copy")
     delete = commands.add_parser("delete", help="delete one backup (never the last verified one of its tier)")
     delete.add_argument("backup_id", metavar="ID")
     commands.add_parser("prune", help="delete backups the retention policy lets go, here and in the copies")
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load(args):
-    """The config: the file, with --database and --backup-dir over it; or those two alone.
+    """The config, and the file it came from (None: none applies): the file, with --database and
+    --backup-dir over it; or those two alone.
 
     A --database that is not the config's database borrows nothing of the config: the replica,
     copies, integrity rules and schedules there belong to the config's database.
@@ -121,7 +125,7 @@ def load(args):
     config = parse_config(document, source, base)
     if config.backups is None:
         raise UsageError(f"{source}: backups: required to run opsmon-backup (or give --backup-dir)")
-    return config
+    return config, None if source == "command line" else str(Path(source).absolute())
 
 
 def config_file_of(args) -> str | None:
@@ -141,9 +145,13 @@ def run(args, jobs) -> int:
         print(json.dumps(found.as_json(), indent=2) if args.json else found.text())
         return EXIT_OK if found.ok else EXIT_PROBLEMS
     if command == "list":
-        current = jobs.store.catalog()
+        current = jobs.store.own_catalog()
         for problem in current.problems:
             print(f"opsmon-backup: left out: {problem}", file=sys.stderr)
+        others = len(jobs.store.records()) - len(current.backups)
+        if others:
+            print(f"opsmon-backup: left out: {humanize.plural(others, 'backup')} of another database in "
+                  f"{jobs.directory} (opsmon-backup verify --all names them)", file=sys.stderr)
         if args.json:
             print(json.dumps([r.as_json() for r in current.backups], indent=2))
         else:
@@ -187,13 +195,9 @@ def run(args, jobs) -> int:
 def restore(args, jobs) -> int:
     """A restore; on a terminal, only once the person has seen what it replaces and said yes. Without a
     terminal (a script, cron) or with --yes, no question is asked."""
-    tables = parse_tables(args.tables)
-    if args.at:
-        request = RestoreRequest(at=parse_moment(args.at), tables=tables, dry_run=args.dry_run,
-                                 allow_other_database=args.allow_other_database)
-    else:
-        request = RestoreRequest(backup=parse_backup_id(args.backup_id, "ID"), tables=tables,
-                                 dry_run=args.dry_run, allow_other_database=args.allow_other_database)
+    source = {"at": parse_moment(args.at)} if args.at else {"backup": parse_backup_id(args.backup_id, "ID")}
+    request = RestoreRequest(**source, tables=parse_tables(args.tables), dry_run=args.dry_run,
+                             allow_other_database=args.allow_other_database, create_database=args.create_database)
     if not (args.yes or args.dry_run) and sys.stdin.isatty():
         # The lock is not held while the person reads: the scheduled jobs go on meanwhile.
         with jobs.locked(f"{_describe(args)} (its dry run, before asking)"):
@@ -284,7 +288,8 @@ def _main(argv=None) -> int:
     redirect = logging_redirect_tqdm() if args.command != "serve" else contextlib.nullcontext()
     try:
         with redirect:
-            return run(args, Jobs(load(args)))
+            config, config_file = load(args)
+            return run(args, Jobs(config, config_file=config_file))
     except (InvalidConfig, UsageError, UnknownBackup, BadRequest) as err:
         print(f"opsmon-backup: {err}", file=sys.stderr)
         return EXIT_USAGE

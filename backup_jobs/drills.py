@@ -111,13 +111,13 @@ class Drills:
             if restored is not None:
                 restored.unlink(missing_ok=True)
         catalog.record_location_drill(self.store.directory, location, started_at, result.source, result.error,
-                                      result.rto_seconds, result.rpo_seconds)
+                                      result.rto_seconds, result.rpo_seconds, **self.jobs.recorded)
         return result
 
     # ---- each location: (restored file, what it is, the moment its data is from, its manifest's facts)
 
     def _local(self, work: Path):
-        record = next((r for r in reversed(self.store.records()) if r.verified and r.tier in TIERS), None)
+        record = next((r for r in reversed(self.store.own_catalog().backups) if r.verified and r.tier in TIERS), None)
         if record is None:
             raise DrillFailed("the backup folder holds no verified backup")
         target = self.store.scratch("drill-local.db", record.manifest.database.size_bytes)

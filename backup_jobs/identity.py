@@ -16,12 +16,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup_jobs.sqlitefile import OPSMON_TABLE as TABLE, not_the_apps
+from backup_jobs.sqlitefile import not_the_apps
+from opsmon.catalog import IDENTITY_KEY, OPSMON_TABLE as TABLE
 from opsmon.files import sqlite_uri
 
 log = logging.getLogger(__name__)
-
-IDENTITY_KEY = "identity"
 
 
 class OtherDatabase(Exception):

@@ -72,6 +72,7 @@ class RestoreRequest:
     tables: list[str] | None = None
     dry_run: bool = False
     allow_other_database: bool = False  # write another database's data over this one, on purpose
+    create_database: bool = False  # the database does not exist: make it from the source (a new machine)
 
     @property
     def at_iso(self) -> str | None:
@@ -83,12 +84,18 @@ class RestoreRequest:
 
 
 def restore_request(values: Mapping, known_tables: list[str] | None = None, dry_run: object = False) -> RestoreRequest:
-    """A restore from a form or a JSON body: {"backup": id} or {"at": moment}, optional "tables"."""
+    """A restore from a form or a JSON body: {"backup": id} or {"at": moment}, optional "tables" and
+    "create_database" (true: the database does not exist, make it)."""
     tables = parse_tables(values.get("tables"), "tables", known_tables)
+    create = values.get("create_database", False)
+    if not isinstance(create, bool):
+        raise UsageError(f"create_database: true or false, not {create!r}")
     if values.get("backup") and values.get("at"):
         raise UsageError("give a backup or a moment, not both")
     if values.get("backup"):
-        return RestoreRequest(backup=parse_backup_id(values["backup"]), tables=tables, dry_run=dry_run is True)
+        return RestoreRequest(backup=parse_backup_id(values["backup"]), tables=tables, dry_run=dry_run is True,
+                              create_database=create)
     if values.get("at"):
-        return RestoreRequest(at=parse_moment(values["at"], "at"), tables=tables, dry_run=dry_run is True)
+        return RestoreRequest(at=parse_moment(values["at"], "at"), tables=tables, dry_run=dry_run is True,
+                              create_database=create)
     raise UsageError("say what to restore: a backup id, or a moment")

@@ -102,5 +102,5 @@ def fix(store: BackupStore, rules, found: CheckResult) -> dict[str, int]:
     return fixed
 
 
-def record(directory: Path, result: CheckResult) -> None:
-    catalog.record_integrity(directory, result.as_status())
+def record(directory: Path, result: CheckResult, database: str | None = None, by: catalog.Origin | None = None) -> None:
+    catalog.record_integrity(directory, result.as_status().model_copy(update={"by": by}), database)

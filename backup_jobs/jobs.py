@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import time
 from typing import Iterator
 
-from backup_jobs import copies, identity, integrity
+from backup_jobs import copies, integrity
 from opsmon import catalog
 from opsmon.catalog import TIERS, to_iso
 from backup_jobs.drills import DrillFailed, DrillResult, Drills
@@ -16,7 +15,7 @@ from backup_jobs.humanize import age_text
 from backup_jobs.inputs import RestoreRequest
 from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
-from backup_jobs.restore import Report, Restorer, RestoreFailed
+from backup_jobs.restore import BadRequest, Report, Restorer, RestoreFailed
 from backup_jobs.store import BackupRecord, BackupStore
 
 log = logging.getLogger(__name__)
@@ -27,9 +26,11 @@ class Refused(Exception):
 
 
 class Jobs:
-    def __init__(self, config, clock=time.time, locations=None):
+    def __init__(self, config, clock=time.time, locations=None, config_file: str | None = None):
         backups = config.backups
         self.config = config
+        self.config_file = config_file  # recorded with each job's outcome: which config ran it
+        self.origin: catalog.Origin | None = None  # the job under the lock now, for its records
         self.clock = clock
         self.store = BackupStore(config.database.path, backups.directory, backups.compression_level, clock)
         self.restorer = Restorer(self.store, backups.retention.safety_days, config.integrity.quick)
@@ -51,14 +52,24 @@ class Jobs:
         return self.store.directory
 
     @contextlib.contextmanager
-    def locked(self, job: str, wait_seconds: float = 0.0) -> Iterator[None]:
-        """Hold the job lock; first finish what an interrupted job left (a restore to roll back, temp files)."""
+    def locked(self, job: str, wait_seconds: float = 0.0, via: str = "cli") -> Iterator[None]:
+        """Hold the job lock; first finish what an interrupted job left (a restore to roll back, temp files).
+        `job` and `via` (cli, service, console) are recorded with what the job records."""
         with job_lock(self.directory, job, wait_seconds):
-            message = self.restorer.recover_interrupted()
-            if message:
-                log.warning("%s", message)
-            self.store.remove_leftovers()
-            yield
+            self.origin = catalog.Origin(config_file=self.config_file, via=via, command=job)
+            try:
+                message = self.restorer.recover_interrupted()
+                if message:
+                    log.warning("%s", message)
+                self.store.remove_leftovers()
+                yield
+            finally:
+                self.origin = None
+
+    @property
+    def recorded(self) -> dict:
+        """Whose outcome a job records, and what ran it: the keywords of every catalog.record_*."""
+        return {"database": self.store.status_key, "by": self.origin}
 
     # ---- backups ---------------------------------------------------------------------------
 
@@ -67,7 +78,7 @@ class Jobs:
         try:
             record = self.store.create(tier)
         except Exception as err:
-            catalog.record_backup_failure(self.directory, tier, self.clock(), str(err))
+            catalog.record_backup_failure(self.directory, tier, self.clock(), str(err), **self.recorded)
             raise
         self.store.prune({tier: getattr(self.config.backups.retention, tier)})
         self.copy()
@@ -78,7 +89,7 @@ class Jobs:
         started = self.clock()
         records = [self.store.find(i) for i in backup_ids] if backup_ids else self.store.records()
         problems = [] if backup_ids else self.store.unreadable_manifests()
-        own = self._live_identity()
+        own = catalog.database_of(self.store.database).identity
         for record in records:
             error = self.store.verify(record)
             if error:
@@ -88,14 +99,8 @@ class Jobs:
                 problems.append(f"backup {record.id}: of another database ({theirs}); {self.store.database} is "
                                 f"database {own}, so a restore refuses it")
         if not backup_ids:
-            catalog.record_verify(self.directory, started, passed=not problems)
+            catalog.record_verify(self.directory, started, passed=not problems, **self.recorded)
         return problems
-
-    def _live_identity(self) -> str | None:
-        try:
-            return identity.read_file(self.store.database).id if self.store.database.exists() else None
-        except sqlite3.DatabaseError:
-            return None
 
     def prune(self) -> list[BackupRecord]:
         retention = self.config.backups.retention
@@ -121,18 +126,27 @@ class Jobs:
                 copies.sync(location, current)
             except Exception as err:  # noqa: BLE001 - one location down must not stop the other
                 problems.append(f"{location.name}: {err}")
-                catalog.record_copy(self.directory, location.name, self.clock(), str(err))
+                catalog.record_copy(self.directory, location.name, self.clock(), str(err), **self.recorded)
                 log.error("copy to %s failed: %s", location.name, err)
                 continue
-            catalog.record_copy(self.directory, location.name, self.clock())
+            catalog.record_copy(self.directory, location.name, self.clock(), **self.recorded)
         return problems
 
     # ---- restores --------------------------------------------------------------------------
 
     def restore(self, request: RestoreRequest) -> Report:
+        self.refuse_missing_database(request)
         if request.backup:
             return self.restore_backup(request.backup, request.tables, request.dry_run, request.allow_other_database)
         return self.restore_moment(request.at, request.tables, request.dry_run, request.allow_other_database)
+
+    def refuse_missing_database(self, request: RestoreRequest) -> None:
+        """A restore makes a database that does not exist only when asked to: a typo in its path would
+        otherwise bring back a stale copy under a new name (BadRequest, saying how to ask)."""
+        if self.store.database.exists() or request.create_database:
+            return
+        raise BadRequest(f"{self.store.missing_database()}: a restore would create it; to do so on purpose: "
+                         "--create-database (console API: \"create_database\": true); nothing was changed")
 
     def restore_backup(self, backup_id: str, tables=None, dry_run=False, allow_other=False) -> Report:
         record = self.store.find(backup_id)
@@ -144,7 +158,8 @@ class Jobs:
     def _restored(self, report: Report) -> Report:
         """Record a restore that happened, for the exporter (opsmon_restore_last_success_timestamp_seconds)."""
         if not report.dry_run:
-            catalog.record_restore(self.directory, self.clock(), report.source, report.tables, report.safety_backup)
+            catalog.record_restore(self.directory, self.clock(), report.source, report.tables, report.safety_backup,
+                                   **self.recorded)
         return report
 
     def restore_moment(self, moment: float, tables=None, dry_run=False, allow_other=False) -> Report:
@@ -190,7 +205,8 @@ class Jobs:
         results = Drills(self).run()
         failed = "; ".join(r.line() for r in results if not r.ok) or None
         local = results[0]
-        catalog.record_drill(self.directory, started, self.clock(), local.source if local.ok else None, failed)
+        catalog.record_drill(self.directory, started, self.clock(), local.source if local.ok else None, failed,
+                             **self.recorded)
         return results
 
     # ---- integrity -------------------------------------------------------------------------
@@ -205,7 +221,7 @@ class Jobs:
                 safety = result.safety_backup
                 result = integrity.check(self.store.database, rules, quick, self.clock)
                 result.fixed, result.safety_backup = fixed, safety
-        integrity.record(self.directory, result)
+        integrity.record(self.directory, result, **self.recorded)
         return result
 
 

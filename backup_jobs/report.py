@@ -140,11 +140,18 @@ def build(jobs, ask=None, schedule=()) -> StatusReport:
     """
     now = jobs.clock()
     config = jobs.config
-    current = jobs.store.catalog()
+    current = jobs.store.own_catalog()
     report = StatusReport(checked_at=now, database=jobs.store.database)
     report.facts["backup_directory"] = str(jobs.directory)
-    for section in (_database, _tiers, _verification, _copies, _pitr, _drills, _integrity, _catalog_files,
-                    _future_dated):
+    elsewhere = jobs.store.taken_elsewhere()
+    if elsewhere is not None:  # a typo in the path: the rest would be another file's backups, read as this one's
+        report.facts["database"] = {"path": str(jobs.store.database), "exists": False, "taken_from": str(elsewhere)}
+        report.lines.append(Line("database", PROBLEM, jobs.store.missing_database(),
+                                 "correct database.path (or --database); restore only into a new file on purpose: "
+                                 "opsmon-backup restore ID --create-database"))
+        return report
+    for section in (_database, _tiers, _verification, _copies, _pitr, _exposure, _drills, _integrity,
+                    _catalog_files, _future_dated):
         section(report, config, current, now)
     if ask is not None:
         _service(report, jobs.config.backups, now, ask, schedule)
@@ -210,6 +217,10 @@ def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
         if level != OK:
             hint = (f"see the service's log for the run at `{cron}`, then: opsmon-backup create --tier {tier}"
                     if newest is not None or failing else f"opsmon-backup create --tier {tier}")
+            by = failure.by if failing else None
+            if by is not None and by.via != "service":  # the service's log has nothing of a manual run
+                hint = f"the run that failed was {by.text()}: fix what its error says, then: opsmon-backup create " \
+                       f"--tier {tier}"
             if shrunk and not failing and age <= warn.value:
                 hint = ("rows were lost, or another file is backed up: compare the row counts of opsmon-backup "
                         "restore ID --dry-run with both backups")
@@ -218,7 +229,8 @@ def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
             "level": level, "newest": newest.as_json() if newest else None,
             "age_seconds": age, "kept": kept, "retention": keep,
             "last_failure_at": to_iso(failed_at) if failed_at else None,
-            "last_error": failure.last_error if failure else None}
+            "last_error": failure.last_error if failure else None,
+            "last_failure_by": failure.by.model_dump(mode="json") if failure and failure.by else None}
 
 
 def _shrunk(current: Catalog) -> int | None:
@@ -267,10 +279,15 @@ def _copies(report: StatusReport, config, current: Catalog, now: float) -> None:
     if backups.offsite:
         where["offsite"] = f"s3://{backups.offsite.bucket}/{backups.offsite.prefix}".rstrip("/")
     report.facts["copies"] = {}
+    if not where and backups.single_copy_intended:
+        report.lines.append(Line("copies", OK, f"single copy (intended): every backup is on the disk of "
+                                               f"{backups.directory} (backups.single_copy_intended)"))
+        return
     if not where:
         report.lines.append(Line("copies", WARNING, f"none: every backup is on the disk of {backups.directory} "
                                                     "(the 3-2-1 rule wants two more, one offsite)",
-                                 "set backups.secondary_directory (another disk) and backups.offsite (a bucket)"))
+                                 "set backups.secondary_directory (another disk) and backups.offsite (a bucket), "
+                                 "or backups.single_copy_intended: true for one disk on purpose"))
         return
     verified = [b for b in current.scheduled if b.verified]
     for name, target in where.items():
@@ -322,6 +339,30 @@ def _pitr(report: StatusReport, config, current: Catalog, now: float) -> None:
                  latest_at=to_iso(pitr.last_replicated_at), lag_seconds=lag)
 
 
+def _exposure(report: StatusReport, config, current: Catalog, now: float) -> None:
+    """What a disaster now would cost: the time since the newest point a restore can bring back."""
+    objective = config.backups.objectives.rpo_seconds
+    points = [(b.started_at, f"backup {b.id}") for b in current.scheduled if b.verified]
+    pitr = current.status.pitr
+    if config.backups.litestream.enabled and pitr is not None:
+        points.append((pitr.last_replicated_at, "the Litestream replica"))
+    newest = max(points, default=None)
+    facts = {"level": INFO, "seconds": None, "newest_point_at": None, "source": None, "objective_seconds": objective}
+    report.facts["exposure"] = facts
+    if newest is None:
+        report.lines.append(Line("exposure now", INFO, "everything: nothing holds a verified copy of the data yet"))
+        return
+    at, source = newest
+    exposure = max(0.0, now - at)
+    level = OK if exposure <= objective else WARNING
+    report.lines.append(Line("exposure now", level, f"a disaster now would lose {age_text(exposure)} of data: the "
+                             f"newest recoverable point is {source}, {moment_text(at)}; objective "
+                             f"{age_text(objective)}",
+                             None if level == OK else "take a backup now (opsmon-backup create), and see why the "
+                                                      "scheduled ones do not keep up"))
+    facts.update(level=level, seconds=exposure, newest_point_at=to_iso(at), source=source)
+
+
 def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
     backups, status = config.backups, current.status
     expected = ["local"] + [n for n, on in (("secondary", backups.secondary_directory), ("offsite", backups.offsite))
@@ -343,7 +384,7 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
         slow = drill.rto_seconds is not None and drill.rto_seconds > objectives.rto_seconds
         if passed is not None and not stale and drill.rpo_seconds is not None and \
                 (best is None or drill.rpo_seconds < best[1]):
-            best = (location, drill.rpo_seconds)
+            best = (location, drill.rpo_seconds, passed)
         parts = []
         if failing:
             parts.append(f"failed {ago_text(failed, now)}: {drill.last_error}")
@@ -373,13 +414,14 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
                              f"objective {age_text(objective)}")
     else:
         level = RPO_MISSED.level if best[1] > objective else OK
-        text = (f"a disaster would lose {age_text(best[1])} of data (best copy: {best[0]}, at its last drill); "
-                f"objective {age_text(objective)}")
+        text = (f"at the last drill ({moment_text(best[2])}): a disaster then would have lost {age_text(best[1])} "
+                f"of data (best copy: {best[0]}); objective {age_text(objective)}")
     report.lines.append(Line("recovery point", level, text,
                              "make the copies fresher: a Litestream replica, or more frequent backups"
                              if best is not None and level != OK else None))
     report.facts["recovery_point"] = {"level": level, "best_location": best[0] if best else None,
-                                      "rpo_seconds": best[1] if best else None, "objective_seconds": objective}
+                                      "rpo_seconds": best[1] if best else None,
+                                      "drilled_at": to_iso(best[2]) if best else None, "objective_seconds": objective}
 
 
 def _integrity(report: StatusReport, config, current: Catalog, now: float) -> None:

@@ -116,7 +116,8 @@ class Restorer:
 
     def newest_before(self, moment: float) -> BackupRecord | None:
         """The newest verified scheduled backup taken at or before `moment`, or None."""
-        candidates = [r for r in self.store.records() if r.verified and r.tier in TIERS and r.started_at <= moment]
+        candidates = [r for r in self.store.own_catalog().backups
+                      if r.verified and r.tier in TIERS and r.started_at <= moment]
         return max(candidates, key=lambda r: r.started_at, default=None)
 
     # ---- restoring --------------------------------------------------------------------------
@@ -137,9 +138,9 @@ class Restorer:
             if unreadable:
                 return self._restore_over_unreadable(candidate, report, unreadable)
             report.row_counts_before = _counts_if_readable(self.live)
-            own = self._same_database(candidate, source, allow_other, report)
-            if tables:
+            if tables:  # before _same_database, which may give the live database its identity
                 self._check_tables(candidate, tables)
+            own = self._same_database(candidate, source, allow_other, report)
             if dry_run:
                 report.row_counts_after = self._dry_run(candidate, tables, report.notes)
                 return report
@@ -221,14 +222,14 @@ class Restorer:
         """Refuse a candidate of another database (RestoreFailed, naming both); with `allow_other`, say so
         and return the live identity to give back after the write."""
         live = identity.read_file(self.live)
-        if live.id is None and not report.dry_run:  # named now, so that its name survives this restore
-            live = identity.Identity(identity.ensure(self.live), live.schema_sha256, live.tables)
         problem = identity.compare(identity.read_file(candidate), live, source, str(self.live))
         if problem is None:
             return None
         if not allow_other:
             raise RestoreFailed(f"{problem}; nothing was changed (to write it over {self.live} on purpose: "
                                 "--allow-other-database)")
+        if live.id is None and not report.dry_run:  # named now, on purpose, so that its name survives the write
+            live = identity.Identity(identity.ensure(self.live), live.schema_sha256, live.tables)
         report.notes.append(f"{problem}: restored on purpose (--allow-other-database)"
                             + (f"; {self.live} keeps its identity {live.id}" if live.id else ""))
         return live.id

@@ -119,7 +119,7 @@ class Worker:
 def scheduled_jobs(jobs) -> list[Job]:
     """The backup service's jobs, each with when it last ran, from the catalog."""
     backups = jobs.config.backups
-    current = jobs.store.catalog()
+    current = jobs.store.own_catalog()  # another database's backups on the folder are not this one's runs
     status = current.status
 
     def last_of_tier(tier: str) -> float | None:
@@ -215,7 +215,7 @@ def record_pitr(jobs) -> None:
         log.warning("could not read the replica's window: %s", err)
         return
     if window is not None:
-        catalog.record_pitr(jobs.directory, *window)
+        catalog.record_pitr(jobs.directory, *window, database=jobs.store.status_key)
 
 
 def report_findings(config, source: str) -> None:
@@ -253,7 +253,7 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
              ", ".join(f"{j.name} ({j.cron})" for j in scheduler.jobs))
 
     def run(job: Job) -> None:
-        with jobs.locked(f"scheduled {job.name}", wait_seconds=LOCK_WAIT_SECONDS):
+        with jobs.locked(f"scheduled {job.name}", wait_seconds=LOCK_WAIT_SECONDS, via="service"):
             job.action()
 
     worker = Worker(scheduler, run)

@@ -11,9 +11,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+from opsmon.catalog import OPSMON_TABLE
 from opsmon.files import fsync_dir, sqlite_uri
-
-OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backup_jobs/identity.py
 
 # Bytes of page 1 that SQLite itself rewrites when it commits a copy into a database, so a faithful copy
 # differs from its source there and nowhere else: the format versions (2 in WAL mode), the change counter,

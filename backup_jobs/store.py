@@ -65,12 +65,19 @@ class BackupStore:
         self.compression_level = compression_level
         self.clock = clock
         self.tmp = self.directory / TMP_DIR
+        self.status_key = str(self.database.resolve())  # this database's part of status.json
 
     # ---- reading ---------------------------------------------------------------------------
 
     def catalog(self) -> catalog.Catalog:
-        """The catalog as it is on disk now: backups, status, and the manifests that cannot be read."""
-        return catalog.read_catalog(self.directory)
+        """The catalog as it is on disk now: every backup in the folder, this database's status, and the
+        manifests that cannot be read. What the jobs work on: a backup of another database here is named."""
+        return catalog.read_catalog(self.directory, catalog.Database(self.status_key))
+
+    def own_catalog(self) -> catalog.Catalog:
+        """The catalog as this database sees it: only its own backups (by identity) and its own status.
+        What status, list and drills show: a second config on this folder never reads the first's as its own."""
+        return catalog.read_catalog(self.directory, catalog.database_of(self.database))
 
     def records(self) -> list[BackupRecord]:
         """Every backup in the catalog, oldest first."""
@@ -160,8 +167,10 @@ class BackupStore:
         if tier not in (*TIERS, SAFETY):
             raise BackupFailed(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
         if not self.database.is_file():
-            raise BackupFailed(f"database {self.database} does not exist")
-        self._refuse_another_database(identity.ensure(self.database))
+            raise BackupFailed(self.missing_database())
+        self._refuse_before_writing(tier)
+        # Stamped only once the checks above passed: a refused backup leaves the database as it was.
+        identity.ensure(self.database)
         started = self.clock()
         snapshot = self.scratch(f"snapshot-{started:.6f}.db", self.live_size())
         try:
@@ -186,14 +195,46 @@ class BackupStore:
         finally:
             snapshot.unlink(missing_ok=True)
 
+    def _refuse_before_writing(self, tier: str) -> None:
+        """Refuse, reading only, what catalogue() would refuse after a snapshot, and another database's folder."""
+        try:
+            live = identity.read_file(self.database)
+        except sqlite3.DatabaseError as err:
+            raise BackupFailed(f"database {self.database} cannot be read by SQLite ({err}): no backup was kept; "
+                               "nothing was changed") from None
+        if tier != SAFETY and not live.tables:
+            raise BackupFailed(f"database {self.database} holds no tables, so no backup was kept: the backups "
+                               "before it stay the newest; nothing was changed")
+        self._refuse_another_database(live.id)
+
     def _refuse_another_database(self, own: str | None) -> None:
         """One backup folder, one database: a retention over two databases' backups would delete one's
-        to keep the other's."""
-        other = next((r for r in self.records() if own and r.manifest.database.identity not in (None, own)), None)
+        to keep the other's. A database without an identity yet is not the one an identified backup is of."""
+        other = next((r for r in self.records() if r.manifest.database.identity not in (None, own)), None)
         if other is not None:
+            named = f"database {own}" if own else "a database without an opsmon identity"
             raise BackupFailed(f"{self.directory} holds backups of another database ({other.id} is of database "
-                               f"{other.manifest.database.identity}, {self.database} is database {own}): give each "
+                               f"{other.manifest.database.identity}, {self.database} is {named}): give each "
                                "database a backup folder of its own; nothing was changed")
+
+    def taken_elsewhere(self) -> Path | None:
+        """When the database does not exist: another file, still there, that the newest backup here was taken
+        from (a typo in the path would otherwise adopt its backups, and leave that file without new ones)."""
+        records = [] if self.database.exists() else self.records()
+        if not records:
+            return None
+        source = Path(records[-1].manifest.database.path)
+        if source.is_absolute() and source.is_file() and source.resolve() != self.database.resolve():
+            return source
+        return None
+
+    def missing_database(self) -> str:
+        """Why there is no database to work on, naming the file the backups here were taken from when it exists."""
+        source = self.taken_elsewhere()
+        if source is None:
+            return f"database {self.database} does not exist"
+        return (f"database {self.database} does not exist; backups in {self.directory} were taken from {source}: "
+                "did you mean it? (database.path in the config, or --database)")
 
     def scratch(self, name: str, need: int) -> Path:
         """A path for a temporary database file of `need` bytes where it fits: the backup folder's .tmp,
@@ -258,7 +299,8 @@ class BackupStore:
                 id=backup_id,
                 tier=tier,
                 sequence=self._next_sequence(),
-                database=DatabaseFacts(path=str(self.database), sha256=raw.sha256, size_bytes=raw.size_bytes,
+                database=DatabaseFacts(path=str(self.database.resolve()), sha256=raw.sha256,
+                                       size_bytes=raw.size_bytes,
                                        page_size=facts["page_size"], page_count=facts["page_count"],
                                        tables=facts["tables"], foreign_key_violations=facts["foreign_key_violations"],
                                        integrity_checked=check, identity=found.id if found else None,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import psutil
 
-from opsmon.catalog import TIERS, read_catalog
+from opsmon.catalog import TIERS, database_of, read_catalog
 from opsmon.files import sqlite_uri
 from exporter.collectors.probes import run_probes
 
@@ -75,8 +76,8 @@ def service_checks(session, probes) -> list[dict]:
             for r in run_probes(session, probes, PROBE_BUDGET_SECONDS)]
 
 
-def backup_check(directory, max_age: dict, now: float) -> dict:
-    catalog = read_catalog(directory)
+def backup_check(directory, max_age: dict, now: float, database: Path | None = None) -> dict:
+    catalog = read_catalog(directory, database_of(database) if database else None)
     problems = []
     for tier in TIERS:
         newest = catalog.newest_verified(tier)
@@ -105,6 +106,7 @@ def check_health(config, session, ps=psutil, statvfs=os.statvfs, clock=time.time
     checks.append(cpu_check(limits.cpu_load_per_core, ps))
     checks.extend(service_checks(session, config.exporter.probes))
     if config.backups is not None:
-        checks.append(backup_check(config.backups.directory, limits.backup_max_age_seconds, clock()))
+        checks.append(backup_check(config.backups.directory, limits.backup_max_age_seconds, clock(),
+                                   config.database.path))
     overall = max((c["status"] for c in checks), key=ORDER.__getitem__)
     return {"status": overall, "checks": checks}

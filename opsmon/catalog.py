@@ -5,7 +5,16 @@ Layout under the backup directory:
     <tier>/<id>.db.gz          the backup, standard gzip
     <tier>/<id>.json           its manifest (the truth about that backup)
     status.json                outcome of the last jobs: failures, verify runs, copies, drills,
-                               restores, integrity checks, PITR replication
+                               restores, integrity checks, PITR replication; each with the config
+                               file and command that ran it
+
+Every reader asks on behalf of one database (`Database`): its backups are those of its identity, and
+its part of status.json is keyed by its resolved path. The folder's own database (`database` in
+status.json) has the top-level sections; a second config pointed at the same folder gets its own
+under `others`, so neither reads the other's outcomes as its own. A status of before `database`
+belongs to the database the folder's newest manifest was taken from (to any reader, when that file
+is gone); the first write records it. These keys (`database`, `others`, each job's `by`) came without
+a new format version: an older reader keeps them as they are and reads the top level, as before.
 
 Both kinds of file carry a format `version` (files written before it existed have none: version 1).
 A record that cannot be read, or was written by a newer opsmon, is reported by name and left as it
@@ -19,6 +28,8 @@ import json
 import logging
 import os
 import re
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +52,8 @@ MANIFEST_SUFFIX = ".json"
 FUTURE_TOLERANCE_SECONDS = 300
 # The only shape a backup id has: it becomes a file name, so nothing else may pass for one.
 ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-(daily|weekly|monthly|safety)(-[0-9]+)?")  # ASCII digits only
+OPSMON_TABLE = "_opsmon"  # opsmon's own rows in a backed-up database: see backup_jobs/identity.py
+IDENTITY_KEY = "identity"
 
 
 class CatalogError(Exception):
@@ -91,7 +104,7 @@ class Record(BaseModel):
 # ---- manifests ------------------------------------------------------------------------------
 
 class DatabaseFacts(Record):
-    path: str
+    path: str  # the file it was taken from: absolute, and resolved (links followed) since it is compared
     sha256: str
     size_bytes: Count
     page_size: Count | None = None
@@ -237,19 +250,35 @@ def manifest_paths(directory: Path) -> list[Path]:
 
 # ---- status ---------------------------------------------------------------------------------
 
+class Origin(Record):
+    """What ran a job: the config file (None: the command line's --database and --backup-dir alone), and the
+    command, as the job lock names it (`create --tier daily`, `scheduled backup-daily`, `console ...`)."""
+
+    config_file: str | None = None
+    via: Literal["cli", "service", "console"]
+    command: str
+
+    def text(self) -> str:
+        where = {"cli": "on the command line", "service": "by the service", "console": "from the console"}[self.via]
+        return f"`{self.command}` {where}, config {self.config_file or '(none)'}"
+
+
 class TierStatus(Record):
     last_failure_at: Timestamp | None = None
     last_error: str | None = None
+    by: Origin | None = None
 
 
 class VerifyStatus(Record):
     last_run_at: Timestamp | None = None
     last_success_at: Timestamp | None = None
+    by: Origin | None = None
 
 
 class CopyStatus(Record):
     last_success_at: Timestamp | None = None
     last_error: str | None = None
+    by: Origin | None = None
 
 
 class RestoreStatus(Record):
@@ -257,6 +286,7 @@ class RestoreStatus(Record):
     source: str | None = None
     tables: list[str] | None = None
     safety_backup: str | None = None
+    by: Origin | None = None
 
 
 class DrillStatus(Record):
@@ -265,6 +295,7 @@ class DrillStatus(Record):
     last_failure_at: Timestamp | None = None
     last_error: str | None = None
     backup: str | None = None
+    by: Origin | None = None
 
 
 class LocationDrill(Record):
@@ -277,6 +308,7 @@ class LocationDrill(Record):
     source: str | None = None  # what was restored: a backup id, or the replica up to a moment
     rto_seconds: Annotated[float, Field(ge=0)] | None = None  # how long the restore and its checks took
     rpo_seconds: Annotated[float, Field(ge=0)] | None = None  # how old the newest data it gave back was
+    by: Origin | None = None
 
 
 class IntegrityStatus(Record):
@@ -285,6 +317,7 @@ class IntegrityStatus(Record):
     integrity_problems: list[str] = []
     foreign_key_violations: Count = 0
     rule_violations: dict[str, Count] = {}
+    by: Origin | None = None
 
 
 class PitrStatus(Record):
@@ -292,10 +325,9 @@ class PitrStatus(Record):
     last_replicated_at: Timestamp
 
 
-class Status(Record):
-    """status.json. Sections that could not be read are left out, and listed in `problems`."""
+class Sections(Record):
+    """What the jobs of one database recorded."""
 
-    version: int = FORMAT_VERSION
     tiers: dict[str, TierStatus] = {}
     verify: VerifyStatus = VerifyStatus()
     copies: dict[str, CopyStatus] = {}
@@ -304,6 +336,16 @@ class Status(Record):
     drills: dict[str, LocationDrill] = {}
     integrity: IntegrityStatus | None = None
     pitr: PitrStatus | None = None
+
+
+class Status(Sections):
+    """status.json: the folder's database's sections, and those of `others` by their resolved paths. Read
+    through read_status, a Status holds the sections of the database asked about. Sections that could not
+    be read are left out, and listed in `problems`."""
+
+    version: int = FORMAT_VERSION
+    database: str | None = None  # whose the top-level sections are: its resolved path
+    others: dict[str, Sections] = {}
     # section ("" for the whole file) -> what could not be read there; never written back
     _problems: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _newer: bool = PrivateAttr(default=False)
@@ -321,7 +363,7 @@ class Status(Record):
 def _drop(document: dict, loc: tuple) -> None:
     """Remove the part of the status a validation error points at: a section, or one entry of tiers/copies."""
     section = loc[0]
-    if section in ("tiers", "copies", "drills") and len(loc) > 1 and isinstance(document.get(section), dict):
+    if section in ("tiers", "copies", "drills", "others") and len(loc) > 1 and isinstance(document.get(section), dict):
         document[section].pop(loc[1], None)
     else:
         document.pop(section, None)
@@ -344,8 +386,36 @@ def _salvage(document: dict, name: str) -> Status:
     return status
 
 
-def read_status(directory: str | os.PathLike) -> Status:
-    """The one reader of status.json. A missing file is an empty status; a broken one is reported."""
+def read_status(directory: str | os.PathLike, database: str | None = None) -> Status:
+    """The one reader of status.json: the sections of `database` (a resolved path; None: the folder's own).
+    A missing file is an empty status; a broken one is reported."""
+    whole = _read_whole(directory)
+    return whole if database is None or _owner(directory, whole) in (None, database) else _other(whole, database)
+
+
+def _other(whole: Status, database: str) -> Status:
+    """The sections of a database that is not the folder's own, as a Status of their own."""
+    view = Status.model_validate(whole.others.get(database, Sections()).model_dump(mode="json"))
+    view.database = database
+    view._problems = {"": whole.problems("others")}  # the whole file's, and those of the others' part
+    view._newer = whole.newer
+    return view
+
+
+def _owner(directory: str | os.PathLike, whole: Status) -> str | None:
+    """Whose the top-level sections are: as recorded, else (a status of before it) the file the folder's
+    newest manifest was taken from, while it exists; None: anyone's."""
+    if whole.database is not None:
+        return whole.database
+    paths = sorted(manifest_paths(directory), key=lambda p: p.name)
+    try:
+        taken_from = Path(read_manifest(paths[-1]).manifest.database.path) if paths else None
+    except (CatalogError, OSError):  # unreadable: named by the catalog's readers, and no owner to tell here
+        return None
+    return str(taken_from.resolve()) if taken_from is not None and taken_from.is_file() else None
+
+
+def _read_whole(directory: str | os.PathLike) -> Status:
     path = Path(directory) / STATUS_FILE
     try:
         document = _load_json(path)
@@ -360,88 +430,143 @@ def read_status(directory: str | os.PathLike) -> Status:
     return _salvage(dict(document), str(path))
 
 
-def update_status(directory: str | os.PathLike, change: Callable[[Status], None]) -> Status:
-    """Apply `change` under a lock, so concurrent jobs never lose each other's results. What could
-    not be read is dropped here: the status heals. A status of a newer format is never written over."""
+def update_status(directory: str | os.PathLike, change: Callable[[Status], None],
+                  database: str | None = None) -> Status:
+    """Apply `change` to the sections of `database` (None: the folder's own) under a lock, so concurrent
+    jobs never lose each other's results. What could not be read is dropped here: the status heals. A
+    status of a newer format is never written over."""
     directory = Path(directory)
     with files.locked(directory / LOCK_FILE):
-        status = read_status(directory)
+        status = _read_whole(directory)
         if status.newer:
             log.error("%s", status.problems()[0])
             return status
         for problem in status.problems():
             log.warning("%s; rewritten without it", problem)
-        change(status)
+        owner = _owner(directory, status)
+        if database is None or owner in (None, database):
+            status.database = owner or database
+            change(status)
+        else:
+            view = _other(status, database)
+            change(view)
+            status.others[database] = Sections.model_validate(view.model_dump(
+                mode="json", include=set(Sections.model_fields)))
         status.version = FORMAT_VERSION
         files.write_json_atomically(directory / STATUS_FILE, status.model_dump(mode="json"))
         return status
 
 
-# One writer per key of status.json:
+# One writer per key of status.json; each writes the sections of `database` (None: the folder's own),
+# and says what ran the job (`by`) where a job did:
 
-def record_backup_failure(directory, tier: str, at: float, error: str) -> None:
+def record_backup_failure(directory, tier: str, at: float, error: str, database: str | None = None,
+                          by: Origin | None = None) -> None:
     def change(status: Status) -> None:
-        status.tiers[tier] = TierStatus(last_failure_at=at, last_error=error)
+        status.tiers[tier] = TierStatus(last_failure_at=at, last_error=error, by=by)
 
-    update_status(directory, change)
+    update_status(directory, change, database)
 
 
-def record_verify(directory, run_at: float, passed: bool) -> None:
+def record_verify(directory, run_at: float, passed: bool, database: str | None = None,
+                  by: Origin | None = None) -> None:
     def change(status: Status) -> None:
-        status.verify.last_run_at = run_at
+        status.verify.last_run_at, status.verify.by = run_at, by
         if passed:
             status.verify.last_success_at = run_at
 
-    update_status(directory, change)
+    update_status(directory, change, database)
 
 
-def record_copy(directory, location: str, at: float, error: str | None = None) -> None:
+def record_copy(directory, location: str, at: float, error: str | None = None, database: str | None = None,
+                by: Origin | None = None) -> None:
     def change(status: Status) -> None:
         entry = status.copies.setdefault(location, CopyStatus())
-        entry.last_error = error
+        entry.last_error, entry.by = error, by
         if error is None:
             entry.last_success_at = at
 
-    update_status(directory, change)
+    update_status(directory, change, database)
 
 
-def record_restore(directory, at: float, source: str, tables: list[str] | None, safety_backup: str | None) -> None:
+def record_restore(directory, at: float, source: str, tables: list[str] | None, safety_backup: str | None,
+                   database: str | None = None, by: Origin | None = None) -> None:
     update_status(directory, lambda s: setattr(s, "restore", RestoreStatus(
-        last_success_at=at, source=source, tables=tables, safety_backup=safety_backup)))
+        last_success_at=at, source=source, tables=tables, safety_backup=safety_backup, by=by)), database)
 
 
-def record_drill(directory, run_at: float, finished_at: float, backup: str | None, error: str | None) -> None:
+def record_drill(directory, run_at: float, finished_at: float, backup: str | None, error: str | None,
+                 database: str | None = None, by: Origin | None = None) -> None:
     def change(status: Status) -> None:
         drill = status.drill
-        drill.last_run_at, drill.last_error = run_at, error
+        drill.last_run_at, drill.last_error, drill.by = run_at, error, by
         if error is None:
             drill.last_success_at, drill.backup = finished_at, backup
         else:
             drill.last_failure_at = finished_at
 
-    update_status(directory, change)
+    update_status(directory, change, database)
 
 
 def record_location_drill(directory, location: str, at: float, source: str | None, error: str | None,
-                          rto_seconds: float | None = None, rpo_seconds: float | None = None) -> None:
+                          rto_seconds: float | None = None, rpo_seconds: float | None = None,
+                          database: str | None = None, by: Origin | None = None) -> None:
     def change(status: Status) -> None:
         entry = status.drills.setdefault(location, LocationDrill())
-        entry.last_run_at, entry.last_error, entry.source = at, error, source
+        entry.last_run_at, entry.last_error, entry.source, entry.by = at, error, source, by
         if error is None:
             entry.last_success_at, entry.rto_seconds, entry.rpo_seconds = at, rto_seconds, rpo_seconds
         else:
             entry.last_failure_at = at
 
-    update_status(directory, change)
+    update_status(directory, change, database)
 
 
-def record_integrity(directory, result: IntegrityStatus) -> None:
-    update_status(directory, lambda s: setattr(s, "integrity", result))
+def record_integrity(directory, result: IntegrityStatus, database: str | None = None) -> None:
+    update_status(directory, lambda s: setattr(s, "integrity", result), database)
 
 
-def record_pitr(directory, earliest_at: float, last_replicated_at: float) -> None:
+def record_pitr(directory, earliest_at: float, last_replicated_at: float, database: str | None = None) -> None:
     update_status(directory, lambda s: setattr(s, "pitr", PitrStatus(earliest_at=earliest_at,
-                                                                     last_replicated_at=last_replicated_at)))
+                                                                     last_replicated_at=last_replicated_at)), database)
+
+
+# ---- whose records ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Database:
+    """The database a reader asks about: its resolved path keys its part of status.json; its identity
+    picks its backups. `known` is False when its identity cannot be read (the file is missing, or
+    beyond SQLite): then every backup in the folder may be its own (a lost disk restores from them)."""
+
+    path: str
+    identity: str | None = None
+    known: bool = False
+
+    def owns(self, record: BackupRecord) -> bool:
+        theirs = record.manifest.database.identity if record.manifest else None
+        return not self.known or theirs is None or theirs == self.identity
+
+
+def database_of(path: str | os.PathLike) -> Database:
+    """The database at `path`, with the identity opsmon gave it (the table _opsmon), read without writing."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        return Database(str(path))
+    try:
+        # A short wait: a scrape must not hang on a writer's lock (then the identity is not known, and no
+        # backup is left out).
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=2)) as connection:
+            try:
+                row = connection.execute(f"SELECT value FROM main.{OPSMON_TABLE} WHERE key = ?",
+                                         (IDENTITY_KEY,)).fetchone()
+            except sqlite3.OperationalError as err:
+                if "no such table" not in str(err):
+                    raise
+                row = None
+    except sqlite3.DatabaseError:
+        return Database(str(path))
+    return Database(str(path), row[0] if row else None, known=True)
 
 
 # ---- the catalog ----------------------------------------------------------------------------
@@ -483,8 +608,9 @@ def newest_verified(records: list[BackupRecord]) -> BackupRecord | None:
     return max((r for r in records if r.verified), key=lambda r: (r.started_at, r.id), default=None)
 
 
-def read_catalog(directory: str | os.PathLike) -> Catalog:
-    """The catalog as it is on disk now, oldest backup first. A missing directory is an empty catalog."""
+def read_catalog(directory: str | os.PathLike, database: Database | None = None) -> Catalog:
+    """The catalog as it is on disk now, oldest backup first: all of it, or what belongs to `database`
+    (its backups and its status). A missing directory is an empty catalog."""
     directory = Path(directory)
     records, problems, unreadable = [], [], []
     for path in manifest_paths(directory):
@@ -494,4 +620,7 @@ def read_catalog(directory: str | os.PathLike) -> Catalog:
             problems.append(str(err))
             unreadable.append(path)
     records.sort(key=lambda r: (r.started_at, r.id))
-    return Catalog(backups=records, status=read_status(directory), problems=problems, unreadable=unreadable)
+    if database is not None:
+        records = [r for r in records if database.owns(r)]
+    return Catalog(backups=records, status=read_status(directory, database.path if database else None),
+                   problems=problems, unreadable=unreadable)

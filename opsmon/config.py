@@ -309,11 +309,23 @@ class BackupsConfig(Strict):
     compression_level: Annotated[int, Field(ge=0, le=3)] = 1
     secondary_directory: Location | None = None
     offsite: OffsiteConfig | None = None
+    # true: the backup folder is the only copy, on purpose (one disk, no bucket). `status` then reads
+    # "single copy (intended)" and is all well for that alone; opsmon_backup_rule_321_satisfied stays 0,
+    # and the 3-2-1 alert is silenced by opsmon_backup_single_copy_intended.
+    single_copy_intended: bool = False
     litestream: LitestreamConfig = {}
     drill: DrillConfig = {}
     objectives: Objectives = {}
     listen_address: HostPort = "127.0.0.1:9878"
     console: ConsoleConfig = {}
+
+    @model_validator(mode="after")
+    def _single_copy_has_no_copies(self) -> BackupsConfig:
+        copies = [name for name in ("secondary_directory", "offsite") if getattr(self, name) is not None]
+        if self.single_copy_intended and copies:
+            raise ValueError(f"single_copy_intended is true, but {' and '.join(copies)} "
+                             f"{'is' if len(copies) == 1 else 'are'} set: copies are made; keep one or the other")
+        return self
 
     @model_validator(mode="after")
     def _offsite_for_litestream(self) -> BackupsConfig:

@@ -16,20 +16,26 @@ from opsmon.catalog import FORMAT_VERSION, IntegrityStatus, Status
 from tests.backup_helpers import demo_database, opsmon_backup
 from tests.conftest import FIXTURES, exposition
 
+DEMO, LEDGER = "/srv/app/demo.db", "/srv/ledger/ledger.db"
+BY = catalog.Origin(config_file="/etc/opsmon.yml", via="cli", command="create --tier daily")
 EVERY_WRITER = [
-    lambda d: catalog.record_backup_failure(d, "daily", 10.0, "disk full"),
-    lambda d: catalog.record_verify(d, 20.0, passed=True),
+    lambda d: catalog.record_backup_failure(d, "daily", 10.0, "disk full", database=DEMO, by=BY),
+    lambda d: catalog.record_verify(d, 20.0, passed=True, by=BY),
     lambda d: catalog.record_copy(d, "offsite", 30.0, "bucket unreachable"),
-    lambda d: catalog.record_copy(d, "secondary", 31.0),
-    lambda d: catalog.record_restore(d, 40.0, "backup x", ["videos"], "20261126T020000Z-safety"),
+    lambda d: catalog.record_copy(d, "secondary", 31.0, by=BY),
+    lambda d: catalog.record_restore(d, 40.0, "backup x", ["videos"], "20261126T020000Z-safety", by=BY),
     lambda d: catalog.record_drill(d, 50.0, 55.0, "20261126T020000Z-daily", None),
-    lambda d: catalog.record_drill(d, 60.0, 61.0, None, "no verified backup"),
+    lambda d: catalog.record_drill(d, 60.0, 61.0, None, "no verified backup", by=BY),
     lambda d: catalog.record_integrity(d, IntegrityStatus(checked_at=70.0, ok=False, integrity_problems=["p"],
-                                                           foreign_key_violations=2, rule_violations={"r": 3})),
+                                                           foreign_key_violations=2, rule_violations={"r": 3},
+                                                           by=BY)),
     lambda d: catalog.record_pitr(d, 80.0, 90.0),
-    lambda d: catalog.record_location_drill(d, "replica", 95.0, "the replica up to x", None, 2.5, 4.0),
+    lambda d: catalog.record_location_drill(d, "replica", 95.0, "the replica up to x", None, 2.5, 4.0, by=BY),
     lambda d: catalog.record_location_drill(d, "offsite", 96.0, None, "bucket object missing"),
+    lambda d: catalog.record_backup_failure(d, "weekly", 97.0, "holds backups of another database", database=LEDGER,
+                                            by=BY),
 ]
+ORIGIN = BY.model_dump()
 
 
 def test_every_status_key_written_is_read_back_the_same(tmp_path):
@@ -39,26 +45,38 @@ def test_every_status_key_written_is_read_back_the_same(tmp_path):
     assert status.problems() == []
     assert status.model_dump() == {
         "version": FORMAT_VERSION,
-        "tiers": {"daily": {"last_failure_at": 10.0, "last_error": "disk full"}},
-        "verify": {"last_run_at": 20.0, "last_success_at": 20.0},
-        "copies": {"offsite": {"last_success_at": None, "last_error": "bucket unreachable"},
-                   "secondary": {"last_success_at": 31.0, "last_error": None}},
+        "database": DEMO,  # the first database to write claimed the folder; the ledger's is under others
+        "tiers": {"daily": {"last_failure_at": 10.0, "last_error": "disk full", "by": ORIGIN}},
+        "verify": {"last_run_at": 20.0, "last_success_at": 20.0, "by": ORIGIN},
+        "copies": {"offsite": {"last_success_at": None, "last_error": "bucket unreachable", "by": None},
+                   "secondary": {"last_success_at": 31.0, "last_error": None, "by": ORIGIN}},
         "restore": {"last_success_at": 40.0, "source": "backup x", "tables": ["videos"],
-                    "safety_backup": "20261126T020000Z-safety"},
+                    "safety_backup": "20261126T020000Z-safety", "by": ORIGIN},
         "drill": {"last_run_at": 60.0, "last_success_at": 55.0, "last_failure_at": 61.0,
-                  "last_error": "no verified backup", "backup": "20261126T020000Z-daily"},
-        "integrity": {"checked_at": 70.0, "ok": False, "integrity_problems": ["p"], "foreign_key_violations": 2,
-                      "rule_violations": {"r": 3}},
+                  "last_error": "no verified backup", "backup": "20261126T020000Z-daily", "by": ORIGIN},
+        "integrity": {"checked_at": 70.0, "by": ORIGIN, "ok": False, "integrity_problems": ["p"],
+                      "foreign_key_violations": 2, "rule_violations": {"r": 3}},
         "pitr": {"earliest_at": 80.0, "last_replicated_at": 90.0},
-        "drills": {"replica": {"last_run_at": 95.0, "last_success_at": 95.0, "last_failure_at": None,
+        "drills": {"replica": {"by": ORIGIN, "last_run_at": 95.0, "last_success_at": 95.0, "last_failure_at": None,
                                "last_error": None, "source": "the replica up to x", "rto_seconds": 2.5,
                                "rpo_seconds": 4.0},
-                   "offsite": {"last_run_at": 96.0, "last_success_at": None, "last_failure_at": 96.0,
+                   "offsite": {"by": None, "last_run_at": 96.0, "last_success_at": None, "last_failure_at": 96.0,
                                "last_error": "bucket object missing", "source": None, "rto_seconds": None,
                                "rpo_seconds": None}},
+        "others": {LEDGER: {
+            "tiers": {"weekly": {"last_failure_at": 97.0, "last_error": "holds backups of another database",
+                                 "by": ORIGIN}},
+            "verify": {"last_run_at": None, "last_success_at": None, "by": None}, "copies": {}, "restore": None,
+            "drill": {"last_run_at": None, "last_success_at": None, "last_failure_at": None, "last_error": None,
+                      "backup": None, "by": None},
+            "drills": {}, "integrity": None, "pitr": None}},
     }
     # Every key of the record has a writer above: a new key without one makes this test fail.
     assert all(value is not None for value in status.model_dump().values())
+    ledger = catalog.read_status(tmp_path, LEDGER)  # each database reads its own sections, never the other's
+    assert ledger.tiers["weekly"].last_error == "holds backups of another database" and "daily" not in ledger.tiers
+    assert ledger.integrity is None and ledger.drills == {} and ledger.verify.last_success_at is None
+    assert catalog.read_status(tmp_path, DEMO).tiers.keys() == {"daily"}
 
 
 def test_a_manifest_written_is_read_back_field_for_field(tmp_path):

@@ -3,6 +3,7 @@ from a config for another database, and the nearest source for a moment (issue 1
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -15,7 +16,7 @@ import yaml
 from backup_jobs import identity
 from backup_jobs.jobs import Jobs
 from opsmon import catalog
-from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup
+from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup, start_console
 from tests.conftest import free_port, wait_for
 from tests.test_pitr import next_second, replicated_past
 
@@ -101,12 +102,13 @@ def test_a_replica_of_another_database_is_refused_by_pitr(project):
     assert "another database" in refused.stderr and "nothing was changed" in refused.stderr
     assert "account, entry" in refused.stderr and "videos" in refused.stderr  # both named
     assert fingerprint(book) == before
-    own = identity.read_file(book).id
+    assert identity.read_file(book).id is None  # nothing was changed: not even an identity was written
     forced = opsmon_backup("--config.file", config, "restore", "--at", at(time.time()), "--allow-other-database",
                            cwd=project)
     assert forced.returncode == 0, forced.stderr
     assert "restored on purpose" in forced.stdout
-    assert identity.read_file(book).id == own  # the file keeps its identity
+    own = identity.read_file(book).id  # given to it before the write, and kept: never the demo's
+    assert own and own != identity.read_file(project / ".run" / "demo.db").id
 
 
 def test_a_foreign_backup_in_the_folder_is_refused_by_restore_and_named_by_verify(tmp_path):
@@ -130,16 +132,89 @@ def test_a_foreign_backup_in_the_folder_is_refused_by_restore_and_named_by_verif
     assert table.returncode != 0 and fingerprint(book) == before
 
 
-def test_restoring_into_a_missing_file_is_allowed_and_says_so(tmp_path):
+def test_restoring_into_a_missing_file_needs_create_database_and_says_so(tmp_path):
     book = ledger(tmp_path / "ledger.db")
     args = ("--database", book, "--backup-dir", tmp_path / "backups")
     backup_id = opsmon_backup(*args, "create", check=True).stdout.strip()
     good, own = fingerprint(book), identity.read_file(book).id
     for part in tmp_path.glob("ledger.db*"):
         part.unlink()
-    result = opsmon_backup(*args, "restore", backup_id)
+    refused = opsmon_backup(*args, "restore", backup_id)
+    assert refused.returncode == 2 and "--create-database" in refused.stderr, refused.stderr
+    assert f"database {book} does not exist" in refused.stderr and not book.exists()
+    result = opsmon_backup(*args, "restore", backup_id, "--create-database")
     assert result.returncode == 0 and "did not exist" in result.stdout
     assert fingerprint(book) == good and identity.read_file(book).id == own
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_typo_in_the_database_path_never_adopts_the_backups_of_the_file_meant(tmp_path):
+    shop = demo_database(tmp_path / "shop.db")
+    right, typo = tmp_path / "shop.yml", tmp_path / "typo.yml"
+    for config, name in ((right, "shop.db"), (typo, "shopp.db")):
+        config.write_text(yaml.safe_dump({"database": {"path": name}, "backups": {"directory": "backups"}}))
+    backup_id = opsmon_backup("--config.file", right, "create", cwd=tmp_path, check=True).stdout.strip()
+    manifest = catalog.read_catalog(tmp_path / "backups").backups[0].manifest
+    assert manifest.database.path == str(shop.resolve())  # recorded absolute and resolved
+    before = sha256(shop)
+    said = (f"database {tmp_path / 'shopp.db'} does not exist; backups in {tmp_path / 'backups'} were taken "
+            f"from {shop}: did you mean it?")
+    for command in (["status"], ["create"], ["restore", backup_id], ["restore", "--at", at(time.time())]):
+        result = opsmon_backup("--config.file", typo, *command, cwd=tmp_path)
+        assert result.returncode != 0, (command, result.stdout)
+        assert said in result.stdout + result.stderr, (command, result.stdout + result.stderr)
+        assert not (tmp_path / "shopp.db").exists(), command
+    status = opsmon_backup("--config.file", typo, "status", cwd=tmp_path).stdout
+    assert "restore the newest verified backup" not in status and "daily backup" not in status
+    assert sha256(shop) == before
+    assert [r.id for r in catalog.read_catalog(tmp_path / "backups").backups] == [backup_id]
+
+
+def test_the_console_api_refuses_to_create_a_missing_database_unless_asked(tmp_path):
+    from backup_jobs.users import Users
+    from tests.conftest import stop
+    from tests.test_console import login
+
+    db = demo_database(tmp_path / "live.db")
+    Users(tmp_path / "users.json").add("root", "a very long admin password", "admin")
+    url, process = start_console(tmp_path, db, tmp_path / "users.json")
+    try:
+        session, csrf = login(url, ("root", "a very long admin password"))
+        backup_id = session.get(f"{url}/api/backups", timeout=5).json()[-1]["id"]
+        for part in tmp_path.glob("live.db*"):
+            part.unlink()
+        answer = session.post(f"{url}/api/restore", json={"backup": backup_id}, headers={"X-CSRF-Token": csrf},
+                              timeout=5)
+        assert answer.status_code == 400 and "create_database" in answer.text, answer.text
+        assert not db.exists()
+        made = session.post(f"{url}/api/restore", json={"backup": backup_id, "create_database": True},
+                            headers={"X-CSRF-Token": csrf}, timeout=5)
+        assert made.status_code == 202, made.text
+        job = made.json()["job"]
+        done = wait_for(lambda: (r := session.get(f"{url}/api/jobs/{job}", timeout=5).json())["status"] != "running"
+                        and r, timeout=60, what="the restore")
+        assert done["status"] == "succeeded", done
+        assert db.exists()
+    finally:
+        stop(process)
+
+
+def test_a_refused_create_leaves_the_database_byte_identical(tmp_path):
+    demo = demo_database(tmp_path / "demo.db")
+    opsmon_backup("--database", demo, "--backup-dir", tmp_path / "backups", "create", check=True)
+    book = ledger(tmp_path / "ledger.db")  # another database on the demo's folder
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for database in (book, empty):
+        before = sha256(database)
+        refused = opsmon_backup("--database", database, "--backup-dir", tmp_path / "backups", "create")
+        assert refused.returncode == 1 and "nothing was changed" in refused.stderr, refused.stderr
+        assert sha256(database) == before, database
+    with closing(sqlite3.connect(f"file:{book}?mode=ro", uri=True)) as connection:
+        assert connection.execute("SELECT count(*) FROM sqlite_master WHERE name = '_opsmon'").fetchone() == (0,)
 
 
 def test_pitr_takes_the_nearest_source_in_both_orders(tmp_path):

@@ -191,12 +191,14 @@ def test_fresh_backups_read_all_well(kit):
         "ok       copy secondary   up to 20261126T020000Z-daily, synced 8h 12m ago",
         "off      point in time    no Litestream replica (backups.litestream): a restore to a moment uses the "
         "newest backup before it",
+        "ok       exposure now     a disaster now would lose 8h 12m of data: the newest recoverable point is backup "
+        "20261126T020000Z-daily, 2026-11-26 02:00 UTC; objective 1d 2h",
         f"ok       drill local      passed 4h 12m ago: backup 20261126T020000Z-daily; restored in "
         f"{seconds_text(local.rto_seconds)}, data 4h 0m old",
         f"ok       drill secondary  passed 4h 12m ago: backup 20261126T020000Z-daily; restored in "
         f"{seconds_text(second.rto_seconds)}, data 4h 0m old",
-        "ok       recovery point   a disaster would lose 4h 0m of data (best copy: local, at its last drill); "
-        "objective 1d 2h",
+        "ok       recovery point   at the last drill (2026-11-26 06:00 UTC): a disaster then would have lost 4h 0m of "
+        "data (best copy: local); objective 1d 2h",
         "ok       integrity        checked 12m 4s ago: sound, 0 broken references, no rule broken",
         f"ok       service          running on 127.0.0.1:{kit.port}",
         f"         next runs        {NEXT_RUNS}",
@@ -220,9 +222,10 @@ def test_a_stale_tier_warns_and_a_missed_second_run_is_a_problem(kit):
     assert text[5].startswith("ok       weekly backup    20261122T030000Z-weekly, taken 6d 6h ago")
     assert text[6] == (f"WARNING  monthly backup   20261015T040000Z-monthly, taken 44d 5h ago, "
                        f"{kit.size('20261015T040000Z-monthly')}; 1 kept of 12; older than 32d 0h")
-    assert text[-1] == "not all well: 1 problem, 6 warnings (marked above)"
+    assert text[-1] == "not all well: 1 problem, 7 warnings (marked above)"
     assert [line.name for line in found.lines if line.level == "warning"] == [
-        "monthly backup", "verification", "copy secondary", "drill local", "drill secondary", "integrity"]
+        "monthly backup", "verification", "copy secondary", "exposure now", "drill local", "drill secondary",
+        "integrity"]
     assert "WARNING  verification     verify --all last passed 2d 3h ago (over 1d 2h)" in text
     assert "WARNING  copy secondary   up to 20261126T020000Z-daily, synced 2d 7h ago" in text
     assert "         recovery point   unknown: no location passed a drill in the last 1d 2h; objective 1d 2h" in text
@@ -292,8 +295,12 @@ def test_a_replica_behind_the_database_warns_past_five_minutes(tmp_path, service
            "last write" in lines(found)
     assert "ok       drill replica    passed 4h 11m ago: the replica up to 2026-11-26T05:59:58Z; restored in 1.5 s, " \
            "data 0m 2s old" in lines(found)
-    assert "ok       recovery point   a disaster would lose 0m 2s of data (best copy: replica, at its last drill); " \
-           "objective 1d 2h" in lines(found)
+    # The drill's RPO is of 06:01; the exposure now is of the replica's last point, six minutes ago.
+    assert "ok       recovery point   at the last drill (2026-11-26 06:01 UTC): a disaster then would have lost " \
+           "0m 2s of data (best copy: replica); objective 1d 2h" in lines(found)
+    assert "ok       exposure now     a disaster now would lose 6m 4s of data: the newest recoverable point is the " \
+           "Litestream replica, 2026-11-26 10:06 UTC; objective 1d 2h" in lines(found)
+    assert (found.facts["exposure"]["seconds"], found.facts["recovery_point"]["rpo_seconds"]) == (364.0, 2.0)
     # The service's Litestream is not running (this one was never started): its replica stops where it is.
     assert lines(found)[at_line(lines(found), "litestream")] == (
         "WARNING  litestream       the service says its Litestream is not running: the point-in-time replica stops "
@@ -404,14 +411,74 @@ def test_a_kit_without_copies_warns_of_one_disk(tmp_path, service):
         f"none: every backup is on the disk of {tmp_path / 'backups'} (the 3-2-1 rule wants two more, one offsite)")
     assert [(line.name, line.level) for line in found.lines] == [
         ("database", "ok"), ("daily backup", "problem"), ("weekly backup", "problem"), ("monthly backup", "problem"),
-        ("verification", "warning"), ("copies", "warning"), ("point in time", "off"), ("drill local", "warning"),
+        ("verification", "warning"), ("copies", "warning"), ("point in time", "off"), ("exposure now", "info"),
+        ("drill local", "warning"),
         ("recovery point", "info"), ("integrity", "warning"), ("service", "ok"), ("next runs", "info")]
+
+
+def test_exposure_now_counts_from_the_newest_backup_apart_from_the_rpo_at_the_last_drill(kit):
+    kit.fresh()
+    kit.at("2026-11-26T10:03:04Z").jobs.backup("daily")
+    kit.at("2026-11-26T10:03:30Z").jobs.drill()  # restores the backup of 26 s before: a small RPO, then
+    text = lines(kit.at(NOW).status())
+    assert "ok       recovery point   at the last drill (2026-11-26 10:03 UTC): a disaster then would have lost " \
+           "0m 26s of data (best copy: local); objective 1d 2h" in text
+    assert "ok       exposure now     a disaster now would lose 9m 0s of data: the newest recoverable point is " \
+           "backup 20261126T100304Z-daily, 2026-11-26 10:03 UTC; objective 1d 2h" in text
+
+
+def test_one_disk_on_purpose_reads_single_copy_intended(tmp_path, service):
+    db = demo_database(tmp_path / "live.db")
+    config = backups_config(tmp_path, db, listen_address=f"127.0.0.1:{service[0]}", single_copy_intended=True)
+    jobs = Jobs(config)
+    service[1](jobs)
+    copies = next(line for line in report.build(jobs, report.ask_service).lines if line.name == "copies")
+    assert (copies.level, copies.text) == ("ok", f"single copy (intended): every backup is on the disk of "
+                                                 f"{tmp_path / 'backups'} (backups.single_copy_intended)")
+
+
+def test_single_copy_intended_contradicts_a_configured_copy():
+    from opsmon.config import InvalidConfig
+
+    with pytest.raises(InvalidConfig, match="test.yml: backups: single_copy_intended is true, but secondary_directory "
+                                            "is set"):
+        parse_config({"database": {"path": "live.db"}, "backups": {
+            "directory": "backups", "secondary_directory": "second", "single_copy_intended": True}}, "test.yml", REPO)
+
+
+@pytest.mark.parametrize("intended", [True, False])
+def test_the_command_exits_0_on_one_disk_only_when_intended(tmp_path, service, intended):
+    from exporter.collectors.backup import BackupCollector
+    from tests.conftest import exposition
+
+    port, start = service
+    db = demo_database(tmp_path / "live.db")
+    config = tmp_path / "opsmon.yml"
+    config.write_text(yaml.safe_dump({"database": {"path": str(db), "name": "demo"},
+                                      "backups": {"directory": "backups", "single_copy_intended": intended,
+                                                  "listen_address": f"127.0.0.1:{port}"}}))
+    loaded = load_config(config)
+    jobs = Jobs(loaded)
+    for job in (lambda: jobs.backup("monthly"), lambda: jobs.backup("weekly"), lambda: jobs.backup("daily"),
+                jobs.verify, jobs.drill, jobs.check):
+        job()
+    start(jobs)
+    result = opsmon_backup("--config.file", config, "status")
+    copies = next(line for line in result.stdout.splitlines() if line[9:].startswith("copies "))
+    if intended:
+        assert result.returncode == 0 and result.stdout.splitlines()[-1] == "all well", result.stdout
+        assert copies.startswith("ok       copies ") and "single copy (intended)" in copies
+    else:
+        assert result.returncode == 3 and copies.startswith("WARNING  copies ") and "none:" in copies
+    published = exposition(BackupCollector(loaded.backups.directory, "demo", policy=loaded))
+    assert 'opsmon_backup_rule_321_satisfied{database="demo"} 0.0' in published  # the truth, either way
+    assert f'opsmon_backup_single_copy_intended{{database="demo"}} {float(intended)}' in published
 
 
 # ---- the command --------------------------------------------------------------------------------
 
 STATUS_KEYS = {"ok", "level", "checked_at", "backup_directory", "database", "tiers", "verification", "copies", "pitr",
-               "drills", "recovery_point", "integrity", "service", "lines"}
+               "exposure", "drills", "recovery_point", "integrity", "service", "lines"}
 
 
 def test_the_command_exits_0_when_all_is_well_and_3_when_not(tmp_path, service):
@@ -433,7 +500,7 @@ def test_the_command_exits_0_when_all_is_well_and_3_when_not(tmp_path, service):
     document = json.loads(opsmon_backup("--config.file", config, "status", "--json").stdout)
     assert set(document) == STATUS_KEYS and document["ok"] is True
     assert set(document["tiers"]["daily"]) == {"level", "newest", "age_seconds", "kept", "retention",
-                                               "last_failure_at", "last_error"}
+                                               "last_failure_at", "last_error", "last_failure_by"}
     assert set(document["tiers"]["daily"]["newest"]) >= {"id", "tier", "created_at", "path", "size_bytes", "sha256",
                                                          "verified"}
     assert isinstance(document["tiers"]["daily"]["newest"]["size_bytes"], int)
@@ -450,7 +517,9 @@ def test_the_command_exits_0_when_all_is_well_and_3_when_not(tmp_path, service):
         "backup-daily", "backup-weekly", "backup-monthly", "verify", "drill", "check"}
     assert set(document["database"]) == {"path", "exists", "size_bytes", "wal_size_bytes", "last_modified_at"}
     assert set(document["pitr"]) == {"enabled", "level", "earliest_at", "latest_at", "lag_seconds"}
-    assert set(document["recovery_point"]) == {"level", "best_location", "rpo_seconds", "objective_seconds"}
+    assert set(document["recovery_point"]) == {"level", "best_location", "rpo_seconds", "drilled_at",
+                                               "objective_seconds"}
+    assert set(document["exposure"]) == {"level", "seconds", "newest_point_at", "source", "objective_seconds"}
     assert all(set(line) == {"name", "level", "text", "hint"} for line in document["lines"])
 
     # The service stops: the same command says so and exits 3, --json too.
@@ -459,6 +528,65 @@ def test_the_command_exits_0_when_all_is_well_and_3_when_not(tmp_path, service):
     assert result.returncode == 3 and result.stdout.splitlines()[-1] == "not all well: 1 problem (marked above)"
     stopped = opsmon_backup("--config.file", config, "status", "--json")
     assert stopped.returncode == 3 and json.loads(stopped.stdout)["service"]["running"] is False
+
+
+def test_two_configs_on_one_backup_folder_each_see_only_their_own_database(tmp_path):
+    from exporter.collectors.backup import BackupCollector
+    from exporter.collectors.database import DatabaseCollector
+    from tests.conftest import exposition
+    from tests.test_identity import ledger
+
+    shop, book = demo_database(tmp_path / "shop.db"), ledger(tmp_path / "ledger.db")
+    configs = {}
+    for name, db in (("shop", shop), ("ledger", book)):  # the second copied from the first, the path changed
+        configs[name] = tmp_path / f"{name}.yml"
+        configs[name].write_text(yaml.safe_dump({"database": {"path": str(db), "name": name},
+                                                 "backups": {"directory": "backups",
+                                                             "listen_address": f"127.0.0.1:{free_port()}"}}))
+    for command in (["create", "--tier", "daily"], ["verify", "--all"], ["drill"], ["check"]):
+        opsmon_backup("--config.file", configs["shop"], *command, cwd=tmp_path, check=True)
+    refused = opsmon_backup("--config.file", configs["ledger"], "create", "--tier", "daily", cwd=tmp_path)
+    assert refused.returncode == 1 and "holds backups of another database" in refused.stderr
+
+    ledger_status = json.loads(opsmon_backup("--config.file", configs["ledger"], "status", "--json",
+                                             cwd=tmp_path).stdout)
+    daily = ledger_status["tiers"]["daily"]
+    assert daily["newest"] is None and daily["kept"] == 0 and "another database" in daily["last_error"]
+    assert daily["last_failure_by"] == {"config_file": str(configs["ledger"]), "via": "cli",
+                                        "command": f"--config.file {configs['ledger']} create --tier daily"}
+    hint = next(line["hint"] for line in ledger_status["lines"] if line["name"] == "daily backup")
+    assert hint.startswith(f"the run that failed was `--config.file {configs['ledger']} create --tier daily` on the "
+                           f"command line, config {configs['ledger']}") and "service's log" not in hint
+    assert ledger_status["drills"]["local"]["last_success_at"] is None and ledger_status["integrity"] is None
+    assert ledger_status["verification"]["last_success_at"] is None
+    listed = opsmon_backup("--config.file", configs["ledger"], "list", "--json", cwd=tmp_path)
+    assert json.loads(listed.stdout) == []
+    assert f"left out: 1 backup of another database in {tmp_path / 'backups'}" in listed.stderr
+
+    shop_status = json.loads(opsmon_backup("--config.file", configs["shop"], "status", "--json", cwd=tmp_path).stdout)
+    assert shop_status["tiers"]["daily"]["last_error"] is None and shop_status["tiers"]["daily"]["kept"] == 1
+    assert shop_status["drills"]["local"]["last_success_at"] and shop_status["integrity"]["ok"] is True
+    assert len(json.loads(opsmon_backup("--config.file", configs["shop"], "list", "--json", cwd=tmp_path).stdout)) == 1
+
+    # The ledger's own check is its own; the shop's stays as it was.
+    opsmon_backup("--config.file", configs["ledger"], "check", cwd=tmp_path, check=True)
+    again = json.loads(opsmon_backup("--config.file", configs["shop"], "status", "--json", cwd=tmp_path).stdout)
+    assert again["integrity"]["checked_at"] == shop_status["integrity"]["checked_at"]
+    assert json.loads(opsmon_backup("--config.file", configs["ledger"], "status", "--json",
+                                    cwd=tmp_path).stdout)["integrity"]["ok"] is True
+
+    for name, retained, failed in (("shop", "1.0", False), ("ledger", "0.0", True)):
+        config = load_config(configs[name])
+        published = exposition(BackupCollector(config.backups.directory, name, policy=config,
+                                               database_path=config.database.path),
+                               DatabaseCollector(config.database.path, name, config.backups.directory))
+        assert f'opsmon_backup_retained{{database="{name}",tier="daily"}} {retained}' in published
+        assert (f'opsmon_backup_last_failure_timestamp_seconds{{database="{name}",tier="daily"}} 0.0'
+                not in published) == failed
+        drilled = re.search(rf'opsmon_restore_drill_last_success_timestamp_seconds{{database="{name}",'
+                            rf'location="local"}} (\S+)', published).group(1)
+        assert (drilled == "0.0") == failed  # the shop's drill is never the ledger's
+        assert f'opsmon_db_integrity_check_success{{database="{name}"}} 1.0' in published
 
 
 def test_status_needs_no_lock_and_answers_while_a_job_runs(kit):

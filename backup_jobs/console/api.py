@@ -55,6 +55,7 @@ def restore():
     if not isinstance(body, dict):
         raise UsageError('send a JSON object: {"backup": id} or {"at": moment}')
     wanted = restore_request(body, live_tables(jobs.store.database), body.get("dry_run", False))
+    jobs.refuse_missing_database(wanted)  # at once, with the reason, rather than as a failed job
     return _started(_shared()["runner"].restore(g.user, wanted))
 
 

@@ -91,7 +91,7 @@ def delete_backup(backup_id: str) -> str:
     shared = _shared()
     jobs = shared["jobs"]
     backup_id = parse_backup_id(backup_id)
-    with jobs.locked(f"console delete {backup_id} by {g.user}", wait_seconds=10):
+    with jobs.locked(f"console delete {backup_id} by {g.user}", wait_seconds=10, via="console"):
         jobs.delete(backup_id)
     shared["audit"].record(g.user, "delete", "ok", backup_id)
     return backup_id

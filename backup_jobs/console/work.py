@@ -121,7 +121,7 @@ class JobRunner:
         run = self._runs[job_id]
         try:
             with self.jobs.locked(f"console {run['kind']} {run['target']} by {run['user']}",
-                                  wait_seconds=LOCK_WAIT_SECONDS):
+                                  wait_seconds=LOCK_WAIT_SECONDS, via="console"):
                 outcome = action()
             status = "succeeded"
         except Exception as err:  # noqa: BLE001 - the person sees the reason in plain words
@@ -155,7 +155,7 @@ def overview(jobs) -> dict:
     and every backup with its size and age for a person (exact bytes and times in the API)."""
     found = report.build(jobs)
     facts = found.facts
-    current = jobs.store.catalog()
+    current = jobs.store.own_catalog()
     status = current.status
     now = found.checked_at
     tiers = []

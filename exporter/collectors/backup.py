@@ -1,6 +1,7 @@
 """Backup freshness and verification from the backup catalog, e.g. `opsmon_backup_retained{database="demo",tier="daily"} 7`.
 
-Tiers without any backup publish a last success of 0, so "never succeeded" alerts like "too old".
+Tiers without any backup publish a last success of 0, so "never succeeded" alerts like "too old". Given the
+database's path, only its own backups and status are read: another config's on the same folder are not its.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from opsmon.catalog import (FUTURE_TOLERANCE_SECONDS, TIERS, Catalog, CatalogError, LocationDrill, future_dated,
-                            read_catalog)
+from opsmon.catalog import (FUTURE_TOLERANCE_SECONDS, TIERS, Catalog, CatalogError, LocationDrill, database_of,
+                            future_dated, read_catalog)
 from opsmon.copies import three_two_one
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
@@ -21,9 +22,11 @@ STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "drills", "restore", "p
 class BackupCollector:
     name = "backup"
 
-    def __init__(self, directory: Path, database: str, read=read_catalog, policy=None, clock=time.time):
+    def __init__(self, directory: Path, database: str, read=read_catalog, policy=None, clock=time.time,
+                 database_path: Path | None = None):
         self._directory = Path(directory)
         self._database = database
+        self._database_path = database_path  # None: the whole folder, as the folder's one database
         self._read = read
         self._policy = policy  # the whole config, for the objectives and the 3-2-1 rule; None in tests
         self._clock = clock
@@ -35,7 +38,7 @@ class BackupCollector:
         return GaugeMetricFamily(name, documentation, labels=["database", *([extra_label] if extra_label else [])])
 
     def collect(self):
-        catalog = self._read(self._directory)
+        catalog = self._read(self._directory, database_of(self._database_path) if self._database_path else None)
         # A part of status.json that cannot be read fails this collector (and names the key), rather
         # than publishing a 0 that reads as "never".
         problems = catalog.status.problems(*STATUS_SECTIONS)
@@ -117,7 +120,11 @@ class BackupCollector:
                     self._value("opsmon_backup_rule_321_satisfied",
                                 "1 when at least three fresh copies of the data exist, on at least two media, one "
                                 "of them offsite (the live database counts as one).",
-                                1 if three_two_one(catalog, policy, self._clock()).satisfied else 0))
+                                1 if three_two_one(catalog, policy, self._clock()).satisfied else 0),
+                    self._value("opsmon_backup_single_copy_intended",
+                                "1 when the backup folder is the only copy on purpose (backups.single_copy_intended): "
+                                "the 3-2-1 alert is silenced, the rule's gauge stays the truth.",
+                                1 if policy.backups.single_copy_intended else 0))
 
     def _value(self, name: str, documentation: str, value: float) -> GaugeMetricFamily:
         family = self._gauge(name, documentation)
@@ -150,4 +157,5 @@ class BackupCollector:
 def build(config):
     if config.backups is None:
         return None  # nothing to read without a backups section
-    return BackupCollector(config.backups.directory, config.database.label, policy=config)
+    return BackupCollector(config.backups.directory, config.database.label, policy=config,
+                           database_path=config.database.path)

@@ -35,7 +35,7 @@ class DatabaseCollector:
                            "Last write to the database or its WAL, in Unix seconds (replication lag is measured "
                            "against it).", max(database.st_mtime, wal.st_mtime if wal else 0))
         if self._backup_directory is not None:
-            status = read_status(self._backup_directory)
+            status = read_status(self._backup_directory, str(self._path.resolve()))  # its own, not a neighbour's
             problems = status.problems("integrity")
             if problems:  # fail this collector, naming the key, rather than publish a wrong figure
                 raise CatalogError("; ".join(problems))
