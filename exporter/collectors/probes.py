@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import requests
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from exporter import deadline
 
 log = logging.getLogger(__name__)
+
+# Checks running at once: every service of a large config at the same time, and a bound on the
+# threads that services which never answer can hold.
+MAX_CONCURRENT_CHECKS = 128
 
 
 @dataclass(frozen=True)
@@ -23,14 +27,24 @@ class ProbeResult:
     duration_seconds: float
     status_code: int  # 0 when no HTTP answer came
     detail: str
+    timed_out: bool = False
 
 
-def probe(session: requests.Session, config, budget: float, clock=time.monotonic) -> ProbeResult:
-    """One check: the expected status and, when configured, a body matching the regex, within the timeout."""
-    timeout = max(0.001, min(config.timeout_seconds, budget))
+def no_answer_in_time(config, duration: float) -> ProbeResult:
+    return ProbeResult(config.service, False, duration, 0, "no answer in time", timed_out=True)
+
+
+def probe(session: requests.Session, config, until: float, clock=time.monotonic) -> ProbeResult:
+    """One check: the expected status and, when configured, a body matching the regex, within the probe's
+    timeout and the time left before `until` (on time.monotonic's clock)."""
+    timeout = min(config.timeout_seconds, until - time.monotonic())
+    if timeout <= 0:  # queued behind other checks until the scrape's end: asking now would only be late
+        return no_answer_in_time(config, 0.0)
     started = clock()
     try:
         response = session.request(config.method, str(config.url), timeout=timeout, allow_redirects=True)
+    except requests.Timeout:
+        return no_answer_in_time(config, clock() - started)
     except requests.RequestException as err:
         return ProbeResult(config.service, False, clock() - started, 0, f"no answer: {type(err).__name__}")
     duration = clock() - started
@@ -43,18 +57,63 @@ def probe(session: requests.Session, config, budget: float, clock=time.monotonic
     return ProbeResult(config.service, True, duration, response.status_code, f"status {response.status_code}")
 
 
-def run_probes(session: requests.Session, probes, budget: float, clock=time.monotonic) -> list[ProbeResult]:
-    """All checks at once, so the total takes as long as the slowest, never longer than `budget`."""
-    if not probes:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(len(probes), 16), thread_name_prefix="probe")
-    futures = [pool.submit(probe, session, config, budget, clock) for config in probes]
-    # requests' timeout bounds each socket read, not the whole answer: a server that trickles
-    # bytes could outlast it, so the wait itself is bounded too and such a probe counts as failed.
-    wait(futures, timeout=budget + 0.05)
-    pool.shutdown(wait=False, cancel_futures=True)
-    return [future.result() if future.done() else ProbeResult(config.service, False, budget, 0, "timed out")
-            for config, future in zip(probes, futures)]
+class Prober:
+    """Runs every check at once on a pool of its own, each service's check at most once at a time.
+
+    requests' timeout bounds each socket read, not the whole answer: a server that trickles bytes
+    outlasts it. Such a check is reported as timed out and joined by the next scrape instead of started
+    again, so hung services hold at most one thread each, never one more per scrape.
+    """
+
+    def __init__(self, probes, session: requests.Session, clock=time.monotonic):
+        self._probes = probes
+        self._session = session
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(probes), MAX_CONCURRENT_CHECKS)),
+                                        thread_name_prefix="probe")
+        self._running: dict[str, Future] = {}
+        self._timed_out: set[str] = set()
+
+    def run(self, until: float) -> list[ProbeResult]:
+        """A result for every configured service by `until`: those without an answer by then as timed out."""
+        started = time.monotonic()
+        # Services that timed out last time queue behind the others, so that more hung services than the
+        # pool has threads cannot keep the healthy ones from being checked.
+        queue = sorted(self._probes, key=lambda config: config.service in self._timed_out)
+        futures = {config.service: self._start(config, until) for config in queue}
+        wait(futures.values(), timeout=max(0.0, until - time.monotonic()))
+        results = [self._result(config, futures[config.service], time.monotonic() - started)
+                   for config in self._probes]
+        self._timed_out = {result.service for result in results if result.timed_out}
+        return results
+
+    def _start(self, config, until: float) -> Future:
+        running = self._running.get(config.service)
+        if running is not None and not running.done():
+            return running
+        future = self._pool.submit(probe, self._session, config, until, self._clock)
+        self._running[config.service] = future
+        return future
+
+    @staticmethod
+    def _result(config, future: Future, waited: float) -> ProbeResult:
+        # A check still queued is dropped (it could only start after the scrape); one running is left
+        # to finish, for the next scrape to join.
+        if future.cancel() or not future.done():
+            return no_answer_in_time(config, waited)
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_probes(session: requests.Session, probes, budget: float) -> list[ProbeResult]:
+    """Every check once, within `budget` seconds, on a pool of their own (for /health's occasional asks)."""
+    prober = Prober(probes, session)
+    try:
+        return prober.run(time.monotonic() + budget)
+    finally:
+        prober.close()
 
 
 class ProbesCollector:
@@ -62,28 +121,36 @@ class ProbesCollector:
 
     def __init__(self, probes, session: requests.Session | None = None, default_budget: float = 10.0,
                  clock=time.monotonic):
-        self._probes = probes
-        self._session = session or requests.Session()
+        self._prober = Prober(probes, session or requests.Session(), clock)
         self._default_budget = default_budget
-        self._clock = clock
+        self._timeouts = {config.service: 0 for config in probes}
 
     def describe(self):
         return []
 
     def collect(self):
         # Leave a little of the scrape for encoding the answer.
-        budget = max(0.05, deadline.remaining(self._default_budget) - 0.1)
+        until = time.monotonic() + max(0.05, deadline.remaining(self._default_budget) - 0.1)
         labels = ["service"]
         success = GaugeMetricFamily("opsmon_probe_success", "1 when the service answered as expected.",
                                     labels=labels)
         duration = GaugeMetricFamily("opsmon_probe_duration_seconds", "How long the check took.", labels=labels)
         status = GaugeMetricFamily("opsmon_probe_http_status_code", "HTTP status of the answer; 0 when none came.",
                                    labels=labels)
-        for result in run_probes(self._session, self._probes, budget, self._clock):
+        for result in self._prober.run(until):
             success.add_metric([result.service], 1 if result.success else 0)
             duration.add_metric([result.service], result.duration_seconds)
             status.add_metric([result.service], result.status_code)
-        yield from (success, duration, status)
+            self._timeouts[result.service] += result.timed_out
+        timeouts = CounterMetricFamily(
+            "opsmon_probe_timeouts", "Checks that got no answer in time: within the probe's timeout, or "
+            "before the end of the scrape when more services hang than can be checked in it.", labels=labels)
+        for service, count in self._timeouts.items():
+            timeouts.add_metric([service], count)
+        yield from (success, duration, status, timeouts)
+
+    def close(self) -> None:
+        self._prober.close()
 
 
 def build(config):
