@@ -181,22 +181,31 @@ def test_a_service_that_trickles_its_answer_holds_one_thread_not_one_per_scrape(
     scraper.close()
 
 
+@contextlib.contextmanager
+def probes_exporter(tmp_path, env, probes: list[dict]):
+    """The real exporter process with only its probes collector on; yields its URL and process."""
+    config = write_config(tmp_path / "opsmon.yml", {
+        "database": {"path": str(tmp_path / "app.db")},
+        "exporter": {"state_directory": str(tmp_path / "state"), "probes": probes}})
+    port = free_port()
+    others = [f"--no-collector.{name}" for name in REGISTRY if name != "probes"]
+    exporter = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                      *others], env, log=tmp_path / "exporter.out")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
+        yield url, exporter
+    finally:
+        stop(exporter)
+
+
 def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_path, python_env, silent_server,
                                                                            healthy_server):
     """Prometheus's scrape timeout cuts the checks short: the hung services are down and counted as timed
     out, the healthy ones up, and the probes collector itself succeeds."""
     hung = [{"service": f"hung-{n}", "url": f"http://127.0.0.1:{silent_server}/"} for n in range(120)]
     healthy = [{"service": f"healthy-{n}", "url": f"http://127.0.0.1:{healthy_server}/"} for n in range(3)]
-    config = write_config(tmp_path / "opsmon.yml", {
-        "database": {"path": str(tmp_path / "app.db")},
-        "exporter": {"state_directory": str(tmp_path / "state"), "probes": hung + healthy}})
-    port = free_port()
-    others = [f"--no-collector.{name}" for name in REGISTRY if name != "probes"]
-    exporter = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-                      *others], python_env, log=tmp_path / "exporter.out")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
+    with probes_exporter(tmp_path, python_env, hung + healthy) as (url, _):
         for scrape in range(1, 4):
             started = time.monotonic()
             answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"}, timeout=10)
@@ -208,5 +217,14 @@ def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_pat
                 n: 0 if n < len(hung) else 1 for n in range(len(hung + healthy))}
             assert [got[("opsmon_probe_timeouts_total", p["service"])] for p in hung] == [scrape] * len(hung)
             assert [got[("opsmon_probe_timeouts_total", p["service"])] for p in healthy] == [0] * len(healthy)
-    finally:
-        stop(exporter)
+
+
+def test_sigterm_stops_the_exporter_at_once_while_a_service_trickles(tmp_path, python_env, trickling_server):
+    probes = [{"service": "trickling", "url": f"http://127.0.0.1:{trickling_server}/", "timeout_seconds": 1}]
+    with probes_exporter(tmp_path, python_env, probes) as (url, exporter):
+        answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=10)
+        assert 'opsmon_probe_success{service="trickling"} 0.0' in answer.text
+        exporter.terminate()
+        started = time.monotonic()
+        assert exporter.wait(timeout=10) == 0
+        assert time.monotonic() - started < 2.5

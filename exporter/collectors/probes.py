@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 import requests
@@ -14,11 +15,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from exporter import deadline
 
 log = logging.getLogger(__name__)
-
-# Checks running at once: every service of a large config at the same time, and a bound on the
-# threads that services which never answer can hold.
-MAX_CONCURRENT_CHECKS = 128
-
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -37,9 +33,7 @@ def no_answer_in_time(config, duration: float) -> ProbeResult:
 def probe(session: requests.Session, config, until: float, clock=time.monotonic) -> ProbeResult:
     """One check: the expected status and, when configured, a body matching the regex, within the probe's
     timeout and the time left before `until` (on time.monotonic's clock)."""
-    timeout = min(config.timeout_seconds, until - time.monotonic())
-    if timeout <= 0:  # queued behind other checks until the scrape's end: asking now would only be late
-        return no_answer_in_time(config, 0.0)
+    timeout = max(0.001, min(config.timeout_seconds, until - time.monotonic()))
     started = clock()
     try:
         response = session.request(config.method, str(config.url), timeout=timeout, allow_redirects=True)
@@ -58,62 +52,58 @@ def probe(session: requests.Session, config, until: float, clock=time.monotonic)
 
 
 class Prober:
-    """Runs every check at once on a pool of its own, each service's check at most once at a time.
+    """Runs every check at once, each on a thread of its own, each service's check at most once at a time.
 
     requests' timeout bounds each socket read, not the whole answer: a server that trickles bytes
     outlasts it. Such a check is reported as timed out and joined by the next scrape instead of started
-    again, so hung services hold at most one thread each, never one more per scrape.
+    again, so hung services hold one thread each, never one more per scrape; daemon threads, so that
+    none holds back the exporter's exit.
     """
 
     def __init__(self, probes, session: requests.Session, clock=time.monotonic):
         self._probes = probes
         self._session = session
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(len(probes), MAX_CONCURRENT_CHECKS)),
-                                        thread_name_prefix="probe")
         self._running: dict[str, Future] = {}
-        self._timed_out: set[str] = set()
 
     def run(self, until: float) -> list[ProbeResult]:
         """A result for every configured service by `until`: those without an answer by then as timed out."""
         started = time.monotonic()
-        # Services that timed out last time queue behind the others, so that more hung services than the
-        # pool has threads cannot keep the healthy ones from being checked.
-        queue = sorted(self._probes, key=lambda config: config.service in self._timed_out)
-        futures = {config.service: self._start(config, until) for config in queue}
-        wait(futures.values(), timeout=max(0.0, until - time.monotonic()))
-        results = [self._result(config, futures[config.service], time.monotonic() - started)
-                   for config in self._probes]
-        self._timed_out = {result.service for result in results if result.timed_out}
-        return results
+        futures = [self._start(config, until) for config in self._probes]
+        wait(futures, timeout=max(0.0, until - time.monotonic()))
+        return [future.result() if future.done() else no_answer_in_time(config, time.monotonic() - started)
+                for config, future in zip(self._probes, futures)]
 
     def _start(self, config, until: float) -> Future:
         running = self._running.get(config.service)
         if running is not None and not running.done():
             return running
-        future = self._pool.submit(probe, self._session, config, until, self._clock)
+        future: Future = Future()
+        threading.Thread(target=self._check, args=(future, config, until), name=f"probe {config.service}",
+                         daemon=True).start()
         self._running[config.service] = future
         return future
 
-    @staticmethod
-    def _result(config, future: Future, waited: float) -> ProbeResult:
-        # A check still queued is dropped (it could only start after the scrape); one running is left
-        # to finish, for the next scrape to join.
-        if future.cancel() or not future.done():
-            return no_answer_in_time(config, waited)
-        return future.result()
+    def _check(self, future: Future, config, until: float) -> None:
+        try:
+            future.set_result(probe(self._session, config, until, self._clock))
+        except Exception as err:  # noqa: BLE001 - handed to the scrape, which reports the collector failed
+            future.set_exception(err)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def probe_session(checks: int) -> requests.Session:
+    """A session that keeps a connection for every check that runs at once: past the default of 10 per
+    host, urllib3 would log "Connection pool is full" for each one at every scrape."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, checks))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def run_probes(session: requests.Session, probes, budget: float) -> list[ProbeResult]:
-    """Every check once, within `budget` seconds, on a pool of their own (for /health's occasional asks)."""
-    prober = Prober(probes, session)
-    try:
-        return prober.run(time.monotonic() + budget)
-    finally:
-        prober.close()
+    """Every check once, within `budget` seconds (for /health's occasional asks)."""
+    return Prober(probes, session).run(time.monotonic() + budget)
 
 
 class ProbesCollector:
@@ -121,7 +111,7 @@ class ProbesCollector:
 
     def __init__(self, probes, session: requests.Session | None = None, default_budget: float = 10.0,
                  clock=time.monotonic):
-        self._prober = Prober(probes, session or requests.Session(), clock)
+        self._prober = Prober(probes, session or probe_session(len(probes)), clock)
         self._default_budget = default_budget
         self._timeouts = {config.service: 0 for config in probes}
 
@@ -148,9 +138,6 @@ class ProbesCollector:
         for service, count in self._timeouts.items():
             timeouts.add_metric([service], count)
         yield from (success, duration, status, timeouts)
-
-    def close(self) -> None:
-        self._prober.close()
 
 
 def build(config):
