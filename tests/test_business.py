@@ -3,6 +3,7 @@ business counters, the app's, untouched by a restore."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -166,6 +167,9 @@ def test_the_journal_mode_is_read_from_the_file_header(db, wal_db, tmp_path):
     (tmp_path / "notes.txt").write_text("not a database, but long enough to have a header\n")
     with pytest.raises(ValueError, match="notes.txt is not a SQLite database"):
         uses_rollback_journal(tmp_path / "notes.txt")
+    os.mkfifo(tmp_path / "fifo.db")  # never opened by a writer: reading it would wait forever
+    with pytest.raises(ValueError, match="fifo.db is not a regular file"):
+        uses_rollback_journal(tmp_path / "fifo.db")
 
 
 def test_runaway_query_leaves_the_others_alone(db):

@@ -323,6 +323,16 @@ class SourceError(Exception):
     """This source cannot be read now; the message says why."""
 
 
+def open_regular_file(path: Path):
+    """The file opened for reading in binary; SourceError when it is not a regular file. O_NONBLOCK: a FIFO
+    put in the file's place must not hang the scrape in open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SourceError("is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 class LogSource:
     """One configured file, followed across rotation and truncation, its lines counted and mined."""
 
@@ -438,8 +448,8 @@ class LogSource:
         """An open handle on the copy that holds this file's bytes up to the offset read, or None."""
         for copy in copies if self.fingerprint else ():
             try:
-                handle = open(copy, "rb")
-            except OSError:
+                handle = open_regular_file(copy)
+            except (OSError, SourceError):  # gone, or not a plain file: not a copy
                 continue
             if os.fstat(handle.fileno()).st_size >= self.offset:
                 handle.seek(self.offset - len(self.fingerprint))
@@ -458,18 +468,13 @@ class LogSource:
         self._rotated = True
 
     def _open(self) -> None:
-        # O_NONBLOCK: a FIFO put in the file's place must not hang the scrape in open().
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            self._handle = open_regular_file(self.path)
         except FileNotFoundError:
             return
         except OSError as err:
             raise SourceError(err.strerror or str(err)) from None
-        stat = os.fstat(fd)
-        if not stat_module.S_ISREG(stat.st_mode):
-            os.close(fd)
-            raise SourceError("is not a regular file")
-        self._handle = os.fdopen(fd, "rb")
+        stat = os.fstat(self._handle.fileno())
         resuming = stat.st_ino == self.inode
         self.inode = stat.st_ino
         if not (resuming and self._still_same_content(stat.st_size)):
