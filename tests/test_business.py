@@ -15,12 +15,11 @@ import pytest
 import requests
 import yaml
 
-from exporter.collectors import REGISTRY
 from exporter.collectors.business import BusinessCollector, QueryTimeout, run_query
 from exporter.scrape import Scraper
 from opsmon.config import BusinessQueryConfig
 from opsmon.journal import uses_rollback_journal
-from tests.conftest import REPO, free_port, start, stop, wait_for, write_config
+from tests.conftest import REPO, exporter_with, wait_for
 from tests.fakes import FakeClock
 
 RUNAWAY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
@@ -101,25 +100,16 @@ def test_a_slow_query_never_holds_back_the_fast_one(wal_db, caplog):
 
 
 def test_sigterm_interrupts_a_running_query_and_the_exporter_exits_at_once(wal_db, tmp_path, python_env):
-    config = write_config(tmp_path / "opsmon.yml", {
-        "database": {"path": str(wal_db)}, "exporter": {"state_directory": str(tmp_path / "state")},
-        "business": [{"name": "business_slow", "help": "h", "query": RUNAWAY_READ, "timeout_seconds": 60},
-                     {"name": "business_videos", "help": "h", "query": COUNT}]})
-    port = free_port()
-    others = [f"--no-collector.{name}" for name in REGISTRY if name != "business"]
-    exporter = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-                      *others], python_env, log=tmp_path / "exporter.out")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
+    document = {"database": {"path": str(wal_db)},
+                "business": [{"name": "business_slow", "help": "h", "query": RUNAWAY_READ, "timeout_seconds": 60},
+                             {"name": "business_videos", "help": "h", "query": COUNT}]}
+    with exporter_with(tmp_path, python_env, document, "business") as (url, exporter):
         answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"}, timeout=10)
         assert "\nbusiness_videos 1.0\n" in answer.text
         exporter.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert exporter.wait(timeout=10) == 0
         assert time.monotonic() - started < 2.5
-    finally:
-        stop(exporter)
 
 
 # The app: commits one row at a time, waiting for locks at most its busy timeout, for a few seconds.

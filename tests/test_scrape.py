@@ -13,11 +13,10 @@ import requests
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors import REGISTRY
 from exporter.collectors.probes import ProbesCollector
 from opsmon.config import ProbeConfig
 from exporter.scrape import Scraper
-from tests.conftest import free_port, start, stop, wait_for, write_config
+from tests.conftest import exporter_with
 
 
 class Fine:
@@ -181,22 +180,9 @@ def test_a_service_that_trickles_its_answer_holds_one_thread_not_one_per_scrape(
     scraper.close()
 
 
-@contextlib.contextmanager
 def probes_exporter(tmp_path, env, probes: list[dict]):
-    """The real exporter process with only its probes collector on; yields its URL and process."""
-    config = write_config(tmp_path / "opsmon.yml", {
-        "database": {"path": str(tmp_path / "app.db")},
-        "exporter": {"state_directory": str(tmp_path / "state"), "probes": probes}})
-    port = free_port()
-    others = [f"--no-collector.{name}" for name in REGISTRY if name != "probes"]
-    exporter = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-                      *others], env, log=tmp_path / "exporter.out")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
-        yield url, exporter
-    finally:
-        stop(exporter)
+    return exporter_with(tmp_path, env, {"database": {"path": str(tmp_path / "app.db")},
+                                         "exporter": {"probes": probes}}, "probes")
 
 
 def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_path, python_env, silent_server,
