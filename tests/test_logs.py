@@ -96,10 +96,11 @@ def rename(log) -> None:
 
 @pytest.mark.parametrize("rotate", [copytruncate, rename])
 @pytest.mark.parametrize("after", [1500, 500])
-def test_same_looking_lines_across_a_rotation_are_each_counted_once(tmp_path, rotate, after):
+def test_same_looking_lines_across_a_rotation_are_each_counted_once(tmp_path, rotate, after, caplog):
     """The 64-byte fingerprint of a file of identical lines matches at any offset: copytruncate followed by
     more lines than were read looks like a file that only grew. The lines written between the last scrape
     and the rotation count too."""
+    caplog.set_level(logging.INFO)
     log = tmp_path / "app.log"
     append(log, "ERROR the same line\n" * 1000)
     collector = make(tmp_path)
@@ -108,6 +109,8 @@ def test_same_looking_lines_across_a_rotation_are_each_counted_once(tmp_path, ro
     rotate(log)
     append(log, "ERROR the same line\n" * after)
     assert counts(collector) == {"error": 1200 + after}
+    if rotate is copytruncate:
+        assert f"{log} was copied to app.log.1 and truncated" in caplog.text
     append(log, "ERROR the same line\n" * 10)
     assert counts(collector) == {"error": 1210 + after}
 

@@ -416,8 +416,8 @@ class LogSource:
             self._open()
         elif stat.st_ino != self.inode:
             self._rotated = True
-        elif copy := self._copy_of_what_was_read(new_copies):
-            self._read_copy_first(copy)
+        elif found := self._copy_of_what_was_read(new_copies):
+            self._read_copy_first(*found)
         elif not self._still_same_content(stat.st_size):
             log.info("%s was truncated; reading it from the start", self.path)
             self._restart()
@@ -445,7 +445,7 @@ class LogSource:
         return [path for inode, path in found.items() if inode not in known and inode != self.inode]
 
     def _copy_of_what_was_read(self, copies: list[Path]):
-        """An open handle on the copy that holds this file's bytes up to the offset read, or None."""
+        """The copy that holds this file's bytes up to the offset read, and a handle open on it; or None."""
         for copy in copies if self.fingerprint else ():
             try:
                 handle = open_regular_file(copy)
@@ -454,17 +454,17 @@ class LogSource:
             if os.fstat(handle.fileno()).st_size >= self.offset:
                 handle.seek(self.offset - len(self.fingerprint))
                 if handle.read(len(self.fingerprint)) == self.fingerprint:
-                    return handle
+                    return copy, handle
             handle.close()
         return None
 
-    def _read_copy_first(self, copy) -> None:
+    def _read_copy_first(self, copy: Path, handle) -> None:
         """Read the lines written before the copy from the copy, to its end, then the file from its start."""
         log.info("%s was copied to %s and truncated; reading the copy to its end, then the file from the start",
                  self.path, copy.name)
         self._handle.close()
-        self._handle = copy
-        self.inode = os.fstat(copy.fileno()).st_ino
+        self._handle = handle
+        self.inode = os.fstat(handle.fileno()).st_ino
         self._rotated = True
 
     def _open(self) -> None:
