@@ -16,6 +16,10 @@ Scenarios (each bounded in count and time; all traffic on 127.0.0.1):
   hostile    a hostile backup folder: .job.lock and .tmp planted as links (to the live database, to a
              folder of someone else's files), foreign `*.db.gz` files, and a clock that ran ahead (the
              newest backup's manifest stamped a year on) then was set back, each under a random command
+  hung-service  20-150 probed services that never answer, trickle bytes or hang every other scrape, beside
+             healthy ones: every service reported at every scrape in time, threads bounded, SIGTERM obeyed
+  slow-query a minute-long business query beside a fast one while the app writes (WAL or rollback
+             journal): the fast one published at every scrape, no write refused, SIGTERM obeyed
 
 After each run: the next command (`opsmon-backup verify --all`, which also rolls back a killed restore
 and removes what killed jobs left) must be clean; the live database must pass integrity_check and hold
@@ -41,6 +45,7 @@ import signal
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,15 +63,18 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.chaos_services import HttpService, hung_service  # noqa: E402
 from bench.chaos_tools import FAULTS, Children, FaultProxy, free_bytes, tmpfs  # noqa: E402
 from demo.db import seed  # noqa: E402
+from exporter.collectors import REGISTRY  # noqa: E402
 from opsmon import catalog  # noqa: E402
 from tests.backup_helpers import fingerprint  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
-SCENARIOS = ("kill", "full-disk", "s3", "litestream", "load", "hostile")
+SCENARIOS = ("kill", "full-disk", "s3", "litestream", "load", "hostile", "hung-service", "slow-query")
 # Shares of the time budget; a scenario that reaches its share stops after the run in progress.
-WEIGHTS = {"kill": 50, "full-disk": 12, "s3": 14, "litestream": 16, "load": 8, "hostile": 8}
+WEIGHTS = {"kill": 50, "full-disk": 12, "s3": 14, "litestream": 16, "load": 8, "hostile": 8, "hung-service": 5,
+           "slow-query": 5}
 KILL_OPERATIONS = ("create", "restore", "restore --tables", "check --fix", "copy to secondary", "copy to S3")
 MARKER = "restore-in-progress.json"
 DAMAGED = "damaged"  # where a restore keeps a live file SQLite cannot read; every database here is healthy
@@ -803,16 +811,18 @@ def litestream_processes(config: Path) -> list[psutil.Process]:
 class Writer(threading.Thread):
     """The app: one new video every few milliseconds, each in its own transaction; counts what committed."""
 
-    def __init__(self, database: Path):
+    def __init__(self, database: Path, journal_mode: str = "WAL", busy_timeout: float = 30.0):
         super().__init__(name="app-writer", daemon=True)
         self.database = database
+        self.journal_mode = journal_mode
+        self.busy_timeout = busy_timeout
         self.committed = 0
         self.errors: list[str] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
-        with closing(sqlite3.connect(self.database, timeout=30, isolation_level=None)) as connection:
-            connection.execute("PRAGMA journal_mode = WAL")
+        with closing(sqlite3.connect(self.database, timeout=self.busy_timeout, isolation_level=None)) as connection:
+            connection.execute(f"PRAGMA journal_mode = {self.journal_mode}")
             while not self.halt.wait(0.02):
                 try:
                     connection.execute("INSERT INTO videos (title, status, created_at, updated_at) "
@@ -1027,6 +1037,142 @@ def scenario_load(suite: Suite, tally: Tally, seconds: float, until: float) -> N
     kit.close()
 
 
+# ---- scenarios: the exporter's probes and business queries under faults ---------------------
+
+PROBE_FAULTS = ("silent", "trickling", "flapping")
+SLOW_READ = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+             "SELECT count(*) AS value FROM n, (SELECT 1 FROM videos LIMIT 1)")
+SCRAPES_PER_RUN = 4
+
+
+def bare_exporter(suite: Suite, root: Path, document: dict, collector: str) -> tuple:
+    """The exporter with one collector on, for a config of the scenario's own; returns (process, url)."""
+    port = free_port()
+    document["exporter"] = {"listen_address": f"127.0.0.1:{port}", "state_directory": str(root / "exporter-state"),
+                            **document.get("exporter", {})}
+    config = root / "opsmon.yml"
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    others = [f"--no-collector.{name}" for name in REGISTRY if name != collector]
+    process = suite.children.start([sys.executable, "-m", "exporter", "--config.file", str(config), *others],
+                                   log=root / "exporter.log")
+    url = f"http://127.0.0.1:{port}"
+    suite.wait(lambda: requests.get(f"{url}/-/ready", timeout=2).ok, 30, "the exporter")
+    return process, url
+
+
+def timed_scrape(url: str, timeout: float, tally: Tally, run: int) -> dict | None:
+    """One scrape as Prometheus sends it; a failure or an answer later than its timeout is a wrong answer."""
+    started = time.monotonic()
+    try:
+        response = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}"},
+                                timeout=timeout + 10)
+    except requests.RequestException as err:
+        tally.wrong_answer(run, f"the exporter does not answer /metrics: {err}")
+        return None
+    took = time.monotonic() - started
+    if response.status_code != 200 or took > timeout:
+        tally.wrong_answer(run, f"/metrics answered {response.status_code} in {took:.1f}s (timeout {timeout:g}s)")
+        return None
+    return {(s.name, s.labels.get("service") or s.labels.get("query") or s.labels.get("collector")): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def stops_at_once(suite: Suite, process, tally: Tally, run: int, within: float = 5.0) -> None:
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(within)
+    if process.poll() is None:
+        tally.wrong_answer(run, f"the exporter still runs {within:g}s after SIGTERM")
+    suite.children.kill(process)
+
+
+def scenario_hung_service(suite: Suite, tally: Tally, runs: int, until: float) -> None:
+    """Many services that hang (never answer, trickle bytes, or hang every other scrape) beside healthy ones:
+    every service reported at every scrape, within the scrape's timeout, threads bounded, SIGTERM obeyed."""
+    healthy = HttpService()
+    try:
+        for run in range(1, runs + 1):
+            if time.monotonic() > until:
+                break
+            fault, hung = suite.rng.choice(PROBE_FAULTS), suite.rng.randint(20, 150)
+            timeout = suite.rng.choice((2.0, 3.0, 5.0))
+            print(f"  run {run}: {hung} {fault} services, scrape timeout {timeout:g}s", flush=True)
+            root = suite.root / "hung-service" / f"run-{run}"
+            root.mkdir(parents=True)
+            service = hung_service(fault)
+            probes = ([{"service": f"hung-{n}", "url": service.url, "timeout_seconds": 10} for n in range(hung)]
+                      + [{"service": f"healthy-{n}", "url": healthy.url} for n in range(3)])
+            try:
+                process, url = bare_exporter(suite, root, {"database": {"path": str(root / "app.db")},
+                                                           "exporter": {"probes": probes}}, "probes")
+                threads_before = psutil.Process(process.pid).num_threads()
+                tally.runs += 1
+                for scrape in range(SCRAPES_PER_RUN):
+                    hanging = fault != "flapping" or scrape % 2 == 0
+                    service.hang(hanging)
+                    tally.faults += hung if hanging else 0
+                    got = timed_scrape(url, timeout, tally, run)
+                    if got is None:
+                        continue
+                    expected = {p["service"]: 0 if hanging and p["service"].startswith("hung") else 1 for p in probes}
+                    reported = {p["service"]: got.get(("opsmon_probe_success", p["service"])) for p in probes}
+                    wrong = sorted(name for name in expected if reported[name] != expected[name])
+                    if got.get(("opsmon_scrape_collector_success", "probes")) != 1 or wrong:
+                        tally.wrong_answer(run, f"scrape {scrape + 1}: the probes collector failed or "
+                                                f"{len(wrong)} services were reported wrong, e.g. "
+                                                f"{', '.join(f'{n}={reported[n]}' for n in wrong[:3])}")
+                threads = psutil.Process(process.pid).num_threads()
+                if threads > threads_before + len(probes) + 10:
+                    tally.wrong_answer(run, f"the exporter holds {threads} threads for {len(probes)} services "
+                                            f"({threads_before} before)")
+                stops_at_once(suite, process, tally, run)
+            finally:
+                service.close()
+    finally:
+        healthy.close()
+    tally.details.append(f"{tally.runs} runs of 20-150 hung services beside 3 healthy ones, "
+                         f"{SCRAPES_PER_RUN} scrapes each")
+
+
+def scenario_slow_query(suite: Suite, tally: Tally, runs: int, until: float) -> None:
+    """A business query that would run for a minute beside a fast one while the app writes, on a WAL or a
+    rollback-journal database: the fast one published at every scrape, no scrape late, no write of the app
+    refused for a lock, SIGTERM obeyed while the slow query runs."""
+    for run in range(1, runs + 1):
+        if time.monotonic() > until:
+            break
+        journal = suite.rng.choice(("WAL", "DELETE"))
+        timeout = suite.rng.choice((2.0, 3.0, 5.0))
+        print(f"  run {run}: journal mode {journal}, scrape timeout {timeout:g}s", flush=True)
+        root = suite.root / "slow-query" / f"run-{run}"
+        database = suite.database(root, 2000)
+        execute(database, f"PRAGMA journal_mode = {journal}")
+        queries = [{"name": "business_slow", "help": "A query that runs for a minute.", "query": SLOW_READ,
+                    "timeout_seconds": 60, "refresh_seconds": 1},
+                   {"name": "business_videos", "help": "Videos now.", "query": "SELECT count(*) AS value FROM videos",
+                    "refresh_seconds": 1}]
+        process, url = bare_exporter(suite, root, {"database": {"path": str(database)}, "business": queries},
+                                     "business")
+        writer = Writer(database, journal_mode=journal, busy_timeout=2.0)
+        writer.start()
+        tally.runs += 1
+        try:
+            for scrape in range(SCRAPES_PER_RUN):
+                tally.faults += 1
+                got = timed_scrape(url, timeout, tally, run)
+                if got is not None and (got.get(("business_videos", None)) is None
+                                        or got.get(("opsmon_scrape_collector_success", "business")) != 1):
+                    tally.wrong_answer(run, f"scrape {scrape + 1}: the fast query is not published beside the slow")
+        finally:
+            writer.halt.set()
+            writer.join(10)
+        if writer.errors:
+            tally.wrong_answer(run, f"the app's writes failed {len(writer.errors)} times while the exporter read, "
+                                    f"e.g. {writer.errors[0]}")
+        stops_at_once(suite, process, tally, run, within=3.0)
+    tally.details.append(f"{tally.runs} runs of a minute-long business query beside a fast one and the app's writes")
+
+
 # ---- the table ------------------------------------------------------------------------------
 
 # ---- scenario: a hostile backup folder -------------------------------------------------------
@@ -1150,6 +1296,8 @@ LABELS = {
     "litestream": "Litestream killed -9 while serve runs (then serve itself)",
     "load": "exporter: 50 parallel scrapers, 500 idle connections",
     "hostile": "hostile backup folder: planted links, foreign files, a clock set back",
+    "hung-service": "exporter: 20-150 probed services hung (silent, trickling, flapping)",
+    "slow-query": "exporter: a minute-long business query beside a fast one (WAL, rollback journal)",
 }
 
 
@@ -1184,7 +1332,8 @@ def main(argv=None) -> int:
     chosen = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
     counts = {"kill": args.runs, "full-disk": max(4, args.runs // 8), "s3": max(3, args.runs // 8),
               "litestream": max(2, min(4, args.runs // 25)), "load": max(5, args.runs // 6),
-              "hostile": max(4, args.runs // 8)}
+              "hostile": max(4, args.runs // 8), "hung-service": max(2, args.runs // 25),
+              "slow-query": max(2, args.runs // 25)}
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
@@ -1206,8 +1355,8 @@ def main(argv=None) -> int:
             begun = time.monotonic()
             try:
                 {"kill": scenario_kill, "full-disk": scenario_full_disk, "s3": scenario_s3,
-                 "litestream": scenario_litestream, "load": scenario_load,
-                 "hostile": scenario_hostile}[name](suite, tally, counts[name], until)
+                 "litestream": scenario_litestream, "load": scenario_load, "hostile": scenario_hostile,
+                 "hung-service": scenario_hung_service, "slow-query": scenario_slow_query}[name](suite, tally, counts[name], until)
             except (RuntimeError, OSError, requests.RequestException) as err:
                 tally.wrong_answer(tally.runs, f"the scenario could not go on: {type(err).__name__}: {err}")
             finally:

@@ -1,22 +1,30 @@
 """The three-host demo remote-writing to VictoriaMetrics, side by side with Prometheus's own storage:
 samples written per second, disk bytes per sample, and the latency of the 30-day error-budget
-query from each.
+query from each; or (--rule-cost) the rule groups' evaluation time for a synthetic fleet.
 
     .venv/bin/python bench/fleet_bench.py [--minutes 10] [--queries 30]
+    .venv/bin/python bench/fleet_bench.py --rule-cost 100,300,1000 [--minutes 3]
 
 The shipped prometheus.yml and rules at their real intervals (15 s); Prometheus cuts a block every
 5 minutes (instead of 2 hours) so that its compacted size can be measured within the run.
+--rule-cost runs one real host (demo app, exporter, backup service) for a minute, keeps each job's
+exposition, and serves it as that many hosts (one target per host and job, told apart by `host`);
+Prometheus scrapes them with the shipped rules for `--minutes` at each size, and
+prometheus_rule_group_last_duration_seconds gives each group's time.
 Everything runs on 127.0.0.1. Needs prometheus and victoria-metrics (make test installs both).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -26,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import wait_for  # noqa: E402
-from tests.fleet import HOSTS, Fleet, prometheus_config, write_host_file  # noqa: E402
+from tests.fleet import HOST_JOBS, HOSTS, Fleet, prometheus_config, write_host_file  # noqa: E402
 
 # The error budget left over 30 days: the recording rule's expression, and the same from raw counters.
 BUDGET_QUERIES = {
@@ -114,11 +122,173 @@ def measure(fleet: Fleet, minutes: float, queries: int) -> list[tuple[str, float
     return rows
 
 
+# ---- --rule-cost: the rule groups' evaluation time for a synthetic fleet ---------------------
+
+HOST_TARGET = 10_000  # the fleet size the figures are extrapolated to
+
+
+def capture_host(work: Path, seconds: float) -> dict[str, bytes]:
+    """Each job's exposition (by job name) of one real host, after `seconds` of the demo's traffic."""
+    fleet = Fleet(work)
+    host, ports = HOSTS[0], fleet.hosts[HOSTS[0]]
+    url = {job: f"http://127.0.0.1:{ports[service]}/metrics" for job, service in HOST_JOBS.items()}
+    try:
+        fleet.start_host(host)
+        wait_for(lambda: all(requests.get(url[job], timeout=2).ok for job in ("opsmon-exporter", "opsmon-backup")),
+                 timeout=120, what="the host's exporter and backup service")
+        time.sleep(seconds)  # the app's traffic fills its histograms and counters by handler
+        captured = {}
+        for job, address in url.items():
+            try:
+                captured[job] = requests.get(address, timeout=10).content
+            except requests.RequestException:  # Litestream is not installed everywhere
+                print(f"  {job}: no answer at {address}, left out")
+        return captured
+    finally:
+        fleet.stop_all()
+
+
+class StaticExposition:
+    """A loopback server answering every scrape with one exposition, gzip-encoded once for all."""
+
+    def __init__(self, body: bytes):
+        encoded = gzip.compress(body)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # Prometheus keeps its connections open
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def write_synthetic_fleet(folder: Path, hosts: int, servers: dict[str, StaticExposition]) -> None:
+    """One target file for `hosts` hosts: per host a target per job, all at that job's static server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = [{"targets": [server.address], "labels": {"job": job, "host": f"host-{n:05d}", "env": "bench",
+                                                       "role": "app"}}
+              for n in range(hosts) for job, server in servers.items()]
+    (folder / "fleet.yml").write_text(yaml.safe_dump(groups))
+
+
+def own_metrics(port: int) -> dict[tuple[str, str], float]:
+    """Prometheus's /metrics by (name, rule_group) of the few figures the table uses."""
+    found = {}
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines():
+        if line.startswith(("prometheus_rule_group_last_duration_seconds", "prometheus_rule_group_interval_seconds",
+                            "prometheus_tsdb_head_series ", "process_resident_memory_bytes",
+                            "process_cpu_seconds_total")):
+            name, value = line.rsplit(" ", 1)
+            group = name.split('rule_group="')[1].split('"')[0].rsplit(";", 1)[-1] if "rule_group" in name else ""
+            found[(name.split("{")[0], group)] = float(value)
+    return found
+
+
+def summarised(readings: list[dict], seconds: float) -> dict[tuple[str, str], float]:
+    """The median of each figure over the readings (one evaluation is a noisy sample), and the CPU
+    Prometheus used meanwhile, in cores."""
+    summary = {key: statistics.median(r[key] for r in readings if key in r) for key in readings[-1]}
+    cpu = ("process_cpu_seconds_total", "")
+    summary[("cpu_cores", "")] = (readings[-1][cpu] - readings[0][cpu]) / seconds
+    return summary
+
+
+def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExposition], minutes: float) -> dict:
+    """Prometheus with the shipped rules over `hosts` synthetic hosts for `minutes`: its own figures."""
+    fleet = Fleet(work)
+    targets = work / "targets"
+    write_synthetic_fleet(targets, hosts, servers)
+    prometheus = prometheus_config(REPO / "prometheus/rules", targets, fleet.ports, 15, 15, set(servers))
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={work / 'prometheus'}",
+                               f"--web.listen-address=127.0.0.1:{fleet.ports['prometheus']}"])
+    try:
+        expected = hosts * len(servers)
+        wait_for(lambda: fleet.query("count(up == 1)") and int(fleet.query("count(up == 1)")[0]["value"][1]) >= expected,
+                 timeout=600, interval=5, what=f"{expected} targets up")
+        time.sleep(30)  # the first evaluations over next to no data are left out
+        began, readings = time.monotonic(), []
+        while not readings or time.monotonic() - began < minutes * 60:
+            readings.append(own_metrics(fleet.ports["prometheus"]))
+            time.sleep(15)
+        return summarised(readings, time.monotonic() - began)
+    finally:
+        fleet.stop_all()
+
+
+def rule_cost(sizes: list[int], minutes: float) -> int:
+    with tempfile.TemporaryDirectory(prefix="opsmon-rule-cost-") as work:
+        print("one real host, a minute of the demo's traffic ...", flush=True)
+        captured = capture_host(Path(work) / "host", 60)
+        servers = {job: StaticExposition(body) for job, body in captured.items()}
+        series = {job: sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+                  for job, body in captured.items()}
+        print(f"series per host: {series}", flush=True)
+        results = {}
+        try:
+            for hosts in sizes:
+                print(f"{hosts} hosts, {minutes:g} minutes ...", flush=True)
+                results[hosts] = measure_rule_cost(Path(work) / f"size-{hosts}", hosts, servers, minutes)
+        finally:
+            for server in servers.values():
+                server.close()
+    print_rule_cost(results, series)
+    return 0
+
+
+def print_rule_cost(results: dict[int, dict], series: dict[str, int]) -> None:
+    sizes = sorted(results)
+    small, large = sizes[0], sizes[-1]
+    groups = sorted({group for figures in results.values() for name, group in figures
+                     if name == "prometheus_rule_group_last_duration_seconds"})
+
+    def duration(hosts: int, group: str) -> float:
+        return results[hosts].get(("prometheus_rule_group_last_duration_seconds", group), float("nan"))
+
+    print(f"\nseries per host: {sum(series.values())} ({', '.join(f'{j} {n}' for j, n in series.items())})")
+    print(f"| rule group | interval s | {' | '.join(f'{n} hosts ms' for n in sizes)} | ms per host | "
+          f"{HOST_TARGET:,} hosts s (extrapolated) |")
+    print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|")
+    for group in groups:
+        interval = results[large].get(("prometheus_rule_group_interval_seconds", group), float("nan"))
+        # The cost of one more host, from the smallest and the largest size: what a group pays per host.
+        per_host = (duration(large, group) - duration(small, group)) / (large - small) if large > small else \
+            duration(large, group) / large
+        at_target = duration(large, group) + per_host * (HOST_TARGET - large)
+        cells = " | ".join(f"{duration(n, group) * 1000:.1f}" for n in sizes)
+        print(f"| {group} | {interval:g} | {cells} | {per_host * 1000:.3f} | {at_target:.1f} |")
+    for name, unit, scale in (("prometheus_tsdb_head_series", "head series", 1),
+                              ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
+        cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
+        print(f"| ({unit}) | | {cells} | | |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--rule-cost", metavar="SIZES",
+                        help="comma-separated fleet sizes (hosts): measure the rule groups' evaluation time instead")
     args = parser.parse_args()
+    if args.rule_cost:
+        return rule_cost([int(size) for size in args.rule_cost.split(",")], args.minutes)
     with tempfile.TemporaryDirectory(prefix="opsmon-fleet-bench-") as work:
         fleet = Fleet(Path(work))
         try:

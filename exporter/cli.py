@@ -78,5 +78,6 @@ def main(argv=None) -> int:
     while signal.sigwait({signal.SIGHUP, signal.SIGTERM, signal.SIGINT}) == signal.SIGHUP:
         exporter.reload()
     server.shutdown()
+    exporter.close()
     log.info("stopped")
     return 0

@@ -73,5 +73,11 @@ class Exporter:
                               "When the config was last loaded, in Unix seconds.", value=self._reload_at),
         ]
 
+    def close(self) -> None:
+        """Stop the collectors' work in flight (a running business query is interrupted)."""
+        with self._lock:
+            scraper = self._scraper
+        scraper.close()
+
     def health(self) -> dict:
         return check_health(self.config, self._session)

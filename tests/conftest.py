@@ -3,6 +3,7 @@ real S3-compatible server (moto) on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -96,6 +97,26 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
+    """The real exporter process on a config of `document` (a state folder added) with only `collector` on;
+    yields its URL and process, stopped at the end."""
+    from exporter.collectors import REGISTRY
+
+    document = {**document, "exporter": {"state_directory": str(tmp_path / "state"), **document.get("exporter", {})}}
+    config = write_config(tmp_path / "opsmon.yml", document)
+    port = free_port()
+    others = [f"--no-collector.{name}" for name in REGISTRY if name != collector]
+    process = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+                     *others], env, log=tmp_path / "exporter.out")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
+        yield url, process
+    finally:
+        stop(process)
 
 
 @pytest.fixture(scope="module")

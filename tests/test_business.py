@@ -3,28 +3,57 @@ business counters, the app's, untouched by a restore."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
+import requests
 import yaml
 
 from exporter.collectors.business import BusinessCollector, QueryTimeout, run_query
+from exporter.scrape import Scraper
 from opsmon.config import BusinessQueryConfig
-from tests.conftest import REPO
+from opsmon.journal import uses_rollback_journal
+from tests.conftest import REPO, exporter_with, wait_for
 from tests.fakes import FakeClock
 
 RUNAWAY = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
            "SELECT count(*) AS value FROM n")
+# Runs as long as it is let, reading the app's table all the while (holding its read lock).
+RUNAWAY_READ = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+                "SELECT count(*) AS value FROM n, videos")
+COUNT = "SELECT count(*) AS value FROM videos"
+
+
+def make_database(path, journal_mode: str):
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA journal_mode={journal_mode}")
+        connection.execute("CREATE TABLE videos (id INTEGER PRIMARY KEY)")
+        connection.execute("INSERT INTO videos DEFAULT VALUES")
+    connection.close()
+    return path
 
 
 @pytest.fixture
 def db(tmp_path):
-    path = tmp_path / "app.db"
+    """A database in SQLite's default rollback-journal mode."""
+    return make_database(tmp_path / "app.db", "DELETE")
+
+
+@pytest.fixture
+def wal_db(tmp_path):
+    return make_database(tmp_path / "app-wal.db", "WAL")
+
+
+def add_video(path) -> None:
     with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE videos (id INTEGER PRIMARY KEY)")
         connection.execute("INSERT INTO videos DEFAULT VALUES")
-    return path
+    connection.close()
 
 
 def value(collector, name):
@@ -40,6 +69,97 @@ def test_runaway_query_is_aborted_in_time(db):
     with pytest.raises(QueryTimeout):
         run_query(db, RUNAWAY, timeout=0.3)
     assert time.monotonic() - started < 2
+
+
+def published(families) -> dict:
+    return {(s.name, s.labels.get("query") or s.labels.get("collector")): s.value
+            for family in families for s in family.samples}
+
+
+def test_a_slow_query_never_holds_back_the_fast_one(wal_db, caplog):
+    """The fast query is published fresh at every scrape while the slow one runs on, each scrape ends by
+    its deadline, and closing the collector interrupts the slow query."""
+    clock = FakeClock()
+    queries = [BusinessQueryConfig(name="business_slow", help="h", query=RUNAWAY_READ, timeout_seconds=60),
+               BusinessQueryConfig(name="business_videos", help="h", query=COUNT, refresh_seconds=15)]
+    scraper = Scraper([BusinessCollector(queries, wal_db, clock=clock)])
+    for videos in range(2, 5):
+        add_video(wal_db)
+        clock.advance(15)
+        started = time.monotonic()
+        got = published(scraper.scrape(timeout=0.5))
+        assert time.monotonic() - started < 1.0
+        assert got[("business_videos", None)] == videos
+        assert got[("opsmon_business_query_success", "business_videos")] == 1
+        assert got[("opsmon_business_query_last_refresh_timestamp_seconds", "business_slow")] == 0
+        assert got[("opsmon_scrape_collector_success", "business")] == 1
+    scraper.close()
+    wait_for(lambda: not any(t.name.startswith("business") for t in threading.enumerate()), timeout=2,
+             what="the slow query to be interrupted")
+    assert "rollback-journal" not in caplog.text
+
+
+def test_sigterm_interrupts_a_running_query_and_the_exporter_exits_at_once(wal_db, tmp_path, python_env):
+    document = {"database": {"path": str(wal_db)},
+                "business": [{"name": "business_slow", "help": "h", "query": RUNAWAY_READ, "timeout_seconds": 60},
+                             {"name": "business_videos", "help": "h", "query": COUNT}]}
+    with exporter_with(tmp_path, python_env, document, "business") as (url, exporter):
+        answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"}, timeout=10)
+        assert "\nbusiness_videos 1.0\n" in answer.text
+        exporter.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert exporter.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3
+
+
+# The app: commits one row at a time, waiting for locks at most its busy timeout, for a few seconds.
+WRITER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], timeout=2, isolation_level=None)
+end, commits = time.monotonic() + 4, 0
+while time.monotonic() < end:
+    connection.execute("INSERT INTO videos DEFAULT VALUES")
+    commits += 1
+print(commits)
+"""
+
+
+def test_queries_on_a_rollback_journal_database_never_lock_out_the_apps_writes(db, caplog):
+    """There a read holds back every commit until it ends: a query that reads for 10 s would outlast the
+    app's 2 s busy timeout and fail its write with "database is locked"."""
+    clock = FakeClock()
+    queries = [BusinessQueryConfig(name="business_slow", help="h", query=RUNAWAY_READ, timeout_seconds=10,
+                                   refresh_seconds=15),
+               BusinessQueryConfig(name="business_videos", help="h", query=COUNT, refresh_seconds=15)]
+    scraper = Scraper([BusinessCollector(queries, db, clock=clock)])
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    collector_success = []
+    while writer.poll() is None:
+        clock.advance(15)  # every query is due again: each scrape reads as long as it is let
+        collector_success.append(published(scraper.scrape(timeout=1))[("opsmon_scrape_collector_success",
+                                                                          "business")])
+    out, err = writer.communicate()
+    scraper.close()
+    assert writer.returncode == 0, err
+    assert int(out) > 0
+    assert len(collector_success) >= 3 and set(collector_success) == {1}
+    warnings = [r.getMessage() for r in caplog.records if "rollback-journal" in r.getMessage()]
+    assert len(warnings) == 1
+    assert str(db) in warnings[0] and "PRAGMA journal_mode=WAL" in warnings[0]
+
+
+def test_the_journal_mode_is_read_from_the_file_header(db, wal_db, tmp_path):
+    assert uses_rollback_journal(db)
+    assert not uses_rollback_journal(wal_db)
+    (tmp_path / "empty.db").touch()
+    assert uses_rollback_journal(tmp_path / "empty.db")
+    (tmp_path / "notes.txt").write_text("not a database, but long enough to have a header\n")
+    with pytest.raises(ValueError, match="notes.txt is not a SQLite database"):
+        uses_rollback_journal(tmp_path / "notes.txt")
+    os.mkfifo(tmp_path / "fifo.db")  # never opened by a writer: reading it would wait forever
+    with pytest.raises(ValueError, match="fifo.db is not a regular file"):
+        uses_rollback_journal(tmp_path / "fifo.db")
 
 
 def test_runaway_query_leaves_the_others_alone(db):

@@ -60,12 +60,14 @@ def test_probes():
         "http://api.test/degraded": FakeResponse(200, '{"status": "degraded"}'),
         "http://api.test/broken": FakeResponse(503),
         "http://api.test/down": requests.ConnectionError("refused"),
+        "http://api.test/slow": requests.ReadTimeout("read timed out"),
     }, clock=clock)
     probes = [
         ProbeConfig(service="ok", url="http://api.test/ok", body_regex='"ok"'),
         ProbeConfig(service="wrong-body", url="http://api.test/degraded", body_regex='"ok"'),
         ProbeConfig(service="broken", url="http://api.test/broken"),
         ProbeConfig(service="down", url="http://api.test/down"),
+        ProbeConfig(service="slow", url="http://api.test/slow"),
     ]
     assert_golden("probes", exposition(ProbesCollector(probes, session=session, clock=clock)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -80,6 +81,38 @@ def test_truncation_starts_again_from_zero(tmp_path):
     with open(log, "w") as out:  # copytruncate, as logrotate does
         out.write("ERROR after truncation\n")
     assert counts(collector) == {"info": 3, "error": 1}
+
+
+def copytruncate(log) -> None:
+    """What logrotate's copytruncate does: copy the file aside, then empty it in place (same inode)."""
+    shutil.copyfile(log, log.with_name(log.name + ".1"))
+    with open(log, "r+") as out:
+        out.truncate(0)
+
+
+def rename(log) -> None:
+    os.rename(log, log.with_name(log.name + ".1"))
+
+
+@pytest.mark.parametrize("rotate", [copytruncate, rename])
+@pytest.mark.parametrize("after", [1500, 500])
+def test_same_looking_lines_across_a_rotation_are_each_counted_once(tmp_path, rotate, after, caplog):
+    """The 64-byte fingerprint of a file of identical lines matches at any offset: copytruncate followed by
+    more lines than were read looks like a file that only grew. The lines written between the last scrape
+    and the rotation count too."""
+    caplog.set_level(logging.INFO)
+    log = tmp_path / "app.log"
+    append(log, "ERROR the same line\n" * 1000)
+    collector = make(tmp_path)
+    assert counts(collector) == {"error": 1000}
+    append(log, "ERROR the same line\n" * 200)
+    rotate(log)
+    append(log, "ERROR the same line\n" * after)
+    assert counts(collector) == {"error": 1200 + after}
+    if rotate is copytruncate:
+        assert f"{log} was copied to app.log.1 and truncated" in caplog.text
+    append(log, "ERROR the same line\n" * 10)
+    assert counts(collector) == {"error": 1210 + after}
 
 
 def test_json_levels(tmp_path):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.probes import ProbesCollector
 from opsmon.config import ProbeConfig
 from exporter.scrape import Scraper
+from tests.conftest import exporter_with
 
 
 class Fine:
@@ -46,31 +51,70 @@ def samples(families) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-@pytest.fixture
-def silent_server():
-    """A loopback TCP server that accepts connections and never answers."""
+@contextlib.contextmanager
+def tcp_server(trickle: bool):
+    """A loopback TCP server that accepts connections and never answers, or sends a byte to each every
+    tenth of a second and never finishes (a read timeout never fires on it)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
-    server.listen(16)
+    server.listen(128)
+    server.settimeout(0.1)
     accepted = []
     stop = threading.Event()
 
-    def accept():
-        server.settimeout(0.1)
+    def serve():
         while not stop.is_set():
             try:
                 accepted.append(server.accept()[0])
             except OSError:
-                continue
+                pass
+            for connection in accepted if trickle else ():
+                with contextlib.suppress(OSError):
+                    connection.send(b"H")
 
-    thread = threading.Thread(target=accept, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    server.close()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        server.close()
+
+
+@pytest.fixture
+def silent_server():
+    with tcp_server(trickle=False) as port:
+        yield port
+
+
+@pytest.fixture
+def trickling_server():
+    with tcp_server(trickle=True) as port:
+        yield port
+
+
+@pytest.fixture
+def healthy_server():
+    """A loopback HTTP server that answers 200 at once."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
 
 
 def test_raising_and_hanging_collectors_do_not_fail_the_scrape():
@@ -118,3 +162,55 @@ def test_failure_is_logged_once_not_at_every_scrape(caplog):
     assert len(failures) == 1
     assert "RuntimeError: disk on fire" in failures[0].getMessage()
     scraper.close()
+
+
+def probe_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith("probe"))
+
+
+def test_a_service_that_trickles_its_answer_holds_one_thread_not_one_per_scrape(trickling_server):
+    probes = [ProbeConfig(service=f"trickling-{n}", url=f"http://127.0.0.1:{trickling_server}/", timeout_seconds=1)
+              for n in range(5)]
+    scraper = Scraper([ProbesCollector(probes)])
+    for _ in range(4):
+        got = samples(scraper.scrape(timeout=0.6))
+        assert [got[("opsmon_probe_success", (("service", c.service),))] for c in probes] == [0] * 5
+        assert probe_threads() <= len(probes)
+    assert got[("opsmon_probe_timeouts_total", (("service", "trickling-0"),))] == 4
+    scraper.close()
+
+
+def probes_exporter(tmp_path, env, probes: list[dict]):
+    return exporter_with(tmp_path, env, {"database": {"path": str(tmp_path / "app.db")},
+                                         "exporter": {"probes": probes}}, "probes")
+
+
+def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_path, python_env, silent_server,
+                                                                           healthy_server):
+    """Prometheus's scrape timeout cuts the checks short: the hung services are down and counted as timed
+    out, the healthy ones up, and the probes collector itself succeeds."""
+    hung = [{"service": f"hung-{n}", "url": f"http://127.0.0.1:{silent_server}/"} for n in range(120)]
+    healthy = [{"service": f"healthy-{n}", "url": f"http://127.0.0.1:{healthy_server}/"} for n in range(3)]
+    with probes_exporter(tmp_path, python_env, hung + healthy) as (url, _):
+        for scrape in range(1, 4):
+            started = time.monotonic()
+            answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"}, timeout=10)
+            assert time.monotonic() - started < 3
+            got = {(s.name, s.labels.get("service") or s.labels.get("collector")): s.value
+                   for family in text_string_to_metric_families(answer.text) for s in family.samples}
+            assert got[("opsmon_scrape_collector_success", "probes")] == 1
+            assert {n: got[("opsmon_probe_success", p["service"])] for n, p in enumerate(hung + healthy)} == {
+                n: 0 if n < len(hung) else 1 for n in range(len(hung + healthy))}
+            assert [got[("opsmon_probe_timeouts_total", p["service"])] for p in hung] == [scrape] * len(hung)
+            assert [got[("opsmon_probe_timeouts_total", p["service"])] for p in healthy] == [0] * len(healthy)
+
+
+def test_sigterm_stops_the_exporter_at_once_while_a_service_trickles(tmp_path, python_env, trickling_server):
+    probes = [{"service": "trickling", "url": f"http://127.0.0.1:{trickling_server}/", "timeout_seconds": 1}]
+    with probes_exporter(tmp_path, python_env, probes) as (url, exporter):
+        answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=10)
+        assert 'opsmon_probe_success{service="trickling"} 0.0' in answer.text
+        exporter.terminate()
+        started = time.monotonic()
+        assert exporter.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3

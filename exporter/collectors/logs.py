@@ -4,8 +4,9 @@ Each source's lines are grouped into templates with Drain (drain3): `upload of v
 and `upload of video 97 failed: 502` are one pattern `upload of video <*> failed: <*>`. JSON lines are
 mined on their message, text lines on what follows the level. Offsets, counts and patterns are saved
 after each read, so a restart resumes where it stopped, the counters carry on and pattern ids stay.
-A rotated file is read to its end before the new one, a truncated one from 0; a line longer than the
-limit is cut (and counted), and a source that cannot be read is reported on its own, never the others.
+A rotated file (or the copy copytruncate leaves) is read to its end before the new one, a truncated one
+from 0; a line longer than the limit is cut (and counted), and a source that cannot be read is reported
+on its own, never the others.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ CHUNK_BYTES = 1024 * 1024
 # The last bytes read are kept and compared before reading on: a file truncated and written past
 # our offset again (copytruncate between two scrapes) is noticed although it is not smaller.
 FINGERPRINT_BYTES = 64
+# Names logrotate gives the copy of app.log: app.log.1, app.log-20261203 (a compressed one cannot be
+# compared with what was read).
+ROTATED_SUFFIX = re.compile(r"[.-]\d[\d.-]*")
 STATE_VERSION = 2
 _CACHE_ENTRIES = 10_000  # per cache and source: memory stays bounded whatever the log holds
 
@@ -319,6 +323,16 @@ class SourceError(Exception):
     """This source cannot be read now; the message says why."""
 
 
+def open_regular_file(path: Path):
+    """The file opened for reading in binary; SourceError when it is not a regular file. O_NONBLOCK: a FIFO
+    put in the file's place must not hang the scrape in open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SourceError("is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 class LogSource:
     """One configured file, followed across rotation and truncation, its lines counted and mined."""
 
@@ -331,6 +345,7 @@ class LogSource:
         self._clock = clock
         self._handle = None
         self._rotated = False
+        self._siblings: set[int] | None = None  # inodes of the rotated copies seen at the last check
         self.error: str | None = None
         self.backlog = 0
         self._reset()
@@ -396,28 +411,70 @@ class LogSource:
         if not stat_module.S_ISREG(stat.st_mode):
             self.close()
             raise SourceError("is not a regular file")
+        new_copies = self._new_siblings()
         if self._handle is None:
             self._open()
         elif stat.st_ino != self.inode:
             self._rotated = True
+        elif found := self._copy_of_what_was_read(new_copies):
+            self._read_copy_first(*found)
         elif not self._still_same_content(stat.st_size):
             log.info("%s was truncated; reading it from the start", self.path)
             self._restart()
         return True
 
-    def _open(self) -> None:
-        # O_NONBLOCK: a FIFO put in the file's place must not hang the scrape in open().
+    def _new_siblings(self) -> list[Path]:
+        """Rotated copies of this file that appeared since the last check, the first check only noting them.
+
+        copytruncate copies the file and empties it in place: same inode, and written past our offset
+        again before the next scrape, a file of same-looking lines shows the same size and fingerprint.
+        The copy, a new file holding what was read, is what tells."""
+        found = {}
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.scandir(self.path.parent) as entries:
+                for entry in entries:
+                    suffix = entry.name[len(self.path.name):]
+                    if (entry.name.startswith(self.path.name) and ROTATED_SUFFIX.fullmatch(suffix)
+                            and entry.is_file(follow_symlinks=False)):
+                        found[entry.inode()] = Path(entry.path)
+        except OSError:
+            return []
+        known, self._siblings = self._siblings, set(found)
+        if known is None:
+            return []
+        return [path for inode, path in found.items() if inode not in known and inode != self.inode]
+
+    def _copy_of_what_was_read(self, copies: list[Path]):
+        """The copy that holds this file's bytes up to the offset read, and a handle open on it; or None."""
+        for copy in copies if self.fingerprint else ():
+            try:
+                handle = open_regular_file(copy)
+            except (OSError, SourceError):  # gone, or not a plain file: not a copy
+                continue
+            if os.fstat(handle.fileno()).st_size >= self.offset:
+                handle.seek(self.offset - len(self.fingerprint))
+                if handle.read(len(self.fingerprint)) == self.fingerprint:
+                    return copy, handle
+            handle.close()
+        return None
+
+    def _read_copy_first(self, copy: Path, handle) -> None:
+        """Read the lines written before the copy from the copy, to its end, then the file from its start."""
+        log.info("%s was copied to %s and truncated; reading the copy to its end, then the file from the start",
+                 self.path, copy.name)
+        self._handle.close()
+        self._handle = handle
+        self.inode = os.fstat(handle.fileno()).st_ino
+        self._rotated = True
+
+    def _open(self) -> None:
+        try:
+            self._handle = open_regular_file(self.path)
         except FileNotFoundError:
             return
         except OSError as err:
             raise SourceError(err.strerror or str(err)) from None
-        stat = os.fstat(fd)
-        if not stat_module.S_ISREG(stat.st_mode):
-            os.close(fd)
-            raise SourceError("is not a regular file")
-        self._handle = os.fdopen(fd, "rb")
+        stat = os.fstat(self._handle.fileno())
         resuming = stat.st_ino == self.inode
         self.inode = stat.st_ino
         if not (resuming and self._still_same_content(stat.st_size)):
