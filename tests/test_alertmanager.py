@@ -4,10 +4,12 @@ Alertmanager, and the email templates render."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import requests
@@ -26,7 +28,14 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 def test_config_passes_amtool():
     result = amtool("check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 inhibit rules" in result.stdout and "8 receivers" in result.stdout
+    assert "12 inhibit rules" in result.stdout and "8 receivers" in result.stdout
+
+
+def test_the_readme_counts_the_inhibition_rules_and_cases():
+    rules = len(yaml.safe_load(CONFIG.read_text())["inhibit_rules"])
+    cases = len(re.findall(r"assert (?:not )?inhibited\(", Path(__file__).read_text()))
+    counted = f"{rules} inhibition rules (each shown on a real Alertmanager by {cases} inhibition cases"
+    assert counted in " ".join((REPO / "README.md").read_text().split()), counted
 
 
 ROUTES = yaml.safe_load((ALERTMANAGER / "tests" / "routes.yml").read_text())
@@ -81,26 +90,54 @@ def test_templates_render(name):
         assert "Silence: https://example.com/#/silences/new?filter=" in result.stdout
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory):
-    """The real Alertmanager with the shipped config; mail goes to a port where nobody listens."""
-    work = tmp_path_factory.mktemp("alertmanager")
-    config = yaml.safe_load(CONFIG.read_text())
-    config["global"]["smtp_smarthost"] = f"127.0.0.1:{free_port()}"
-    config["templates"] = [str(ALERTMANAGER / "templates" / "*.tmpl")]
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"http://127.0.0.1:{free_port()}/"
+def run_alertmanager(work, config: dict):
+    """Start the real Alertmanager on a config (the shipped one, changed by the caller); yield its URL."""
     (work / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = subprocess.Popen(["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
                                 f"--storage.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
                                 "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="Alertmanager")
-    yield url
-    process.terminate()
-    process.wait(10)
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="Alertmanager")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_dashboard_links_open_the_alert_s_host_an_hour_around_its_start(tmp_path):
+    """In the text and the HTML e-mail alike; an alert without a host (about Prometheus itself) opens all hosts."""
+    def alert(labels: dict) -> dict:
+        return {"status": "firing", "labels": {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", **labels},
+                "annotations": {"summary": "s.", "description": "d", "runbook_url": "r",
+                                "dashboard_url": "http://localhost:3000/d/opsmon-system"},
+                "startsAt": "2026-12-03T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "g"}
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"status": "firing", "receiver": "pager-ops", "externalURL": "http://am",
+                                "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                                "alerts": [alert({"host": "web-1"}), alert({})]}))
+    window = "time=1796292000000&time.window=3600000"
+    for kind, name in (("text", "opsmon.email.text"), ("html", "opsmon.email.html")):
+        result = amtool("template", "render", "--template.glob=templates/*.tmpl", f"--template.type={kind}",
+                        f"--template.data={data}", "--template.text={{ template \"%s\" . }}" % name)
+        assert result.returncode == 0, result.stderr
+        links = re.findall(r"http://localhost:3000/d/opsmon-system\S*?(?=[\"\s])", result.stdout.replace("&amp;", "&"))
+        assert links == [f"http://localhost:3000/d/opsmon-system?var-host=web-1&{window}",
+                         f"http://localhost:3000/d/opsmon-system?var-host=%24__all&{window}"], (kind, links)
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory):
+    """The real Alertmanager with the shipped config; mail goes to a port where nobody listens."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{free_port()}"
+    config["templates"] = [str(ALERTMANAGER / "templates" / "*.tmpl")]
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"http://127.0.0.1:{free_port()}/"
+    yield from run_alertmanager(tmp_path_factory.mktemp("alertmanager"), config)
 
 
 def post(url: str, *alerts: dict, ends: datetime | None = None) -> None:
@@ -235,6 +272,73 @@ def test_litestream_down_and_a_dead_app_hold_back_what_follows_on_their_own_host
     assert not inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-k")
 
 
+def test_a_dead_process_holds_back_its_own_restarts_and_the_demo_s_services_not_another_s(alertmanager):
+    """A worker down on host-m explains none of a payments API outage, nor the demo's restart loop; the demo
+    down on host-n explains its own checks and pipeline, not the payments API's."""
+    exporter = {"job": "opsmon-exporter", "team": "app"}
+    post(alertmanager,
+         *({"alertname": "OpsmonProcessDown", "severity": "critical", "host": host, "process": process, **exporter}
+           for host, process in (("host-m", "worker"), ("host-n", "demo"))),
+         *({"alertname": "OpsmonProcessRestarting", "severity": "warning", "host": "host-m", "process": process,
+            **exporter} for process in ("worker", "demo")),
+         *({"alertname": "OpsmonExternalServiceDown", "severity": "critical", "host": host, "service": service,
+            **exporter} for host in ("host-m", "host-n") for service in ("payments", "demo-api")),
+         *({"alertname": "OpsmonVideoProcessingStalled", "severity": "critical", "team": "business", "host": host,
+            "job": "opsmon-exporter"} for host in ("host-m", "host-n")))
+    assert inhibited(alertmanager, "OpsmonProcessRestarting", host="host-m", process="worker")
+    assert not inhibited(alertmanager, "OpsmonProcessRestarting", host="host-m", process="demo")
+    assert not inhibited(alertmanager, "OpsmonExternalServiceDown", host="host-m", service="payments")
+    assert not inhibited(alertmanager, "OpsmonExternalServiceDown", host="host-m", service="demo-api")
+    assert not inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-m")
+    assert inhibited(alertmanager, "OpsmonExternalServiceDown", host="host-n", service="demo-api")
+    assert inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-n")
+    assert not inhibited(alertmanager, "OpsmonExternalServiceDown", host="host-n", service="payments")
+
+
+def test_a_full_disk_holds_back_backup_warnings_only_from_the_mount_that_holds_them(alertmanager):
+    """A full /boot explains no failing backup; a full /data explains the warnings, never the page for two
+    missed backups, nor the copy kept offsite."""
+    exporter = {"job": "opsmon-exporter", "team": "ops", "database": "demo"}
+    post(alertmanager,
+         *({"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops", "job": "opsmon-exporter",
+            "host": host, "mountpoint": mountpoint} for host, mountpoint in (("host-o", "/boot"), ("host-p", "/data"))),
+         *({"alertname": "OpsmonBackupFailing", "severity": "warning", "host": host, "tier": "daily", **exporter}
+           for host in ("host-o", "host-p")),
+         *({"alertname": "OpsmonBackupStale", "severity": severity, "host": "host-p", "tier": tier, **exporter}
+           for severity, tier in (("warning", "weekly"), ("critical", "daily"))),
+         {"alertname": "OpsmonBackupCopyStale", "severity": "warning", "host": "host-p", "location": "offsite",
+          **exporter})
+    assert not inhibited(alertmanager, "OpsmonBackupFailing", host="host-o")
+    assert inhibited(alertmanager, "OpsmonBackupFailing", host="host-p")
+    assert inhibited(alertmanager, "OpsmonBackupStale", host="host-p", severity="warning")
+    assert not inhibited(alertmanager, "OpsmonBackupStale", host="host-p", severity="critical")
+    assert not inhibited(alertmanager, "OpsmonBackupCopyStale", host="host-p")
+
+
+def test_only_the_api_the_pipeline_calls_holds_back_the_business_team_s_stalled_pipeline(alertmanager):
+    """The app team's payments check failing is no cause of the business team's stalled pipeline."""
+    post(alertmanager,
+         *({"alertname": "OpsmonExternalServiceDown", "severity": "critical", "team": "app", "job": "opsmon-exporter",
+            "host": host, "service": service} for host, service in (("host-q", "payments"), ("host-r", "external-api"))),
+         *({"alertname": "OpsmonVideoProcessingStalled", "severity": "critical", "team": "business",
+            "job": "opsmon-exporter", "host": host} for host in ("host-q", "host-r")))
+    assert not inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-q")
+    assert inhibited(alertmanager, "OpsmonVideoProcessingStalled", host="host-r")
+
+
+def test_only_a_stopped_backup_service_holds_back_litestream_and_on_its_own_host(alertmanager):
+    """The backup service down on host-s explains its Litestream; host-t's Litestream is its own news, and so is
+    host-u's while only host-u's exporter is down."""
+    post(alertmanager,
+         *({"alertname": "OpsmonTargetDown", "severity": "critical", "team": "ops", "job": job, "host": host}
+           for job, host in (("opsmon-backup", "host-s"), ("opsmon-exporter", "host-u"))),
+         *({"alertname": "OpsmonLitestreamDown", "severity": "warning", "team": "ops", "job": "litestream",
+            "host": host} for host in ("host-s", "host-t", "host-u")))
+    assert inhibited(alertmanager, "OpsmonLitestreamDown", host="host-s")
+    assert not inhibited(alertmanager, "OpsmonLitestreamDown", host="host-t")
+    assert not inhibited(alertmanager, "OpsmonLitestreamDown", host="host-u")
+
+
 class Notifications:
     """Every receiver of the shipped config turned into a webhook to here: what a person would get."""
 
@@ -268,12 +372,9 @@ class Notifications:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def notifying_alertmanager(tmp_path_factory):
-    """The real Alertmanager with the shipped routes and inhibition rules; only the waits are short
-    (group_wait 1s) and every receiver posts here instead of mailing or paging."""
-    notifications = Notifications()
-    work = tmp_path_factory.mktemp("alertmanager-notify")
+def notifying_config(notifications: Notifications) -> dict:
+    """The shipped routes and inhibition rules; only the waits are short (group_wait 1s) and every
+    receiver posts to notifications instead of mailing or paging."""
     config = yaml.safe_load(CONFIG.read_text())
     config["templates"] = [str(ALERTMANAGER / "templates" / "*.tmpl")]
     config["route"]["group_wait"] = "1s"
@@ -281,17 +382,18 @@ def notifying_alertmanager(tmp_path_factory):
         receiver.pop("email_configs", None)
         if receiver["name"] != "blackhole":
             receiver["webhook_configs"] = [{"url": f"{notifications.url}/{receiver['name']}", "send_resolved": True}]
-    (work / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
-                                f"--storage.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="Alertmanager")
-    yield url, notifications
-    process.terminate()
-    process.wait(10)
-    notifications.close()
+    return config
+
+
+@pytest.fixture(scope="module")
+def notifying_alertmanager(tmp_path_factory):
+    """The real Alertmanager with the shipped routes and inhibition rules, notifying here."""
+    notifications = Notifications()
+    try:
+        for url in run_alertmanager(tmp_path_factory.mktemp("alertmanager-notify"), notifying_config(notifications)):
+            yield url, notifications
+    finally:
+        notifications.close()
 
 
 def fault(url: str, notifications: Notifications, name: str, cause: dict, *effects: dict) -> list:
@@ -411,3 +513,32 @@ def test_the_same_alert_on_two_hosts_is_two_notifications(notifying_alertmanager
     assert sorted(notifications.about("same-alert", "host")) == [("email-ops", "firing", ["host-c"]),
                                                                ("email-ops", "firing", ["host-d"])]
     post(url, *lagging, ends=datetime.now(timezone.utc) - timedelta(seconds=1))
+
+
+@pytest.fixture(scope="module")
+def maintenance_alertmanager(tmp_path_factory):
+    """The shipped config notifying here, with the maintenance window open at every hour of every day. The
+    critical route waits a second longer than the others, so that its page comes after every warning's turn."""
+    notifications = Notifications()
+    config = notifying_config(notifications)
+    config["time_intervals"] = [{"name": "maintenance", "time_intervals": [{"times": [{"start_time": "00:00",
+                                                                                       "end_time": "24:00"}]}]}]
+    next(r for r in config["route"]["routes"] if r["matchers"] == ['severity="critical"'])["group_wait"] = "2s"
+    try:
+        for url in run_alertmanager(tmp_path_factory.mktemp("alertmanager-maintenance"), config):
+            yield url, notifications
+    finally:
+        notifications.close()
+
+
+def test_the_maintenance_window_mutes_the_warnings_of_every_team_not_the_pages(maintenance_alertmanager):
+    url, notifications = maintenance_alertmanager
+    warnings = [{"alertname": "OpsmonSomething", "severity": "warning", "team": team, "host": "host-w",
+                 "fault": "maintenance"} for team in ("ops", "app", "business")]
+    post(url, *warnings)
+    wait_for(lambda: len(requests.get(f"{url}/api/v2/alerts/groups", timeout=5).json()) >= 3,
+             what="the warnings' groups")
+    post(url, {"alertname": "OpsmonSomething", "severity": "critical", "team": "ops", "host": "host-w",
+               "fault": "maintenance"})
+    wait_for(lambda: notifications.about("maintenance"), what="the page")
+    assert notifications.about("maintenance", "severity") == [("pager-ops", "firing", ["critical"])]

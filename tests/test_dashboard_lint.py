@@ -117,7 +117,7 @@ WIRED = [
     ("overview", "Newest daily backup", lambda: [(l.value, l.color) for l in both("OpsmonBackupStale",
                                                                                    where='tier="daily"')]),
     ("overview", "Targets down", lambda: [(1, rules.limit("OpsmonTargetDown").color)]),
-    ("overview", "Collectors failing", lambda: [(1, rules.limit("OpsmonCollectorFailing").color)]),
+    ("overview", "Collectors failing", lambda: [(1, rules.limit("OpsmonCollectorFailing", "warning").color)]),
     ("system", "CPU busy", lambda: [(rules.limit("OpsmonCpuHigh").value, "orange")]),
     ("system", "Memory in use", lambda: [(used(l), l.color) for l in both("OpsmonMemoryLow")]),
     ("system", "Fullest filesystem", lambda: [(used(l), l.color) for l in both("OpsmonDiskSpaceLow")]),
@@ -157,6 +157,17 @@ def test_each_tier_ages_against_its_own_alert():
         expected = [l.value for l in both("OpsmonBackupStale", where=f'tier="{tier}"')]
         assert [s["value"] for s in matching[0]["properties"][0]["value"]["steps"][1:]] == expected, tier
     assert not any(re.search(o["matcher"]["options"].strip("/"), "demo app daily") for o in overrides)
+
+
+RECORDED = re.compile(r"\b[a-z_]*:[a-z_]+:[a-z0-9_]+\b")
+
+
+def test_the_pipeline_stat_reads_the_window_of_the_stall_alert():
+    """The series OpsmonVideoProcessingStalled reads, over its 30 minutes: a pipeline doing a video every 3
+    minutes is moving, where a 1-minute rate showed it stalled while the alert stayed quiet."""
+    stat = panel(BOARDS, "business", "Pipeline")["targets"][0]["expr"]
+    read = set(RECORDED.findall(rules.alert("OpsmonVideoProcessingStalled")["expr"]))
+    assert read and set(RECORDED.findall(stat)) == read, stat
 
 
 def test_the_drill_panels_turn_where_their_alerts_fire_against_the_objective_series():

@@ -9,14 +9,20 @@ The external API the demo's pipeline calls goes down and up every (scaled) two m
 (scaled) twenty minutes. It must page once (the share of failed checks is what counts, not the
 last one) and resolve once when it is over (keep_firing_for holds it through the swings), and no
 alert of the whole stack may notify twice about the same thing meanwhile.
+
+An exporter whose scrapes fail one in five while its disk is full (the scrape interval and the
+evaluation interval scaled too, as the ratio of a failed scrape to `for` is what matters): the
+disk pages once, the failing scrapes are an e-mail, and the target is never called down.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -172,3 +178,100 @@ def test_a_fault_that_comes_and_goes_is_one_page_and_one_resolution(stack):
     external = [key for key in sent if dict(key[1]).get("alertname") == "OpsmonExternalServiceDown"]
     assert sorted((receiver, status) for receiver, _, status in external) == [
         ("pager-app", "firing"), ("pager-app", "resolved")]
+
+
+class FlakyScrapes:
+    """Between Prometheus and the exporter: every fifth scrape fails (503), and the others report the root
+    filesystem 99 % full, the disk this machine cannot be made to fill. Everything else is the exporter's."""
+
+    def __init__(self, exporter: str):
+        scrapes = iter(range(1, 10**9))
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if next(scrapes) % 5 == 0:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = full_root(requests.get(f"{exporter}/metrics", timeout=2).text).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def full_root(exposition: str) -> str:
+    """The exposition with 1 % of the root filesystem's size as its free space."""
+    root = r'\{fstype="[^"]*",mountpoint="/"\}|\{mountpoint="/",fstype="[^"]*"\}'
+    size = float(re.search(rf"^opsmon_filesystem_size_bytes(?:{root}) (\S+)$", exposition, re.M).group(1))
+    return re.sub(rf"^(opsmon_filesystem_avail_bytes(?:{root})) \S+$", lambda m: f"{m.group(1)} {size / 100}",
+                  exposition, flags=re.M)
+
+
+@pytest.fixture(scope="module")
+def flaky_stack(tmp_path_factory):
+    """The exporter (its system collector alone), Prometheus and Alertmanager with the shipped rules and
+    routes scaled, the pager; the exporter scraped through FlakyScrapes every 15 s and rules evaluated
+    every 15 s, scaled."""
+    stack = Stack(tmp_path_factory.mktemp("e2e-flaky-scrapes"))
+    tap = Receiver()
+    stack.tap_url, stack.tap = f"http://127.0.0.1:{tap.port}/", tap
+    work, ports = stack.work, stack.ports
+    write_configs(stack)
+    proxy = FlakyScrapes(stack.url("exporter"))
+    write_host_file(work / "targets", "demo", {"exporter": proxy.port})
+    prometheus = yaml.safe_load((work / "prometheus.yml").read_text())
+    interval = f"{int(seconds('15s') / SCALE * 1000)}ms"
+    prometheus["global"]["evaluation_interval"] = interval
+    exporter_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "opsmon-exporter")
+    exporter_job.update({"scrape_interval": interval, "scrape_timeout": interval})
+    (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
+    stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config),
+                 *(f"--no-collector.{name}" for name in ("process", "gpu", "probes", "logs", "database", "backup",
+                                                         "business", "app")))
+    wait_for(lambda: requests.get(f"{stack.url('exporter')}/metrics", timeout=1).ok, what="the exporter")
+    stack.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={work / 'prometheus'}",
+                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+    stack.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
+                                 f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
+                                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
+    wait_for(lambda: requests.get(f"{stack.url('pager')}/webhook/pager", timeout=1).ok, what="the pager")
+    yield stack
+    proxy.close()
+    for name in list(stack.processes):
+        stack.stop(name)
+    tap.close()
+
+
+def test_a_full_disk_behind_scrapes_that_fail_one_in_five_pages_once(flaky_stack):
+    stack = flaky_stack
+    paged = wait_for(lambda: pages(stack, "OpsmonDiskSpaceLow"), timeout=60, interval=0.5,
+                     what="a page for the full disk behind the failing scrapes")
+    assert paged == ["firing"]
+    # The failing scrapes are a warning of their own, 10 (scaled) minutes later: by then the disk's page
+    # has had two group intervals to repeat, resolve or flap, and Prometheus to call the target down.
+    wait_for(lambda: any(alert["labels"]["alertname"] == "OpsmonTargetScrapesFailing"
+                         for post in list(stack.tap.posts) for alert in post["alerts"]),
+             timeout=90, interval=0.5, what="the e-mail about the failing scrapes")
+    assert pages(stack, "OpsmonDiskSpaceLow") == ["firing"]
+    assert pages(stack, "OpsmonTargetDown") == []
+    disk = [dict(labels) for receiver, labels, status in notifications(stack)
+            if dict(labels)["alertname"] == "OpsmonDiskSpaceLow"]
+    assert [(d["severity"], d["host"], d["mountpoint"]) for d in disk] == [("critical", "demo", "/")]
+    scrapes = [(receiver, status) for receiver, labels, status in notifications(stack)
+               if dict(labels)["alertname"] == "OpsmonTargetScrapesFailing"]
+    assert scrapes == [("email-ops", "firing")]

@@ -25,7 +25,8 @@ from tests.fakes import (FakeClock, FakeNvml, FakeProcess, FakeResponse, FakeSes
 
 
 def test_system():
-    assert_golden("system", exposition(SystemCollector(ps=fake_psutil(), statvfs=fake_statvfs)))
+    assert_golden("system", exposition(SystemCollector(ps=fake_psutil(), statvfs=fake_statvfs,
+                                                       clock=FakeClock(1764720000.0))))
 
 
 def test_process(tmp_path):

@@ -46,7 +46,7 @@ def alert_threshold(alert: str, severity: str, tier: str | None = None) -> float
     rule = next(r for r in RULES if r.get("alert") == alert and r["labels"]["severity"] == severity)
     expr = " ".join(rule["expr"].split())
     if tier is not None:
-        expr = re.search(rf'tier="{tier}"\}}\) > ([0-9. *]+)', expr).group(1)
+        expr = re.search(rf'tier="{tier}"\}}(?:\[\w+\]\))?\) > ([0-9. *]+)', expr).group(1)  # a window or not
         return _number(expr)
     return _number(re.search(r"\) > ([0-9. *]+?)(?: (?:and|or|unless) |$)", expr).group(1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,9 +17,10 @@ IGNORED_FSTYPES = {"autofs", "binfmt_misc", "cgroup", "cgroup2", "configfs", "de
 class SystemCollector:
     name = "system"
 
-    def __init__(self, ps=psutil, statvfs=os.statvfs):
+    def __init__(self, ps=psutil, statvfs=os.statvfs, clock=time.time):
         self._ps = ps
         self._statvfs = statvfs
+        self._clock = clock
 
     def describe(self):
         return []
@@ -31,6 +33,8 @@ class SystemCollector:
         yield from self._network()
         yield GaugeMetricFamily("opsmon_boot_time_seconds", "System boot time, in Unix seconds.",
                                 value=self._ps.boot_time())
+        # Prometheus compares this with the scrape's own time: the host's clock skew (node_time_seconds).
+        yield GaugeMetricFamily("opsmon_time_seconds", "The host's clock, in Unix seconds.", value=self._clock())
 
     def _cpu(self):
         seconds = CounterMetricFamily("opsmon_cpu_seconds", "CPU time spent in each mode, all cores together.",

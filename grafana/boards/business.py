@@ -28,10 +28,10 @@ def share(part: str, whole: str, by: str = "") -> str:
 
 
 def stalled_per_host() -> str:
-    """1 for a host where nothing was processed lately while videos wait, as OpsmonVideoProcessingStalled reads each
-    exporter; a fleet sum would hide one stalled host behind the others."""
-    return (f"max((sum by (host) (rate(business_videos_processed_total{H}[$__rate_interval])) == bool 0)"
-            f" * on (host) (sum by (host) (business_videos_queued{H}) > bool 0))")
+    """1 for a host where nothing was processed in the alert's window while videos waited all along, from the
+    series OpsmonVideoProcessingStalled reads; a fleet sum would hide one stalled host behind the others."""
+    return (f"max((sum by (host) (instance:business_videos_processed:increase30m{H}) == bool 0)"
+            f" * on (host) (min by (host) (instance:business_videos_queued:min_over_time30m{H}) > bool 0))")
 
 
 def build() -> dashboard.Dashboard:
@@ -52,8 +52,9 @@ def build() -> dashboard.Dashboard:
                         share("monetized", "approved"), p.RATIO, p.neutral()), 5),
                 (p.stat("Backlog now", "Videos waiting to be processed.", f"sum(business_videos_queued{H})", p.VIDEOS,
                         p.neutral(), sparkline=True), 4),
-                (p.state("Pipeline", "Stalled when, on any selected host, nothing was processed lately while "
-                         "videos wait; OpsmonVideoProcessingStalled pages when it lasts.", stalled_per_host(),
+                (p.state("Pipeline", "Stalled when, on any selected host, nothing was processed in 30 minutes while "
+                         "videos waited all along, the window of OpsmonVideoProcessingStalled, which pages when it "
+                         "lasts 5 minutes more.", stalled_per_host(),
                          "moving", "stalled", zero_color="green", one_color=stalled.color), 5),
             ]),
             p.Row(8, [

@@ -23,7 +23,7 @@ def build() -> dashboard.Dashboard:
                 (p.stat("Collectors failing", "Collectors whose last run failed: their metrics are missing. "
                         "OpsmonCollectorFailing fires when most of its recent runs fail.",
                         f"count(opsmon_scrape_collector_success{H} == 0) or vector(0)", p.COUNT,
-                        p.any_is_bad(rules.limit("OpsmonCollectorFailing"))), 6),
+                        p.any_is_bad(rules.limit("OpsmonCollectorFailing", "warning"))), 6),
                 (p.stat("Slowest scrape", "The longest scrape of an opsmon target now; orange where "
                         "OpsmonScrapeSlow fires (on its average), short of the scrape timeout.",
                         f"max(scrape_duration_seconds{OWN})", p.SECONDS, scrape_slow, sparkline=True), 6),

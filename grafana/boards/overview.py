@@ -130,7 +130,7 @@ def build() -> dashboard.Dashboard:
                 (p.stat("Collectors failing", "Exporter collectors whose last run failed: their metrics are "
                         "missing (OpsmonCollectorFailing).",
                         f"count(opsmon_scrape_collector_success{H} == 0) or vector(0)", p.COUNT,
-                        p.any_is_bad(rules.limit("OpsmonCollectorFailing")),
+                        p.any_is_bad(rules.limit("OpsmonCollectorFailing", "warning")),
                         links=[p.link("Exporter", "opsmon-exporter")]), 4),
                 (person, 4),
                 (p.age("Newest daily backup", "Age of the newest verified daily backup, for the database whose newest "
