@@ -56,7 +56,7 @@ HEARTBEAT_URL = $(or $(OPSMON_HEARTBEAT_URL),http://127.0.0.1:8081/webhook/heart
 # The long-term store: OPSMON_LONG_TERM=1 starts VictoriaMetrics (13 months) and remote-writes to it.
 LONG_TERM = $(filter 1,$(OPSMON_LONG_TERM))
 
-native-configs: venv
+native-configs:
 	@mkdir -p $(RUN_DIR)/logs
 	@OPSMON_GRAFANA_URL='$(OPSMON_GRAFANA_URL)' OPSMON_HEARTBEAT_URL='$(OPSMON_HEARTBEAT_URL)' \
 	  OPSMON_LONG_TERM='$(LONG_TERM)' $(BIN)/opsmon --config.file opsmon.yml render --out $(RUN_DIR) >/dev/null

@@ -386,7 +386,7 @@ class StackAlertmanager(Strict):
 
 class StackGrafana(Strict):
     url: Url = "http://localhost:3000"  # the dashboard links in every alert
-    dashboards_directory: Resolved = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+    dashboards_directory: Resolved | None = None  # the kit's own boards
 
 
 class StackLongTerm(Strict):

@@ -12,9 +12,18 @@ from pydantic import ValidationError
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
-KIT = Path(__file__).resolve().parent.parent
+
+def _kit() -> Path:
+    """The shipped rules, Alertmanager file and boards: the clone's, else where `pip install .` put them."""
+    clone = Path(__file__).resolve().parent.parent
+    return clone if (clone / "prometheus" / "rules").is_dir() else Path(sys.prefix) / "share" / "opsmon"
+
+
+KIT = _kit()
+INCOMPLETE = "the kit is incomplete: install opsmon again from a clone"
 RULES = KIT / "prometheus" / "rules"
 ALERTMANAGER = KIT / "alertmanager"
+BOARDS = KIT / "grafana" / "dashboards"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
 # Settings people give per machine (.env, make's command line) over the config's: (variable, key path).
@@ -84,8 +93,7 @@ def _shipped_alertmanager() -> dict:
     try:
         return yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text(encoding="utf-8"))
     except OSError as err:
-        raise CannotRender(f"{ALERTMANAGER / 'alertmanager.yml'}: {err.strerror} (render from the kit's folder)") \
-            from None
+        raise CannotRender(f"{ALERTMANAGER / 'alertmanager.yml'}: {err.strerror} ({INCOMPLETE})") from None
 
 
 def _email(to: str) -> dict:
@@ -152,7 +160,7 @@ def grafana_datasources(stack: StackConfig) -> dict:
 def grafana_dashboards(stack: StackConfig) -> dict:
     return {"apiVersion": 1, "providers": [{
         "name": "opsmon", "folder": "opsmon", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
-        "options": {"path": str(stack.grafana.dashboards_directory), "foldersFromFilesStructure": False}}]}
+        "options": {"path": str(stack.grafana.dashboards_directory or BOARDS), "foldersFromFilesStructure": False}}]}
 
 
 def _unit(description: str, exec_start: str, user: str | None) -> str:
@@ -193,7 +201,7 @@ def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str,
 def _rules(grafana_url: str) -> dict[str, str]:
     rules = sorted(RULES.glob("*.rules.yml"))
     if not rules:
-        raise CannotRender(f"{RULES}: no *.rules.yml to render (render from the kit's folder)")
+        raise CannotRender(f"{RULES}: no *.rules.yml to render ({INCOMPLETE})")
     return {f"rules/{path.name}": path.read_text(encoding="utf-8").replace(SHIPPED_GRAFANA_URL, grafana_url)
             for path in rules}
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import sysconfig
+import venv
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
+from tests.test_own_app import build_wheel, clone_of_repository
 
 BIN = Path(sys.executable).parent
 DEBIAN_UNITS = Path("/lib/systemd/system")
@@ -130,7 +133,8 @@ def test_environment_settings_override_the_config_and_files_of_one_s_own_stay(tm
 
 
 def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path):
-    config = own_app_config(tmp_path, {"receivers": {"email": {"critical": "not-an-address"}, "smtp": {"pasword": "x"}}})
+    config = own_app_config(tmp_path, {"receivers": {"email": {"critical": "not-an-address"},
+                                                     "smtp": {"pasword": "x"}}})
     result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{config}: stack.receivers.email.critical:" in result.stderr
@@ -190,3 +194,28 @@ def test_a_critical_alert_reaches_the_user_s_own_address_through_a_real_alertman
         assert messages[0]["sender"] == "alerts@shop.example"
     finally:
         stop(alertmanager)
+
+
+@pytest.mark.slow
+def test_a_kit_installed_from_a_clone_renders_from_the_files_installed_with_it(tmp_path):
+    """`pip install .` (not editable): the rules, Alertmanager file and boards come with the wheel."""
+    build_wheel(clone_of_repository(tmp_path), tmp_path / "wheels")
+    [wheel] = (tmp_path / "wheels").glob("opsmon-*.whl")
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)
+    # The dependencies from this venv; a .pth inside it (this checkout, editable) is not read from there.
+    [site] = (env / "lib").glob("python*/site-packages")
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", env / "bin/python", "install", "-q", "--no-deps", wheel],
+                   check=True, capture_output=True, timeout=300)
+    shutil.rmtree(tmp_path / "clone")
+    config = own_app_config(tmp_path, {})
+    result = subprocess.run([env / "bin/python", "-m", "opsmon", "--config.file", config, "render", "--out", "stack"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "stack/rules").glob("*.rules.yml")) == sorted(
+        p.name for p in (REPO / "prometheus/rules").glob("*.rules.yml"))
+    assert (tmp_path / "stack/templates/opsmon.tmpl").is_file()
+    provider = yaml.safe_load((tmp_path / "stack/grafana/provisioning/dashboards/dashboards.yml").read_text())
+    boards = Path(provider["providers"][0]["options"]["path"])
+    assert boards.is_relative_to(env) and (boards / "overview.json").is_file()
