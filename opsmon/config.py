@@ -448,7 +448,9 @@ class StackConfig(Strict):
                             ("receivers.teams name", [t.name for t in self.receivers.teams])):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
-                raise ValueError(f"stack.{what} must be unique, repeated: {', '.join(repeated)}")
+                raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+        if "ops" in [team.name for team in self.receivers.teams]:
+            raise ValueError("receivers.teams name ops is taken: it is receivers.email, what no team claims")
         return self
 
 

@@ -171,6 +171,12 @@ def _unit(description: str, exec_start: str, user: str | None) -> str:
     return "\n".join([*lines, "", "[Install]", "WantedBy=multi-user.target", ""])
 
 
+def _argument(value: object) -> str:
+    """One word of an ExecStart line: quoted when it holds a space, as systemd splits on them."""
+    text = str(value)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
 def _drop_in(exec_start: str) -> str:
     # An empty ExecStart= first: a drop-in adds to the package's own otherwise.
     return f"[Service]\nExecStart=\nExecStart={exec_start}\n"
@@ -179,20 +185,22 @@ def _drop_in(exec_start: str) -> str:
 def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str, str]:
     """Units for the exporter and the backup service, and drop-ins pointing Debian's own at the rendered files."""
     bin_directory = stack.systemd.bin_directory or Path(sys.executable).parent
-    config = f"--config.file {config_file}"
+    config = f"--config.file {_argument(config_file)}"
+    exporter = f"{_argument(bin_directory / 'opsmon-exporter')} {config}"
+    backup = f"{_argument(bin_directory / 'opsmon-backup')} {config} serve"
     prometheus, alertmanager = stack.prometheus, stack.alertmanager
     return {
-        "opsmon-exporter.service": _unit("opsmon exporter: the database, host, logs and app metrics",
-                                         f"{bin_directory / 'opsmon-exporter'} {config}", stack.systemd.user),
-        "opsmon-backup.service": _unit("opsmon backups: schedules, verification, drills and the console",
-                                       f"{bin_directory / 'opsmon-backup'} {config} serve", stack.systemd.user),
+        "opsmon-exporter.service": _unit("opsmon exporter: the database, host, logs and app metrics", exporter,
+                                         stack.systemd.user),
+        "opsmon-backup.service": _unit("opsmon backups: schedules, verification, drills and the console", backup,
+                                       stack.systemd.user),
         "prometheus.service.d/opsmon.conf": _drop_in(
-            f"/usr/bin/prometheus --config.file={out / 'prometheus.yml'} "
+            f"/usr/bin/prometheus --config.file={_argument(out / 'prometheus.yml')} "
             f"--storage.tsdb.path=/var/lib/prometheus/metrics2/ --storage.tsdb.retention.time={prometheus.retention} "
             f"--web.listen-address={prometheus.address} --web.external-url={prometheus.external_url} "
             "--web.route-prefix=/"),
         "prometheus-alertmanager.service.d/opsmon.conf": _drop_in(
-            f"/usr/bin/prometheus-alertmanager --config.file={out / 'alertmanager.yml'} "
+            f"/usr/bin/prometheus-alertmanager --config.file={_argument(out / 'alertmanager.yml')} "
             f"--storage.path=/var/lib/prometheus/alertmanager/ --web.listen-address={alertmanager.address} "
             f"--web.external-url={alertmanager.external_url} --web.route-prefix=/ --cluster.listen-address="),
     }

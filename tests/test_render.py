@@ -3,6 +3,7 @@ a real Alertmanager's mail, compose's committed files are a render of opsmon.com
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,9 @@ def opsmon(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.
 
 
 def render(config: Path, out: Path, env: dict | None = None) -> Path:
-    result = opsmon("--config.file", str(config), "render", "--out", str(out), env=env)
+    """`opsmon render` with no OPSMON_* settings but those given: a developer's own .env does not count."""
+    unset = {name: value for name, value in os.environ.items() if not name.startswith("OPSMON_")}
+    result = opsmon("--config.file", str(config), "render", "--out", str(out), env={**unset, **(env or {})})
     assert result.returncode == 0, result.stderr
     return out
 
@@ -93,7 +96,7 @@ def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
 
 
 def test_the_units_and_the_drop_ins_for_debian_s_own_pass_systemd_analyze_verify(tmp_path):
-    out = render(REPO / "opsmon.yml", tmp_path / "run")
+    out = render(REPO / "opsmon.yml", tmp_path / "rendered stack")  # a space: each path is one word
     units = out / "systemd"
     # Debian's units beside the rendered drop-ins: verify reads a unit's drop-ins from its folder.
     for name in ("prometheus.service", "prometheus-alertmanager.service"):
@@ -106,8 +109,8 @@ def test_the_units_and_the_drop_ins_for_debian_s_own_pass_systemd_analyze_verify
     exporter = (units / "opsmon-exporter.service").read_text()
     assert f"ExecStart={BIN / 'opsmon-exporter'} --config.file {REPO / 'opsmon.yml'}\n" in exporter
     drop_in = (units / "prometheus.service.d/opsmon.conf").read_text()
-    assert f"--config.file={out / 'prometheus.yml'} " in drop_in and "--storage.tsdb.retention.time=35d" in drop_in
-    assert f"--config.file={out / 'alertmanager.yml'} " in (
+    assert f'--config.file="{out / "prometheus.yml"}" ' in drop_in and "--storage.tsdb.retention.time=35d" in drop_in
+    assert f'--config.file="{out / "alertmanager.yml"}" ' in (
         units / "prometheus-alertmanager.service.d/opsmon.conf").read_text()
 
 
@@ -140,6 +143,9 @@ def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path)
     assert f"{config}: stack.receivers.email.critical:" in result.stderr
     assert f"{config}: stack.receivers.smtp.pasword: unknown key" in result.stderr
     assert not (tmp_path / "out").exists()
+    taken = own_app_config(tmp_path, {"receivers": {"teams": [{"name": "ops", "email": {}}]}})
+    refused = opsmon("--config.file", str(taken), "render", "--out", str(tmp_path / "out"))
+    assert refused.returncode == 2 and f"{taken}: stack: receivers.teams name ops is taken" in refused.stderr
     bad_env = opsmon("--config.file", str(REPO / "opsmon.yml"), "render", "--out", str(tmp_path / "out"),
                      env={"OPSMON_GRAFANA_URL": "grafana:3000"})
     assert bad_env.returncode == 2 and "OPSMON_GRAFANA_URL" in bad_env.stderr
