@@ -425,6 +425,12 @@ class StackReceivers(Strict):
     heartbeat_url: Url | None = None  # a dead man's switch, pinged every minute while alerting works
 
 
+class StackSlo(Strict):
+    # The share of requests that must not fail (server errors) over 30 days; the burn-rate alerts follow it.
+    # Below 95 % the fast burn rate (14.4 times the budget) nears 100 % of requests and could hardly page.
+    objective: Annotated[float, Field(ge=0.95, lt=1)] = 0.99
+
+
 class StackSystemd(Strict):
     user: Name | None = None  # the user that can read the database and write the backups
     # Where opsmon-exporter and opsmon-backup are installed; default: beside the Python that renders.
@@ -440,6 +446,7 @@ class StackConfig(Strict):
     grafana: StackGrafana = {}
     long_term: StackLongTerm = {}
     receivers: StackReceivers = {}
+    slo: StackSlo = {}
     systemd: StackSystemd = {}
 
     @model_validator(mode="after")

@@ -26,6 +26,8 @@ ALERTMANAGER = KIT / "alertmanager"
 BOARDS = KIT / "grafana" / "dashboards"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
+# The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.
+SHIPPED_ERROR_BUDGET = 0.01
 # Settings people give per machine (.env, make's command line) over the config's: (variable, key path).
 ENVIRONMENT_OVERRIDES = (
     ("OPSMON_GRAFANA_URL", ("grafana", "url")),
@@ -206,12 +208,33 @@ def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str,
     }
 
 
-def _rules(grafana_url: str) -> dict[str, str]:
+def _error_budget(text: str, objective: float) -> str:
+    """slo.rules.yml with the budget of the objective in place of the shipped 1 %: thresholds and words."""
+    budget = round(1 - objective, 10)
+    if budget == SHIPPED_ERROR_BUDGET:
+        return text
+    if f"* {SHIPPED_ERROR_BUDGET})" not in text:
+        raise CannotRender(f"{RULES / 'slo.rules.yml'}: no burn-rate threshold '* {SHIPPED_ERROR_BUDGET})' in it: "
+                           "stack.slo.objective cannot be rendered into it")
+    percent = f"{budget * 100:g} %"
+    for shipped, wanted in ((f"* {SHIPPED_ERROR_BUDGET})", f"* {budget})"),
+                            (f"/ {SHIPPED_ERROR_BUDGET}\n", f"/ {budget}\n"),
+                            ("budget of 1 % errors", f"budget of {percent} errors"),
+                            ("fewer than 1 % of requests fail", f"fewer than {percent} of requests fail")):
+        text = text.replace(shipped, wanted)
+    return text
+
+
+def _rules(stack: StackConfig) -> dict[str, str]:
     rules = sorted(RULES.glob("*.rules.yml"))
     if not rules:
         raise CannotRender(f"{RULES}: no *.rules.yml to render ({INCOMPLETE})")
-    return {f"rules/{path.name}": path.read_text(encoding="utf-8").replace(SHIPPED_GRAFANA_URL, grafana_url)
-            for path in rules}
+    rendered = {}
+    for path in rules:
+        text = path.read_text(encoding="utf-8").replace(SHIPPED_GRAFANA_URL, stack.grafana.url)
+        rendered[f"rules/{path.name}"] = _error_budget(text, stack.slo.objective) if path.name == "slo.rules.yml" \
+            else text
+    return rendered
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -233,7 +256,7 @@ def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: 
         "prometheus.yml": _yaml(prometheus_config(stack), header),
         # Hosts added as files of their own in targets/ are read too, live.
         "targets/local.yml": _yaml(fleet_targets(stack), header),
-        **_rules(stack.grafana.url),
+        **_rules(stack),
         "alertmanager.yml": _yaml(alertmanager_config(stack), header),
         **{f"templates/{path.name}": path.read_text(encoding="utf-8")
            for path in sorted((ALERTMANAGER / "templates").glob("*.tmpl"))},

@@ -137,11 +137,12 @@ def test_environment_settings_override_the_config_and_files_of_one_s_own_stay(tm
 
 def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path):
     config = own_app_config(tmp_path, {"receivers": {"email": {"critical": "not-an-address"},
-                                                     "smtp": {"pasword": "x"}}})
+                                                     "smtp": {"pasword": "x"}}, "slo": {"objective": 99}})
     result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{config}: stack.receivers.email.critical:" in result.stderr
     assert f"{config}: stack.receivers.smtp.pasword: unknown key" in result.stderr
+    assert f"{config}: stack.slo.objective: Input should be less than 1" in result.stderr
     assert not (tmp_path / "out").exists()
     taken = own_app_config(tmp_path, {"receivers": {"teams": [{"name": "ops", "email": {}}]}})
     refused = opsmon("--config.file", str(taken), "render", "--out", str(tmp_path / "out"))
@@ -225,3 +226,36 @@ def test_a_kit_installed_from_a_clone_renders_from_the_files_installed_with_it(t
     provider = yaml.safe_load((tmp_path / "stack/grafana/provisioning/dashboards/dashboards.yml").read_text())
     boards = Path(provider["providers"][0]["options"]["path"])
     assert boards.is_relative_to(env) and (boards / "overview.json").is_file()
+
+
+def burn_rate_case(objective: str) -> dict:
+    """2 % of requests failing for 70 minutes: a fast burn of a 99.9 % objective's budget, not of 99 %'s."""
+    alerts = []
+    if objective == "99.9":
+        description = ("2% of requests fail {where}; at this rate the 30-day budget of 0.1 % errors is gone in days.")
+        annotations = {"summary": "The application is spending its error budget fast.",
+                       "runbook_url": "https://github.com/opsmon/opsmon/blob/main/docs/runbooks.md"
+                                      "#opsmonerrorbudgetburnfast",
+                       "dashboard_url": "http://localhost:3000/d/opsmon-application"}
+        alerts = [{"exp_labels": {"severity": "critical", "team": "app", "host": "web-1", "job": "opsmon-exporter"},
+                   "exp_annotations": {**annotations, "description": description.format(where="on web-1")}},
+                  {"exp_labels": {"severity": "critical", "team": "app", "job": "opsmon-exporter"},
+                   "exp_annotations": {**annotations, "description": description.format(where="across the fleet")}}]
+    series = 'app_request{}_total{{job="opsmon-exporter",host="web-1",handler="checkout"{}}}'
+    return {"rule_files": ["rules/slo.rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "name": f"2 % of requests failing against a {objective} % objective", "interval": "1m",
+        "input_series": [{"series": series.format("s", ""), "values": "0+100x90"},
+                         {"series": series.format("_errors", ',kind="server"'), "values": "0+2x90"}],
+        "alert_rule_test": [{"eval_time": "70m", "alertname": "OpsmonErrorBudgetBurnFast", "exp_alerts": alerts}]}]}
+
+
+@pytest.mark.parametrize("objective", ["99", "99.9"])
+def test_the_slo_objective_sets_the_burn_rate_thresholds_of_the_rendered_rules(tmp_path, objective):
+    config = own_app_config(tmp_path, {"slo": {"objective": float(objective) / 100}})
+    out = render(config, tmp_path / "stack")
+    write_config(out / "slo.test.yml", burn_rate_case(objective))
+    tested = subprocess.run(["promtool", "test", "rules", "slo.test.yml"], cwd=out, capture_output=True, text=True,
+                            timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    shipped = (REPO / "prometheus/rules/slo.rules.yml").read_text()
+    assert ((out / "rules/slo.rules.yml").read_text() == shipped) == (objective == "99")
