@@ -45,42 +45,26 @@ venv: $(VENV)/.installed
 test: test-deps venv
 	$(BIN)/pytest -q
 
-# The native stack: the repository's configs with the compose service names turned into
-# 127.0.0.1, rendered under .run/, and one Procfile (Grafana only when it is installed).
-NATIVE_HOSTS := -e 's/"\(exporter\|backup\|alertmanager\):/"127.0.0.1:/' \
-                -e 's|mailpit:1025|127.0.0.1:1025|' -e 's|http://demo:8080|http://127.0.0.1:8080|' \
-                -e 's|http://pager:8081|http://127.0.0.1:8081|' -e 's|http://victoriametrics:8428|http://127.0.0.1:8428|'
-
-# One setting each, in .env (as docker compose reads it) or on make's command line: the URLs people
-# reach the stack by, rendered into the rules' dashboard links and the heartbeat receiver here, and
-# into Prometheus's and Alertmanager's --web.external-url by the Procfile (honcho reads .env too).
+# The native stack: `opsmon render` writes the demo's config (opsmon.yml, its stack: section) under .run/,
+# with one Procfile (Grafana only when it is installed).
+# One setting each, in .env (as docker compose reads it) or on make's command line: the URLs people reach
+# the stack by, rendered into the rules' dashboard links and the heartbeat receiver (the renderer reads
+# them from the environment), and into Prometheus's and Alertmanager's --web.external-url by the Procfile
+# (honcho reads .env too).
 -include .env
-GRAFANA_URL = $(or $(OPSMON_GRAFANA_URL),http://localhost:3000)
 HEARTBEAT_URL = $(or $(OPSMON_HEARTBEAT_URL),http://127.0.0.1:8081/webhook/heartbeat)
 # The long-term store: OPSMON_LONG_TERM=1 starts VictoriaMetrics (13 months) and remote-writes to it.
 LONG_TERM = $(filter 1,$(OPSMON_LONG_TERM))
 
 native-configs:
 	@mkdir -p $(RUN_DIR)/logs
-	@rm -rf $(RUN_DIR)/rules && mkdir -p $(RUN_DIR)/rules
-	@sed $(NATIVE_HOSTS) prometheus/prometheus.yml > $(RUN_DIR)/prometheus.yml
-	@mkdir -p $(RUN_DIR)/targets   # hosts added there live stay; the shipped files are rendered again
-	@for hosts in prometheus/targets/*.yml; do sed $(NATIVE_HOSTS) $$hosts > $(RUN_DIR)/targets/$${hosts##*/}; done
-	@for rules in prometheus/rules/*.rules.yml; do \
-	  sed 's|http://localhost:3000|$(GRAFANA_URL)|' $$rules > $(RUN_DIR)/rules/$${rules##*/}; done
-	@sed $(NATIVE_HOSTS) -e 's#- templates/#- $(CURDIR)/alertmanager/templates/#' \
-	  -e 's|http://127.0.0.1:8081/webhook/heartbeat|$(HEARTBEAT_URL)|' alertmanager/alertmanager.yml > $(RUN_DIR)/alertmanager.yml
+	@OPSMON_GRAFANA_URL='$(OPSMON_GRAFANA_URL)' OPSMON_HEARTBEAT_URL='$(OPSMON_HEARTBEAT_URL)' \
+	  OPSMON_LONG_TERM='$(LONG_TERM)' $(BIN)/opsmon --config.file opsmon.yml render --out $(RUN_DIR) >/dev/null
 	@cp Procfile $(RUN_DIR)/Procfile
 	@if [ -n "$(LONG_TERM)" ]; then \
-	  sed $(NATIVE_HOSTS) prometheus/remote_write.yml >> $(RUN_DIR)/prometheus.yml; \
 	  echo "victoriametrics: exec victoria-metrics -storageDataPath=$(RUN_DIR)/victoria-metrics -retentionPeriod=13 -httpListenAddr=127.0.0.1:8428" >> $(RUN_DIR)/Procfile; \
 	fi
 	@if command -v grafana-server >/dev/null; then \
-	  mkdir -p $(RUN_DIR)/grafana/provisioning/datasources $(RUN_DIR)/grafana/provisioning/dashboards; \
-	  sed $(NATIVE_HOSTS) -e 's#http://prometheus:9090#http://127.0.0.1:9090#' -e 's#http://alertmanager:9093#http://127.0.0.1:9093#' \
-	    grafana/provisioning/datasources/datasources.yml > $(RUN_DIR)/grafana/provisioning/datasources/datasources.yml; \
-	  sed -e 's#/var/lib/grafana/dashboards#$(CURDIR)/grafana/dashboards#' \
-	    grafana/provisioning/dashboards/dashboards.yml > $(RUN_DIR)/grafana/provisioning/dashboards/dashboards.yml; \
 	  echo "grafana: exec env GF_PATHS_PROVISIONING=$(RUN_DIR)/grafana/provisioning GF_PATHS_DATA=$(RUN_DIR)/grafana/data grafana-server --homepath /usr/share/grafana" >> $(RUN_DIR)/Procfile; \
 	fi
 

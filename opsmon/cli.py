@@ -1,4 +1,5 @@
-"""`opsmon`: adopt the kit on an app of one's own: `init` writes a starter config, `check` finds what would fail."""
+"""`opsmon`: adopt the kit on an app of one's own: `init` writes a starter config, `check` finds what would fail,
+`render` writes the rest of the stack."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from opsmon import __version__
 from opsmon.checks import check_config
 from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
+from opsmon.render import CannotRender, render
 from opsmon.starter import CannotStart, write_starter
 
 EXIT_OK, EXIT_PROBLEMS = 0, 2
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "or 2 with each named by file and key")
     # Also after the command, as `opsmon check --config.file F` reads; SUPPRESS keeps the one given before it.
     check.add_argument("--config.file", dest="config_file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    rendering = commands.add_parser("render", help="write Prometheus, Alertmanager and Grafana provisioning files "
+                                                   "and systemd units from the config's stack: section")
+    rendering.add_argument("--out", required=True, type=Path, help="the folder to write them in")
+    rendering.add_argument("--config.file", dest="config_file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -59,8 +65,23 @@ def check(config_file: str) -> int:
     return EXIT_OK
 
 
+def render_stack(config_file: str, out: Path) -> int:
+    try:
+        written = render(load_config(config_file), Path(config_file), out)
+    except (InvalidConfig, CannotRender) as err:
+        print(f"opsmon render: {err}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except OSError as err:
+        print(f"opsmon render: {err.filename}: {err.strerror}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"wrote {len(written)} files under {out}")
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "init":
         return init(args)
+    if args.command == "render":
+        return render_stack(args.config_file, args.out)
     return check(args.config_file)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
@@ -92,11 +93,23 @@ def _regex(value: str) -> str:
     return value
 
 
+def _http_url(value: str) -> str:
+    """Kept as written (pydantic's HttpUrl adds a slash), since it is rendered into links and flags."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 Location = Annotated[Path, AfterValidator(_resolve), AfterValidator(_usable_location)]
 ReadableFile = Annotated[Path, AfterValidator(_resolve), AfterValidator(_readable_file)]
+Resolved = Annotated[Path, AfterValidator(_resolve)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Cron = Annotated[str, AfterValidator(_cron)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
+Url = Annotated[str, AfterValidator(_http_url)]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+Duration = Annotated[str, Field(pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$")]
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -356,12 +369,117 @@ class IntegrityConfig(Strict):
     rules: list[IntegrityRule] = []
 
 
+class StackHost(Strict):
+    """One machine of the fleet, as Prometheus reaches it; a service it does not run is null."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    exporter: HostPort | None = "127.0.0.1:9877"
+    backup: HostPort | None = "127.0.0.1:9878"
+    litestream: HostPort | None = "127.0.0.1:9879"
+    # On every series scraped from the host (env, role...), for one's own queries.
+    labels: dict[Annotated[str, Field(pattern=LABEL_NAME)], str] = {}
+
+
+class StackPrometheus(Strict):
+    # Where Grafana reaches Prometheus; Prometheus scrapes itself on localhost at this port.
+    address: HostPort = "127.0.0.1:9090"
+    external_url: Url = "http://localhost:9090"
+    retention: Duration = "35d"  # the error budget is counted over 30 days
+    scrape_interval: Duration = "15s"
+    scrape_timeout: Duration = "10s"  # no longer than scrape_interval
+    # The app's own /metrics, when it serves them (host:port); scraped as job "app".
+    app_address: HostPort | None = None
+
+
+class StackAlertmanager(Strict):
+    address: HostPort = "127.0.0.1:9093"  # where Prometheus and Grafana reach it
+    external_url: Url = "http://localhost:9093"
+
+
+class StackGrafana(Strict):
+    url: Url = "http://localhost:3000"  # the dashboard links in every alert
+    dashboards_directory: Resolved | None = None  # the kit's own boards
+
+
+class StackLongTerm(Strict):
+    """VictoriaMetrics, which keeps every sample 13 months; Prometheus remote-writes to it when enabled."""
+
+    enabled: bool = False
+    address: HostPort = "127.0.0.1:8428"
+
+
+class StackSmtp(Strict):
+    smarthost: HostPort = "127.0.0.1:25"
+    from_address: Email = "opsmon@localhost"
+    require_tls: bool = False
+    username: Name | None = None
+    # Read by Alertmanager: the password never is in this file.
+    password_file: Resolved | None = None
+
+
+class SeverityEmails(Strict):
+    critical: Email = "root@localhost"
+    warning: Email = "root@localhost"
+
+
+class StackTeam(Strict):
+    """Alerts labelled team=<name> go to the team's addresses instead of the default ones."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    email: SeverityEmails
+
+
+class StackReceivers(Strict):
+    smtp: StackSmtp = {}
+    email: SeverityEmails = {}  # everything no team claims
+    teams: list[StackTeam] = []
+    pager_url: Url | None = None  # a paging service's webhook: critical alerts go there too
+    heartbeat_url: Url | None = None  # a dead man's switch, pinged every minute while alerting works
+
+
+class StackSlo(Strict):
+    # The share of requests that must not fail (server errors) over 30 days; the burn-rate alerts follow it.
+    # Below 95 % the fast burn rate (14.4 times the budget) nears 100 % of requests and could hardly page.
+    objective: Annotated[float, Field(ge=0.95, lt=1)] = 0.99
+
+
+class StackSystemd(Strict):
+    user: Name | None = None  # the user that can read the database and write the backups
+    # Where opsmon-exporter and opsmon-backup are installed; default: beside the Python that renders.
+    bin_directory: Resolved | None = None
+
+
+class StackConfig(Strict):
+    """What `opsmon render` writes: Prometheus, Alertmanager, Grafana provisioning and systemd units."""
+
+    hosts: list[StackHost] = [{"name": "localhost"}]
+    prometheus: StackPrometheus = {}
+    alertmanager: StackAlertmanager = {}
+    grafana: StackGrafana = {}
+    long_term: StackLongTerm = {}
+    receivers: StackReceivers = {}
+    slo: StackSlo = {}
+    systemd: StackSystemd = {}
+
+    @model_validator(mode="after")
+    def _unique(self) -> StackConfig:
+        for what, names in (("hosts name", [h.name for h in self.hosts]),
+                            ("receivers.teams name", [t.name for t in self.receivers.teams])):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+        if "ops" in [team.name for team in self.receivers.teams]:
+            raise ValueError("receivers.teams name ops is taken: it is receivers.email, what no team claims")
+        return self
+
+
 class OpsmonConfig(Strict):
     database: DatabaseConfig
     exporter: ExporterConfig = {}
     backups: BackupsConfig | None = None
     business: list[BusinessQueryConfig] = []
     integrity: IntegrityConfig = {}
+    stack: StackConfig = {}
 
     @model_validator(mode="after")
     def _unique_names(self) -> OpsmonConfig:

@@ -28,6 +28,19 @@ def test_the_long_term_store_is_a_profile_that_prometheus_writes_to_when_switche
     assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in remote] == ["victoriametrics"]
 
 
+def test_the_demo_its_pager_and_the_smtp_sink_are_the_demo_profile_and_the_kit_starts_without_them():
+    demo = {name for name, service in SERVICES.items() if service.get("profiles") == ["demo"]}
+    assert demo == {"demo", "pager", "mailpit"}
+    kit = {name for name, service in SERVICES.items() if "profiles" not in service}
+    assert kit == {"exporter", "backup", "prometheus", "alertmanager", "grafana"}
+    for name in kit:
+        service = SERVICES[name]
+        # `docker compose up -d` refuses a service that needs one of a profile not switched on.
+        needed = {dependency for dependency, how in service.get("depends_on", {}).items() if how.get("required", True)}
+        assert not needed & demo, f"{name} needs {needed & demo}"
+        assert not str(service.get("pid", "")).startswith("service:"), f"{name} shares a service's processes"
+
+
 def test_images_are_pinned_by_version():
     for name, service in SERVICES.items():
         image = service["image"]
@@ -96,4 +109,7 @@ def test_the_compose_config_differs_from_opsmon_yml_only_in_paths_and_addresses(
         "database.path", "exporter.listen_address", "exporter.state_directory", "exporter.app_metrics_directory",
         "exporter.processes[0].pidfile", "exporter.probes[0].url", "exporter.probes[1].url", "exporter.logs[0].path",
         "backups.directory", "backups.secondary_directory", "backups.litestream.replica_directory",
-        "backups.litestream.metrics_address", "backups.listen_address", "backups.console.users_file"])
+        "backups.litestream.metrics_address", "backups.listen_address", "backups.console.users_file",
+        "stack.hosts[0].exporter", "stack.hosts[0].backup", "stack.hosts[0].litestream", "stack.prometheus.address",
+        "stack.alertmanager.address", "stack.grafana.dashboards_directory", "stack.long_term.address",
+        "stack.receivers.smtp.smarthost", "stack.receivers.pager_url", "stack.receivers.heartbeat_url"])

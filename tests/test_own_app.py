@@ -1,6 +1,7 @@
 """docs/own-app.md, followed: the kit and the library installed from a clone, then a sample app that is not the
 demo (a clinic's appointments: its own schema, a plain-text log, its own port) in a folder of its own: init, check,
-the exporter scraped by a real Prometheus with the page's scrape config, a backup created and verified, status."""
+the stack rendered, the exporter scraped by a real Prometheus on the rendered config, a backup created and verified,
+status."""
 
 from __future__ import annotations
 
@@ -147,18 +148,22 @@ def test_the_page_takes_an_app_of_ones_own_from_install_to_metrics_and_a_verifie
     for path in ("/appointments/1", "/appointments/1", "/appointments/99"):
         requests.get(f"http://127.0.0.1:{app_port}{path}", timeout=5)
 
-    # Steps 5 and 6: the exporter, scraped by a real Prometheus with the page's scrape config.
+    # Steps 5 and 6: the page's stack section (this test's ports, scraped every second), rendered; the exporter,
+    # scraped by a real Prometheus started on the rendered config.
     exporter_port, prometheus_port = free_port(), free_port()
-    scrape = yaml.safe_load(page_block("yaml", "scrape_configs").replace("127.0.0.1:9877",
-                                                                          f"127.0.0.1:{exporter_port}"))
-    scrape["scrape_configs"] = [job for job in scrape["scrape_configs"] if job["job_name"] == "opsmon-exporter"]
-    scrape["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(scrape))
+    stack = yaml.safe_load(page_block("yaml", "stack:"))["stack"]
+    stack["hosts"][0]["exporter"] = f"127.0.0.1:{exporter_port}"
+    stack["prometheus"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    (folder / "opsmon.yml").write_text(yaml.safe_dump({**document, "business": [upcoming], "stack": stack},
+                                                       sort_keys=False))
+    rendered = opsmon("opsmon", "--config.file", "opsmon.yml", "render", "--out", "stack", cwd=folder)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "smtp_auth_password_file: /etc/opsmon/smtp-password" in (folder / "stack/alertmanager.yml").read_text()
     with open(folder / "services.log", "ab") as log:
         exporter = subprocess.Popen([BIN / "opsmon-exporter", "--config.file", "opsmon.yml",
                                      "--web.listen-address", f"127.0.0.1:{exporter_port}"],
                                     cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-        prometheus = subprocess.Popen(["prometheus", "--config.file=prometheus.yml", "--storage.tsdb.path=tsdb",
+        prometheus = subprocess.Popen(["prometheus", "--config.file=stack/prometheus.yml", "--storage.tsdb.path=tsdb",
                                        f"--web.listen-address=127.0.0.1:{prometheus_port}"],
                                       cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     try:

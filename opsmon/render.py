@@ -1,0 +1,284 @@
+"""`opsmon render`: Prometheus, Alertmanager, Grafana provisioning and systemd units from the config's `stack:`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from opsmon.config import OpsmonConfig, StackConfig
+from opsmon.files import write_atomically
+
+
+def _kit() -> Path:
+    """The shipped rules, Alertmanager file and boards: the clone's, else where `pip install .` put them."""
+    clone = Path(__file__).resolve().parent.parent
+    return clone if (clone / "prometheus" / "rules").is_dir() else Path(sys.prefix) / "share" / "opsmon"
+
+
+KIT = _kit()
+INCOMPLETE = "the kit is incomplete: install opsmon again from a clone"
+RULES = KIT / "prometheus" / "rules"
+ALERTMANAGER = KIT / "alertmanager"
+BOARDS = KIT / "grafana" / "dashboards"
+# The dashboard links in the shipped rules, replaced by stack.grafana.url.
+SHIPPED_GRAFANA_URL = "http://localhost:3000"
+# The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.
+SHIPPED_ERROR_BUDGET = 0.01
+# Settings people give per machine (.env, make's command line) over the config's: (variable, key path).
+ENVIRONMENT_OVERRIDES = (
+    ("OPSMON_GRAFANA_URL", ("grafana", "url")),
+    ("OPSMON_PROMETHEUS_URL", ("prometheus", "external_url")),
+    ("OPSMON_ALERTMANAGER_URL", ("alertmanager", "external_url")),
+    ("OPSMON_HEARTBEAT_URL", ("receivers", "heartbeat_url")),
+    ("OPSMON_LONG_TERM", ("long_term", "enabled")),
+)
+FLEET_JOBS = (("opsmon-exporter", "exporter"), ("opsmon-backup", "backup"), ("litestream", "litestream"))
+# A target without a `host` label is named by its address, so every series of a host carries `host`.
+HOST_FROM_ADDRESS = {"source_labels": ["host", "__address__"], "regex": r";(\[[^\]]+\]|[^:]+)(?::\d+)?",
+                     "target_label": "host"}
+EMAIL_TEMPLATES = {"headers": {"Subject": '{{ template "opsmon.email.subject" . }}'},
+                   "html": '{{ template "opsmon.email.html" . }}', "text": '{{ template "opsmon.email.text" . }}'}
+
+
+class CannotRender(Exception):
+    """A setting or a shipped file the renderer cannot use; the message names it."""
+
+
+def with_environment(stack: StackConfig, environ: dict) -> StackConfig:
+    """The stack with the OPSMON_* settings of the environment over its own; an empty one is unset."""
+    settings = stack.model_dump()
+    for variable, (section, key) in ENVIRONMENT_OVERRIDES:
+        if environ.get(variable):
+            settings[section][key] = environ[variable] == "1" if key == "enabled" else environ[variable]
+    try:
+        return StackConfig.model_validate(settings)
+    except ValidationError as err:
+        names = [v for v, _ in ENVIRONMENT_OVERRIDES if environ.get(v)]
+        raise CannotRender(f"environment {', '.join(names)}: {err.errors()[0]['msg']}") from None
+
+
+def prometheus_config(stack: StackConfig) -> dict:
+    prometheus = stack.prometheus
+    jobs = [{"job_name": job, "file_sd_configs": [{"files": ["targets/*.yml"]}],
+             "relabel_configs": [{"source_labels": ["job"], "regex": job, "action": "keep"}, HOST_FROM_ADDRESS]}
+            for job, _ in FLEET_JOBS]
+    if prometheus.app_address:
+        labels = {"host": stack.hosts[0].name} if stack.hosts else {}
+        jobs.append({"job_name": "app", "static_configs": [{"targets": [prometheus.app_address], "labels": labels}]})
+    port = prometheus.address.rpartition(":")[2]
+    jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{port}"]}]})
+    jobs.append({"job_name": "alertmanager", "static_configs": [{"targets": [stack.alertmanager.address]}]})
+    config = {
+        "global": {"scrape_interval": prometheus.scrape_interval, "scrape_timeout": prometheus.scrape_timeout,
+                   "evaluation_interval": prometheus.scrape_interval, "external_labels": {"stack": "opsmon"}},
+        "rule_files": ["rules/*.rules.yml"],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [stack.alertmanager.address]}]}]},
+        "scrape_configs": jobs,
+    }
+    if stack.long_term.enabled:
+        config["remote_write"] = [{"url": f"http://{stack.long_term.address}/api/v1/write"}]
+    return config
+
+
+def fleet_targets(stack: StackConfig) -> list[dict]:
+    """One group per host and service, each naming its job (prometheus.yml keeps each job's own)."""
+    return [{"targets": [address], "labels": {"job": job, "host": host.name, **host.labels}}
+            for host in stack.hosts for job, service in FLEET_JOBS
+            if (address := getattr(host, service)) is not None]
+
+
+def _shipped_alertmanager() -> dict:
+    try:
+        return yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CannotRender(f"{ALERTMANAGER / 'alertmanager.yml'}: {err.strerror} ({INCOMPLETE})") from None
+
+
+def _email(to: str) -> dict:
+    return {"to": to, "send_resolved": True, **EMAIL_TEMPLATES}
+
+
+def _receivers(stack: StackConfig) -> list[dict]:
+    receivers = stack.receivers
+    pager = [{"url": receivers.pager_url, "send_resolved": True}] if receivers.pager_url else []
+    heartbeat = {"name": "heartbeat"}
+    if receivers.heartbeat_url:
+        heartbeat["webhook_configs"] = [{"url": receivers.heartbeat_url, "send_resolved": False}]
+    addresses = [("ops", receivers.email), *((team.name, team.email) for team in receivers.teams)]
+    paging = [{"name": f"pager-{who}", "email_configs": [_email(email.critical)],
+               **({"webhook_configs": pager} if pager else {})} for who, email in addresses]
+    mailing = [{"name": f"email-{who}", "email_configs": [_email(email.warning)]} for who, email in addresses]
+    return [{"name": "blackhole"}, heartbeat, *paging, *mailing]
+
+
+def _routes(stack: StackConfig, shipped: dict) -> list[dict]:
+    """The shipped heartbeat route, then one receiver per severity, with a child per team when there are teams."""
+    heartbeat = next(route for route in shipped["route"]["routes"] if route["receiver"] == "heartbeat")
+    window = [interval["name"] for interval in shipped["time_intervals"]]
+    critical = {"receiver": "pager-ops", "matchers": ['severity="critical"'], "repeat_interval": "2h"}
+    warning = {"receiver": "email-ops", "matchers": ['severity="warning"'], "mute_time_intervals": window}
+    teams = [team.name for team in stack.receivers.teams]
+    if teams:
+        critical["routes"] = [{"receiver": f"pager-{team}", "matchers": [f'team="{team}"']} for team in teams]
+        warning["routes"] = [{"receiver": f"email-{team}", "matchers": [f'team="{team}"'],
+                              "mute_time_intervals": window} for team in teams]
+    return [heartbeat, {"receiver": "blackhole", "matchers": ['severity="info"']}, critical, warning]
+
+
+def alertmanager_config(stack: StackConfig) -> dict:
+    """The user's receivers; the grouping, inhibitions and maintenance window exactly as shipped."""
+    shipped = _shipped_alertmanager()
+    smtp = stack.receivers.smtp
+    mail = {"resolve_timeout": shipped["global"]["resolve_timeout"], "smtp_smarthost": smtp.smarthost,
+            "smtp_from": smtp.from_address, "smtp_require_tls": smtp.require_tls}
+    if smtp.username:
+        mail["smtp_auth_username"] = smtp.username
+    if smtp.password_file:
+        mail["smtp_auth_password_file"] = str(smtp.password_file)
+    route = {key: value for key, value in shipped["route"].items() if key != "routes"}
+    return {"global": mail, "templates": shipped["templates"], "route": {**route, "routes": _routes(stack, shipped)},
+            "inhibit_rules": shipped["inhibit_rules"], "time_intervals": shipped["time_intervals"],
+            "receivers": _receivers(stack)}
+
+
+def grafana_datasources(stack: StackConfig) -> dict:
+    """Fixed uids: the boards name these, so nothing depends on Grafana filling in ${DS_...}."""
+    prometheus = {"name": "Prometheus", "uid": "opsmon-prometheus", "type": "prometheus", "access": "proxy",
+                  "url": f"http://{stack.prometheus.address}", "isDefault": True, "editable": False,
+                  "jsonData": {"timeInterval": stack.prometheus.scrape_interval, "manageAlerts": True}}
+    long_term = {"name": "VictoriaMetrics", "uid": "opsmon-victoriametrics", "type": "prometheus", "access": "proxy",
+                 "url": f"http://{stack.long_term.address}", "isDefault": False, "editable": False,
+                 "jsonData": {"timeInterval": stack.prometheus.scrape_interval}}
+    alertmanager = {"name": "Alertmanager", "uid": "opsmon-alertmanager", "type": "alertmanager", "access": "proxy",
+                    "url": f"http://{stack.alertmanager.address}", "editable": False,
+                    "jsonData": {"implementation": "prometheus"}}
+    return {"apiVersion": 1, "datasources": [prometheus, long_term, alertmanager]}
+
+
+def grafana_dashboards(stack: StackConfig) -> dict:
+    return {"apiVersion": 1, "providers": [{
+        "name": "opsmon", "folder": "opsmon", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
+        "options": {"path": str(stack.grafana.dashboards_directory or BOARDS), "foldersFromFilesStructure": False}}]}
+
+
+def _unit(description: str, exec_start: str, user: str | None) -> str:
+    lines = ["[Unit]", f"Description={description}", "Wants=network-online.target", "After=network-online.target",
+             "", "[Service]", f"ExecStart={exec_start}", "Restart=on-failure"]
+    if user:
+        lines.append(f"User={user}")
+    return "\n".join([*lines, "", "[Install]", "WantedBy=multi-user.target", ""])
+
+
+def _argument(value: object) -> str:
+    """One word of an ExecStart line: quoted when it holds a space, as systemd splits on them."""
+    text = str(value)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def _drop_in(exec_start: str) -> str:
+    # An empty ExecStart= first: a drop-in adds to the package's own otherwise.
+    return f"[Service]\nExecStart=\nExecStart={exec_start}\n"
+
+
+def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str, str]:
+    """Units for the exporter and the backup service, and drop-ins pointing Debian's own at the rendered files."""
+    bin_directory = stack.systemd.bin_directory or Path(sys.executable).parent
+    config = f"--config.file {_argument(config_file)}"
+    exporter = f"{_argument(bin_directory / 'opsmon-exporter')} {config}"
+    backup = f"{_argument(bin_directory / 'opsmon-backup')} {config} serve"
+    prometheus, alertmanager = stack.prometheus, stack.alertmanager
+    return {
+        "opsmon-exporter.service": _unit("opsmon exporter: the database, host, logs and app metrics", exporter,
+                                         stack.systemd.user),
+        "opsmon-backup.service": _unit("opsmon backups: schedules, verification, drills and the console", backup,
+                                       stack.systemd.user),
+        "prometheus.service.d/opsmon.conf": _drop_in(
+            f"/usr/bin/prometheus --config.file={_argument(out / 'prometheus.yml')} "
+            f"--storage.tsdb.path=/var/lib/prometheus/metrics2/ --storage.tsdb.retention.time={prometheus.retention} "
+            f"--web.listen-address={prometheus.address} --web.external-url={prometheus.external_url} "
+            "--web.route-prefix=/"),
+        "prometheus-alertmanager.service.d/opsmon.conf": _drop_in(
+            f"/usr/bin/prometheus-alertmanager --config.file={_argument(out / 'alertmanager.yml')} "
+            f"--storage.path=/var/lib/prometheus/alertmanager/ --web.listen-address={alertmanager.address} "
+            f"--web.external-url={alertmanager.external_url} --web.route-prefix=/ --cluster.listen-address="),
+    }
+
+
+def _error_budget(text: str, objective: float) -> str:
+    """slo.rules.yml with the budget of the objective in place of the shipped 1 %: thresholds and words."""
+    budget = round(1 - objective, 10)
+    if budget == SHIPPED_ERROR_BUDGET:
+        return text
+    if f"* {SHIPPED_ERROR_BUDGET})" not in text:
+        raise CannotRender(f"{RULES / 'slo.rules.yml'}: no burn-rate threshold '* {SHIPPED_ERROR_BUDGET})' in it: "
+                           "stack.slo.objective cannot be rendered into it")
+    percent = f"{budget * 100:g} %"
+    for shipped, wanted in ((f"* {SHIPPED_ERROR_BUDGET})", f"* {budget})"),
+                            (f"/ {SHIPPED_ERROR_BUDGET}\n", f"/ {budget}\n"),
+                            ("budget of 1 % errors", f"budget of {percent} errors"),
+                            ("fewer than 1 % of requests fail", f"fewer than {percent} of requests fail")):
+        text = text.replace(shipped, wanted)
+    return text
+
+
+def _rules(stack: StackConfig) -> dict[str, str]:
+    rules = sorted(RULES.glob("*.rules.yml"))
+    if not rules:
+        raise CannotRender(f"{RULES}: no *.rules.yml to render ({INCOMPLETE})")
+    rendered = {}
+    for path in rules:
+        text = path.read_text(encoding="utf-8").replace(SHIPPED_GRAFANA_URL, stack.grafana.url)
+        rendered[f"rules/{path.name}"] = _error_budget(text, stack.slo.objective) if path.name == "slo.rules.yml" \
+            else text
+    return rendered
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Shared values written out in full: a rendered file reads without anchors to follow."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def _yaml(document: object, header: str) -> str:
+    return f"# {header}\n" + yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=120)
+
+
+def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: dict) -> dict[str, str]:
+    """Every file `render` writes, by its path under the output folder."""
+    stack = with_environment(config.stack, environ)
+    header = f"Rendered by `opsmon render` from {config_file}: change its stack: section and render again."
+    files = {
+        "prometheus.yml": _yaml(prometheus_config(stack), header),
+        # Hosts added as files of their own in targets/ are read too, live.
+        "targets/local.yml": _yaml(fleet_targets(stack), header),
+        **_rules(stack),
+        "alertmanager.yml": _yaml(alertmanager_config(stack), header),
+        **{f"templates/{path.name}": path.read_text(encoding="utf-8")
+           for path in sorted((ALERTMANAGER / "templates").glob("*.tmpl"))},
+        "grafana/provisioning/datasources/datasources.yml": _yaml(grafana_datasources(stack), header),
+        "grafana/provisioning/dashboards/dashboards.yml": _yaml(grafana_dashboards(stack), header),
+    }
+    files.update({f"systemd/{name}": text for name, text in systemd_units(stack, config_file, out).items()})
+    return files
+
+
+def render(config: OpsmonConfig, config_file: Path, out: Path, environ: dict | None = None) -> list[Path]:
+    """Write the stack's files under `out`; files of one's own there (more hosts in targets/) are left alone."""
+    out = out.resolve()
+    files = rendered_files(config, config_file.resolve(), out, os.environ if environ is None else environ)
+    # Rules no longer shipped would still be loaded by rules/*.rules.yml.
+    for stale in set((out / "rules").glob("*.rules.yml")) - {out / name for name in files}:
+        stale.unlink()
+    written = []
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, text.encode("utf-8"))
+        written.append(path)
+    return written
+
