@@ -62,6 +62,9 @@ def test_alerts_each_injected_once_and_resolved_and_nothing_else():
     assert alert_problems(injected, unresolved) == ["OpsmonBackupCopyStale: still firing at the end"]
     stray = [*fine, ("OpsmonDiskSpaceLow", True)]
     assert alert_problems(injected, stray) == ["OpsmonDiskSpaceLow: fired but was not injected"]
+    patterns = [*fine, ("OpsmonLogPatternNew", True), ("OpsmonLogPatternNew", True)]
+    assert alert_problems([*injected, "OpsmonLogPatternNew"], patterns) == []
+    assert alert_problems(injected, patterns) == ["OpsmonLogPatternNew: fired but was not injected"]
 
 
 def test_demo_error_ratio_limit():
