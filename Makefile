@@ -115,6 +115,7 @@ chaos: venv
 # traffic, faults and scaled schedules, sampled and judged: not part of make test. Stop `make run` first.
 .PHONY: soak
 soak: run-deps venv
+	rm -rf .soak   # each soak starts from an empty kit, as a new install would
 	$(MAKE) --no-print-directory native-configs RUN_DIR=.soak
 	$(BIN)/python bench/soak.py --duration $(or $(DURATION),30m) $(SOAK_FLAGS)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import nullcontext
+from functools import partial
 import os
 import random
 import re
@@ -29,6 +30,7 @@ from bench.chaos_tools import Children, tmpfs  # noqa: E402
 from bench.soak_judge import (Row, alert_problems, cpu_per_scrape_rises, error_ratio_problem,  # noqa: E402
                               judge_series, markdown, per_scrape)
 from bench.soak_sampler import Sampler, plot, read_samples  # noqa: E402
+from exporter.collectors.footprint import folder_bytes  # noqa: E402
 from opsmon.catalog import read_catalog  # noqa: E402
 
 DEMO = "http://127.0.0.1:8080"
@@ -182,6 +184,9 @@ class Faults:
 
     def full_secondary(self) -> None:
         secondary = Path(self.document["backups"]["secondary_directory"])
+        if not os.path.ismount(secondary):
+            self.log.append("second folder not filled: it is a tmpfs only when the soak runs as root")
+            return  # filling it would fill the disk the whole host writes to
         filler = secondary / ".soak-filler"
         try:
             with filler.open("wb") as handle:
@@ -217,6 +222,23 @@ class Faults:
             if number == 0:
                 self.new_log_pattern()
             number += 1
+
+
+def catalog_bytes(backups: Path) -> int:
+    """The catalog: status.json and a manifest beside each backup."""
+    return sum(path.stat().st_size for path in backups.rglob("*.json") if path.is_file())
+
+
+def sizes(root: Path, document: dict) -> dict:
+    """The kit's folders the soak watches, and how to measure each."""
+    backups = Path(document["backups"]["directory"])
+    folders = {"tsdb": root / "prometheus", "backups": backups,
+               "secondary": Path(document["backups"]["secondary_directory"]),
+               "replica": Path(document["backups"]["litestream"]["replica_directory"]),
+               "logs": root / "logs", "exporter_state": Path(document["exporter"]["state_directory"])}
+    measures = {name: partial(folder_bytes, folder) for name, folder in folders.items()}
+    measures["catalog"] = partial(catalog_bytes, backups)
+    return measures
 
 
 def alert_episodes(start: float, end: float) -> list[tuple[str, bool]]:
@@ -275,11 +297,7 @@ def main(argv=None) -> int:
             end = started + args.duration
             processes = {name: stack.pid(name) for name in READY}
             processes["litestream"] = stack.litestream_pid
-            folders = {"tsdb": root / "prometheus", "backups": Path(document["backups"]["directory"]),
-                       "secondary": Path(document["backups"]["secondary_directory"]),
-                       "replica": Path(document["backups"]["litestream"]["replica_directory"]),
-                       "logs": root / "logs", "exporter_state": Path(document["exporter"]["state_directory"])}
-            sampler = Sampler(processes, folders, root / "samples.csv", args.interval).start()
+            sampler = Sampler(processes, sizes(root, document), root / "samples.csv", args.interval).start()
             traffic = Traffic(stop, random.Random(args.seed))
             traffic.start()
             faults = Faults(stack, document, end, stop)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import psutil
 
-from exporter.collectors.footprint import FootprintError, folder_bytes
+from exporter.collectors.footprint import FootprintError
 
 PROCESS_KINDS = ("rss", "fds", "threads", "cpu")
 FIELDS = ("time", "kind", "name", "value")
@@ -41,10 +41,10 @@ def process_tree_usage(pid: int) -> dict[str, float] | None:
 class Sampler:
     """Samples every `interval` seconds into `csv_path` until stopped; `samples()` reads them back."""
 
-    def __init__(self, processes: dict[str, Callable[[], int | None]], folders: dict[str, Path], csv_path: Path,
-                 interval: float = 30.0, clock=time.time):
+    def __init__(self, processes: dict[str, Callable[[], int | None]], sizes: dict[str, Callable[[], int]],
+                 csv_path: Path, interval: float = 30.0, clock=time.time):
         self._processes = processes  # name -> a function giving its pid now (a restart changes it)
-        self._folders = folders
+        self._sizes = sizes  # name -> a function giving the bytes it holds now (folder_bytes of a folder)
         self._csv_path = Path(csv_path)
         self._interval = interval
         self._clock = clock
@@ -76,11 +76,11 @@ class Sampler:
             usage = process_tree_usage(pid) if pid else None
             for kind, value in (usage or {}).items():
                 rows.append((now, kind, name, value))
-        for name, folder in self._folders.items():
+        for name, size in self._sizes.items():
             try:
-                rows.append((now, "bytes", name, folder_bytes(Path(folder))))
-            except FootprintError:
-                continue  # a folder the soak filled or locked on purpose; its next sample counts
+                rows.append((now, "bytes", name, size()))
+            except (FootprintError, OSError):
+                continue  # a file removed while measured (retention, rotation): the next sample counts
         with self._csv_path.open("a", newline="") as out:
             csv.writer(out).writerows(rows)
 

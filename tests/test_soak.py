@@ -7,6 +7,7 @@ import random
 from bench.soak_judge import (alert_problems, cpu_per_scrape_rises, error_ratio_problem, judge_series, markdown,
                               per_scrape)
 from bench.soak_sampler import Sampler, plot
+from exporter.collectors.footprint import folder_bytes
 from tests.conftest import start, stop, wait_for
 
 MIB = 2**20
@@ -84,7 +85,7 @@ def test_short_soak_guard_catches_a_planted_leak_and_not_a_flat_process(tmp_path
     leaking = start(["-c", LEAKING], python_env)
     flat = start(["-c", FLAT], python_env)
     csv_path = tmp_path / "samples.csv"
-    sampler = Sampler({"leaking": lambda: leaking.pid, "flat": lambda: flat.pid}, {"folder": tmp_path},
+    sampler = Sampler({"leaking": lambda: leaking.pid, "flat": lambda: flat.pid}, {"folder": lambda: folder_bytes(tmp_path)},
                       csv_path, interval=0.5)
     try:
         sampler.start()
@@ -103,5 +104,6 @@ def test_short_soak_guard_catches_a_planted_leak_and_not_a_flat_process(tmp_path
     assert verdicts["leaking"].verdict == "GROWS", markdown([("rss", verdicts["leaking"])])
     assert verdicts["flat"].verdict == "flat", markdown([("rss", verdicts["flat"])])
     for kind in ("fds", "threads", "cpu"):
-        assert ("leaking", kind) in {(name, k) for k, name in samples}
+        assert (kind, "leaking") in samples
+    assert ("bytes", "folder") in samples
     assert {path.name for path in plot(samples, tmp_path / "plots")} >= {"leaking-rss.png", "flat-rss.png"}
