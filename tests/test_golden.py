@@ -12,7 +12,7 @@ import requests
 from exporter.collectors.backup import BackupCollector
 from exporter.collectors.business import BusinessCollector
 from exporter.collectors.database import DatabaseCollector
-from exporter.collectors.footprint import FootprintCollector, FootprintError
+from exporter.collectors.footprint import FootprintCollector, FootprintError, folder_bytes
 from exporter.collectors.gpu import GpuCollector
 from exporter.collectors.logs import LogsCollector
 from exporter.collectors.probes import ProbesCollector
@@ -167,11 +167,19 @@ def test_golden_files_pass_promtool():
 
 
 def test_footprint():
-    """Each part's bytes from a fixture folder; the replica not created yet reads 0, a link is not followed."""
+    """Each part's bytes from a fixture folder; the replica not created yet reads 0; logs count rotated siblings."""
     root = FIXTURES / "footprint"
     folders = {"backups": root / "backups", "secondary": root / "secondary", "replica": root / "no-replica-yet",
                "exporter_state": root / "state"}
     assert_golden("footprint", exposition(FootprintCollector(folders, [root / "logs" / "app.log"])))
+
+
+def test_footprint_does_not_follow_links(tmp_path):
+    """A link to a big file elsewhere is not the kit's data."""
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "big").write_bytes(b"x" * 4096)
+    (tmp_path / "backups" / "link").symlink_to(tmp_path / "big")
+    assert folder_bytes(tmp_path / "backups") == 0
 
 
 def test_footprint_folder_that_cannot_be_read_fails_the_collector_naming_it(tmp_path):

@@ -7,6 +7,7 @@ A configured folder not created yet holds nothing and reads 0; a part the config
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
@@ -30,11 +31,11 @@ def folder_bytes(folder: Path) -> int:
     for root, _dirs, files in os.walk(folder, onerror=_raise):
         for name in files:
             try:
-                stat = os.lstat(os.path.join(root, name))
+                info = os.lstat(os.path.join(root, name))
             except FileNotFoundError:
                 continue  # removed while we walked (a rotation, a retention run)
-            if not os.path.islink(os.path.join(root, name)):
-                total += stat.st_size
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
     return total
 
 
