@@ -274,51 +274,57 @@ def interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
+def run(stack: Stack, document: dict, args, root: Path) -> list[str]:
+    """Start the stack, drive it for the duration, and return the problems the final checks found."""
+    stop = threading.Event()
+    stack.start()
+    stack.wait_ready()
+    set_faults(error_rate=ERROR_RATE)
+    started = time.time()
+    end = started + args.duration
+    processes = {name: stack.pid(name) for name in READY}
+    processes["litestream"] = stack.litestream_pid
+    sampler = Sampler(processes, sizes(root, document), root / "samples.csv", args.interval).start()
+    traffic = Traffic(stop, random.Random(args.seed))
+    faults = Faults(stack, document, end, stop)
+    rotations: list[str] = []
+    fault_thread = threading.Thread(target=faults.run, args=(min(600.0, args.duration / 6), rotations), daemon=True)
+    try:
+        traffic.start()
+        fault_thread.start()
+        print(f"soak: {args.duration / 60:.0f} minutes, samples every {args.interval:.0f}s in {root}", flush=True)
+        stop.wait(max(0.0, end - time.time()))
+    finally:
+        stop.set()
+        fault_thread.join()
+        traffic.join()
+        sampler.stop()
+    print(f"faults: {'; '.join(faults.log) or 'none'}; log rotations: {', '.join(rotations) or 'none'}")
+    return final_checks(stack, document, traffic, faults, started)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=duration, default=duration(os.environ.get("DURATION") or "30m"),
                         help="how long: 5m, 30m, 3h (default $DURATION or 30m)")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between samples (default 30)")
-    parser.add_argument("--dir", type=Path, default=REPO / ".soak", help="where the stack and the results live")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    root = args.dir.resolve()
+    root = REPO / ".soak"  # where `make soak` rendered the configs (make native-configs RUN_DIR=.soak)
     signal.signal(signal.SIGTERM, interrupted)  # a kill stops the stack as Ctrl-C does
     stack = Stack(root)
     document = stack.write_config()
-    stop = threading.Event()
-    problems: list[str] = []
+    secondary = Path(document["backups"]["secondary_directory"])
     try:
-        with tmpfs(Path(document["backups"]["secondary_directory"]), "256m") if os.geteuid() == 0 else nullcontext():
-            stack.start()
-            stack.wait_ready()
-            set_faults(error_rate=ERROR_RATE)
-            started = time.time()
-            end = started + args.duration
-            processes = {name: stack.pid(name) for name in READY}
-            processes["litestream"] = stack.litestream_pid
-            sampler = Sampler(processes, sizes(root, document), root / "samples.csv", args.interval).start()
-            traffic = Traffic(stop, random.Random(args.seed))
-            traffic.start()
-            faults = Faults(stack, document, end, stop)
-            rotations: list[str] = []
-            fault_thread = threading.Thread(target=faults.run, args=(min(600.0, args.duration / 6), rotations),
-                                            daemon=True)
-            fault_thread.start()
-            print(f"soak: {args.duration / 60:.0f} minutes, samples every {args.interval:.0f}s in {root}", flush=True)
-            stop.wait(max(0.0, end - time.time()))
-            stop.set()
-            fault_thread.join()
-            traffic.join()
-            sampler.stop()
-            problems += final_checks(stack, document, traffic, faults, started)
-            print(f"faults: {'; '.join(faults.log) or 'none'}; log rotations: {', '.join(rotations) or 'none'}")
+        # The second folder on a small disk of its own, so that filling it fills nothing else.
+        with tmpfs(secondary, "256m") if os.geteuid() == 0 else nullcontext():
+            try:
+                problems = run(stack, document, args, root)
+            finally:
+                stack.close()  # before the tmpfs goes: nothing may hold it
     except KeyboardInterrupt:
-        print("soak: interrupted; stopping everything it started", file=sys.stderr)
+        print("soak: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
-    finally:
-        stop.set()
-        stack.close()
     table, passed = judge(root / "samples.csv", problems)
     plot(read_samples(root / "samples.csv"), root / "plots")
     (root / "report.md").write_text(table + "\n")
