@@ -47,6 +47,7 @@ ERROR_RATE = 0.005
 # fault held this long fires it; it resolves within RESOLVE_SECONDS of the end of the fault.
 PROBE_FAULT_SECONDS = 180.0
 RESOLVE_SECONDS = 16 * 60.0
+SHORTEST_JUDGED = 30 * 60.0
 
 
 def duration(text: str) -> float:
@@ -200,12 +201,11 @@ class Faults:
 
     def new_log_pattern(self) -> None:
         """Jobs fail for a moment with an error the log has not shown before: OpsmonLogPatternNew, which
-        looks back 10 minutes, expected when the run lasts long enough for it to resolve."""
+        looks back 10 minutes (so it resolves only in a run of RESOLVE_SECONDS or more)."""
         set_faults(storage_full=True)
         self.stop.wait(2)
         set_faults(storage_full=False)
-        if self.end - time.time() > RESOLVE_SECONDS:
-            self.injected.append("OpsmonLogPatternNew")
+        self.injected.append("OpsmonLogPatternNew")
         self.log.append("a new log pattern")
 
     def run(self, every: float, rotations: list[str]) -> None:
@@ -329,6 +329,9 @@ def main(argv=None) -> int:
     plot(read_samples(root / "samples.csv"), root / "plots")
     (root / "report.md").write_text(table + "\n")
     print(table)
+    if args.duration < SHORTEST_JUDGED:
+        print(f"note: under {SHORTEST_JUDGED / 60:.0f} minutes the warm-up is most of the run and alerts cannot "
+              "resolve: this run proves the machinery, not the verdicts")
     return 0 if passed else 1
 
 
