@@ -7,8 +7,6 @@ keeps everything under .soak/: samples.csv, plots/, the services' logs and the t
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
-from functools import partial
 import os
 import random
 import re
@@ -17,6 +15,8 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import psutil
