@@ -95,5 +95,13 @@ bench: venv
 chaos: venv
 	$(BIN)/python bench/chaos.py $(CHAOS_FLAGS)
 
+# The whole native stack under .soak/ for DURATION (default 30m; the measured run is 3h) under
+# traffic, faults and scaled schedules, sampled and judged: not part of make test. Stop `make run` first.
+.PHONY: soak
+soak: run-deps venv
+	rm -rf .soak   # each soak starts from an empty kit, as a new install would
+	$(MAKE) --no-print-directory native-configs RUN_DIR=.soak
+	$(BIN)/python bench/soak.py --duration $(or $(DURATION),30m) $(SOAK_FLAGS)
+
 clean:
 	rm -rf $(RUN_DIR)

@@ -12,6 +12,7 @@ import requests
 from exporter.collectors.backup import BackupCollector
 from exporter.collectors.business import BusinessCollector
 from exporter.collectors.database import DatabaseCollector
+from exporter.collectors.footprint import FootprintCollector, FootprintError, folder_bytes
 from exporter.collectors.gpu import GpuCollector
 from exporter.collectors.logs import LogsCollector
 from exporter.collectors.probes import ProbesCollector
@@ -159,10 +160,33 @@ def test_app_metrics_from_worker_processes(tmp_path):
 
 def test_golden_files_pass_promtool():
     goldens = sorted(GOLDEN.glob("*.prom"))
-    assert len(goldens) == 9, [g.name for g in goldens]
+    assert len(goldens) == 10, [g.name for g in goldens]
     for golden in goldens:
         result = subprocess.run(["promtool", "check", "metrics"], stdin=golden.open("rb"), capture_output=True)
         problems = (result.stdout + result.stderr).decode().splitlines()
         assert not problems, f"{golden.name}: {problems}"
         # Exit 3 means lint findings only; anything else is a parse error.
         assert result.returncode in (0, 3), f"{golden.name}: promtool exited {result.returncode}"
+
+
+def test_footprint():
+    """Each part's bytes from a fixture folder; the replica not created yet reads 0; logs count rotated siblings."""
+    root = FIXTURES / "footprint"
+    folders = {"backups": root / "backups", "secondary": root / "secondary", "replica": root / "no-replica-yet",
+               "exporter_state": root / "state"}
+    assert_golden("footprint", exposition(FootprintCollector(folders, [root / "logs" / "app.log"])))
+
+
+def test_footprint_does_not_follow_links(tmp_path):
+    """A link to a big file elsewhere is not the kit's data."""
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "big").write_bytes(b"x" * 4096)
+    (tmp_path / "backups" / "link").symlink_to(tmp_path / "big")
+    assert folder_bytes(tmp_path / "backups") == 0
+
+
+def test_footprint_folder_that_cannot_be_read_fails_the_collector_naming_it(tmp_path):
+    """A file where the backup folder should be (root reads any folder, so a mode cannot stand in here)."""
+    (tmp_path / "backups").write_text("not a folder\n")
+    with pytest.raises(FootprintError, match=f"{tmp_path / 'backups'} is not a folder"):
+        exposition(FootprintCollector({"backups": tmp_path / "backups"}, []))

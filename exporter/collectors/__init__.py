@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.collectors import app, backup, business, database, gpu, logs, probes, process, system
+from exporter.collectors import app, backup, business, database, footprint, gpu, logs, probes, process, system
 
 # name -> module with build(config) returning a collector, or None when the config gives it nothing to do.
 REGISTRY = {
@@ -15,6 +15,7 @@ REGISTRY = {
     "backup": backup,
     "business": business,
     "app": app,
+    "footprint": footprint,
 }
 
 

@@ -95,6 +95,21 @@ def hosts_table() -> dashboard.Panel:
         sort_by="host", descending=False, row_links=[p.host_link(title, uid) for title, uid in HOST_BOARDS])
 
 
+def capacity_row() -> p.Row:
+    """The kit's own data: what each of its folders holds and how fast it all grows (OpsmonFootprintFillsDisk)."""
+    return p.Row(8, [
+        (p.graph("Kit's own data", "Bytes each of the kit's folders holds (backups, second folder, Litestream "
+                 "replica, logs, exporter state), and Prometheus's TSDB. Retention keeps each bounded: a sawtooth, "
+                 "not a ramp.",
+                 [p.query(f"opsmon_footprint_bytes{H}", "{{host}} {{part}}"),
+                  p.query("prometheus_tsdb_storage_blocks_bytes", "TSDB {{instance}}")], p.BYTES, minimum=0,
+                 links=[p.link("System", "opsmon-system")]), 12),
+        (p.graph("Kit's data growth (6 h)", "How fast the kit's folders grow together, per host, over 6 hours. "
+                 "OpsmonFootprintFillsDisk fires when a day's average, kept up for 35 days, exceeds the free space.",
+                 [p.query(f"host:opsmon_footprint_bytes:deriv6h{H}", "{{host}}")], p.BYTES_PER_SECOND), 12),
+    ])
+
+
 def build() -> dashboard.Dashboard:
     heartbeat = rules.heartbeat()
     boundary = f"{rules.bucket('OpsmonLatencyHigh'):g}"
@@ -175,6 +190,7 @@ def build() -> dashboard.Dashboard:
                                links=[dashboard.DashboardLink("Alert groups in Alertmanager")
                                       .type(model.DashboardLinkType.LINK).url(alert_groups_url())]), 12),
             ]),
+            capacity_row(),
         ],
         links=[dashboard.DashboardLink("Alerts in Alertmanager").type(model.DashboardLinkType.LINK)
                .url(alert_groups_url()).icon("bolt").tooltip("Silenced and inhibited alerts left out")],
