@@ -158,6 +158,28 @@ def test_three_worker_processes_add_up(tmp_path, python_env):
     assert registry.get_sample_value("app_requests_in_progress", {"handler": "process_video"}) == 0
 
 
+# An app as docs/own-app.md shows it: a handler decorated at import, prepare_multiprocess_dir() in main.
+DECORATED_AT_IMPORT = """
+from opsmon import instrument
+
+@instrument.track("lend")
+def lend():
+    pass
+
+instrument.prepare_multiprocess_dir()
+lend()
+"""
+
+
+def test_a_handler_decorated_at_import_records_into_the_folder_prepared_after(tmp_path, python_env):
+    directory = tmp_path / "not-yet-created"
+    env = {**python_env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    subprocess.run([sys.executable, "-c", DECORATED_AT_IMPORT], env=env, check=True, timeout=60)
+    registry = CollectorRegistry()
+    registry.register(AppCollector(directory))
+    assert registry.get_sample_value("app_requests_total", {"handler": "lend"}) == 1
+
+
 def test_prepare_refuses_without_multiprocess_mode(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with pytest.raises(instrument.ConfigError, match="set PROMETHEUS_MULTIPROC_DIR before"):

@@ -29,6 +29,7 @@ from opsmon.instrument.errors import (
 )
 from opsmon.instrument.jsonlog import JsonFormatter, setup_logging
 from opsmon.instrument.metrics import AppMetrics, Track, prepare_multiprocess_dir, process_exited
+from opsmon.instrument.metrics import process_metrics as metrics
 
 __all__ = [
     "AppMetrics", "BackupError", "ConfigError", "DataIntegrityError", "ExternalServiceError", "JsonFormatter",
@@ -36,20 +37,9 @@ __all__ = [
     "prepare_multiprocess_dir", "process_exited", "record_error", "reference_of", "setup_logging", "track",
 ]
 
-_metrics: AppMetrics | None = None
-
-
-def metrics() -> AppMetrics:
-    """The process's app_* metrics, created at first use."""
-    global _metrics
-    if _metrics is None:
-        _metrics = AppMetrics()
-    return _metrics
-
-
 def track(handler: str, **fields) -> Track:
     """Time, count and name one request or job; `fields` (method, path, video_id...) go on its log records."""
-    return Track(metrics(), handler, fields)
+    return Track(None, handler, fields)
 
 
 def record_error(error: BaseException) -> None:

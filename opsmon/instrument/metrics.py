@@ -65,16 +65,22 @@ class Track:
     category and severity, at the level its severity asks for, unless it was logged already.
     """
 
-    def __init__(self, metrics: AppMetrics, handler: str, fields: dict | None = None):
+    def __init__(self, metrics: AppMetrics | None, handler: str, fields: dict | None = None):
         clash = sorted(set(fields or {}) & (_RECORD_ATTRIBUTES | {"request_id", "handler"}))
         if clash:
             raise ValueError(f"track() fields clash with log record attributes: {', '.join(clash)}")
-        self._metrics = metrics
+        # None: the process's own metrics, looked up at first use, because `@track` on a function runs
+        # at import, before the app has called prepare_multiprocess_dir() and the folder exists.
+        self._given = metrics
         self._handler = handler
         self._fields = dict(fields or {})
         # Stacks, so one Track may be entered again while in use.
         self._started: list[float] = []
         self._tokens: list = []
+
+    @property
+    def _metrics(self) -> AppMetrics:
+        return self._given or process_metrics()
 
     def __enter__(self):
         for kind in ERROR_KINDS:  # present at 0 before the first error
@@ -116,10 +122,21 @@ class Track:
     def __call__(self, func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with Track(self._metrics, self._handler, self._fields):
+            with Track(self._given, self._handler, self._fields):
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+_process_metrics: AppMetrics | None = None
+
+
+def process_metrics() -> AppMetrics:
+    """The process's app_* metrics, created at first use."""
+    global _process_metrics
+    if _process_metrics is None:
+        _process_metrics = AppMetrics()
+    return _process_metrics
 
 
 def prepare_multiprocess_dir() -> Path:
