@@ -248,9 +248,23 @@ def _yaml(document: object, header: str) -> str:
     return f"# {header}\n" + yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=120)
 
 
+def hosts_where_config_listens(config: OpsmonConfig) -> StackConfig:
+    """The stack with each host's left-out service addresses taken from this file: its listen addresses,
+    or none where it runs no such service (no backups section, Litestream off), so Prometheus scrapes
+    the ports the services use and never one nothing listens on."""
+    backups = config.backups
+    own = {"exporter": config.exporter.listen_address,
+           "backup": backups.listen_address if backups else None,
+           "litestream": backups.litestream.metrics_address if backups and backups.litestream.enabled else None}
+    hosts = [host.model_copy(update={service: address for service, address in own.items()
+                                     if service not in host.model_fields_set})
+             for host in config.stack.hosts]
+    return config.stack.model_copy(update={"hosts": hosts})
+
+
 def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: dict) -> dict[str, str]:
     """Every file `render` writes, by its path under the output folder."""
-    stack = with_environment(config.stack, environ)
+    stack = with_environment(hosts_where_config_listens(config), environ)
     header = f"Rendered by `opsmon render` from {config_file}: change its stack: section and render again."
     files = {
         "prometheus.yml": _yaml(prometheus_config(stack), header),

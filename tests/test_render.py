@@ -117,7 +117,7 @@ def test_the_units_and_the_drop_ins_for_debian_s_own_pass_systemd_analyze_verify
 def test_environment_settings_override_the_config_and_files_of_one_s_own_stay(tmp_path):
     out = tmp_path / "run"
     (out / "targets").mkdir(parents=True)
-    (out / "targets/db2.yml").write_text('- targets: ["10.0.0.2:9877"]\n  labels: {job: opsmon-exporter}\n')
+    (out / "targets/db2.yml").write_text('- targets: ["there.lan:9877"]\n  labels: {job: opsmon-exporter}\n')
     (out / "rules").mkdir()
     (out / "rules/retired.rules.yml").write_text("groups: []\n")
     env = {"OPSMON_GRAFANA_URL": "https://grafana.example.com", "OPSMON_LONG_TERM": "1",
@@ -259,3 +259,15 @@ def test_the_slo_objective_sets_the_burn_rate_thresholds_of_the_rendered_rules(t
     assert tested.returncode == 0, tested.stdout + tested.stderr
     shipped = (REPO / "prometheus/rules/slo.rules.yml").read_text()
     assert ((out / "rules/slo.rules.yml").read_text() == shipped) == (objective == "99")
+
+
+def test_a_host_is_scraped_where_the_config_s_services_listen_and_not_where_none_runs(tmp_path):
+    config = write_config(tmp_path / "lend.yml", {
+        "database": {"path": "lend.db"}, "exporter": {"listen_address": "127.0.0.1:19877"},
+        "stack": {"hosts": [{"name": "here"}, {"name": "there", "exporter": "there.lan:9877"}]}})
+    out = render(config, tmp_path / "stack")
+    targets = {(group["labels"]["host"], group["labels"]["job"]): group["targets"]
+               for group in yaml.safe_load((out / "targets/local.yml").read_text())}
+    # No backups section: no backup service nor Litestream to scrape; an address a host names is kept.
+    assert targets == {("here", "opsmon-exporter"): ["127.0.0.1:19877"],
+                       ("there", "opsmon-exporter"): ["there.lan:9877"]}
