@@ -154,7 +154,7 @@ def build(jobs, ask=None, schedule=()) -> StatusReport:
                     _catalog_files, _future_dated):
         section(report, config, current, now)
     if ask is not None:
-        _service(report, jobs.config.backups, now, ask, schedule)
+        _service(report, jobs.config.backups, jobs.store.database, now, ask, schedule)
     return report
 
 
@@ -476,14 +476,23 @@ def _future_dated(report: StatusReport, config, current: Catalog, now: float) ->
     report.facts["future_dated"] = [b.id for b in ahead]
 
 
-def _service(report: StatusReport, backups, now: float, ask, schedule) -> None:
+def _service(report: StatusReport, backups, database: Path, now: float, ask, schedule) -> None:
+    where = backups.listen_address
     answer = ask(service_url(backups))
+    if answer.error is None and answer.database not in (None, str(database)):
+        # Another database's service on this port (two apps on one machine, a config copied from the
+        # other): its schedule and Litestream are not this database's.
+        text, todo = (f"the service on {where} backs up another database, {answer.database}: nothing runs on "
+                      "schedule for this one, Litestream included",
+                      "give each database's service a backups.listen_address of its own, and run this one's")
+        answer = ServiceAnswer(text)
+    elif answer.error is None:
+        text, todo = f"running on {where}", None
+    else:
+        text, todo = (f"not answering on {where} ({answer.error}): nothing runs on schedule, Litestream included",
+                      "run opsmon-backup serve (make run, or docker compose up -d backup)")
     level = OK if answer.error is None else PROBLEM
-    text = (f"running on {backups.listen_address}" if answer.error is None else
-            f"not answering on {backups.listen_address} ({answer.error}): nothing runs on schedule, Litestream "
-            "included")
-    report.lines.append(Line("service", level, text, None if answer.error is None else
-                             "run opsmon-backup serve (make run, or docker compose up -d backup)"))
+    report.lines.append(Line("service", level, text, todo))
     if answer.error is None and answer.next_runs:  # the service's own times: a job it caught up on is "now"
         runs, source = sorted((at, name) for name, at in answer.next_runs.items()), "service"
     else:  # what the schedules say, for a service that is down (or too old to publish its jobs)
@@ -523,6 +532,7 @@ class ServiceAnswer:
     next_runs: dict[str, float] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)
     litestream_up: bool | None = None
+    database: str | None = None  # the path the service backs up; None from a service too old to say
 
 
 def service_url(backups) -> str:
@@ -554,6 +564,8 @@ def ask_service(url: str) -> ServiceAnswer:
                 answer.running.add(job)
             elif sample.name == "opsmon_litestream_up":
                 answer.litestream_up = sample.value == 1
+            elif sample.name == "opsmon_backup_service_info":
+                answer.database = sample.labels.get("path")
     return answer
 
 

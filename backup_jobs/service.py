@@ -15,11 +15,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from backup_jobs.console import create_app
 from backup_jobs.drills import DrillFailed
@@ -145,8 +146,9 @@ def _passed(results) -> None:
 class ServiceCollector:
     """The service's own metrics, read from the scheduler (and the console's audit) at scrape time."""
 
-    def __init__(self, scheduler: Scheduler, litestream=None, audit=None):
+    def __init__(self, scheduler: Scheduler, database: Path, litestream=None, audit=None):
         self._scheduler = scheduler
+        self._database = database
         self._litestream = litestream
         self._audit = audit
 
@@ -165,6 +167,10 @@ class ServiceCollector:
             for job in self._scheduler.jobs:
                 family.add_metric([job.name], float(getattr(job, attribute) or 0))
             yield family
+        # Which database this service backs up: `status` of another database on the same port must not
+        # take this service's schedule for its own.
+        yield InfoMetricFamily("opsmon_backup_service", "The database this backup service backs up.",
+                               value={"path": str(self._database)})
         if self._litestream is not None:
             yield GaugeMetricFamily("opsmon_litestream_up", "1 while the Litestream replicator runs.",
                                     value=1 if self._litestream.running else 0)
@@ -245,7 +251,7 @@ def serve(jobs, stop: threading.Event | None = None, listen_address: str | None 
     report_findings(jobs.config, config_source)
     scheduler = Scheduler(scheduled_jobs(jobs), backups.timezone, jobs.clock)
     console, audit, tls = console_app(jobs)
-    server = http.serve(make_app(ServiceCollector(scheduler, jobs.pitr, audit), console), listen_address, tls)
+    server = http.serve(make_app(ServiceCollector(scheduler, jobs.store.database, jobs.pitr, audit), console), listen_address, tls)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     if jobs.pitr is not None:
         jobs.pitr.start()

@@ -5,6 +5,7 @@ the metrics opsmon publishes. The dashboard lint is tests/test_dashboard_lint.py
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import subprocess
 
@@ -128,7 +129,8 @@ def known_names(tmp_path_factory) -> set[str]:
     app = AppMetrics(registry=CollectorRegistry())
     app.in_progress.labels("h")
     names |= {s.name for f in app.registry.collect() for s in f.samples}
-    service = ServiceCollector(Scheduler([Job("j", "0 2 * * *", lambda: None)], "UTC"), litestream=True)
+    service = ServiceCollector(Scheduler([Job("j", "0 2 * * *", lambda: None)], "UTC"), Path("/data/app.db"),
+                               litestream=True)
     service._litestream = type("Running", (), {"running": True})()
     names |= {s.name for f in service.collect() for s in f.samples}
     for path in (REPO / "prometheus/rules").glob("*.rules.yml"):

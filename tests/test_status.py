@@ -150,7 +150,7 @@ def service():
 
     def start(jobs):
         scheduler = Scheduler(scheduled_jobs(jobs), jobs.config.backups.timezone, jobs.clock)
-        server = http.serve(make_app(ServiceCollector(scheduler, jobs.pitr)), f"127.0.0.1:{port}")
+        server = http.serve(make_app(ServiceCollector(scheduler, jobs.store.database, jobs.pitr)), f"127.0.0.1:{port}")
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
 
@@ -399,6 +399,24 @@ def test_a_stopped_service_is_a_problem(tmp_path):
         "schedule, Litestream included",
         "                          what to do: run opsmon-backup serve (make run, or docker compose up -d backup)"]
     assert text[-1] == "not all well: 1 problem (marked above)"
+
+
+def test_another_database_s_service_on_the_port_is_not_this_one_s(tmp_path, service):
+    """Two apps on one machine, the second's config copied from the first: the first's service answers on
+    the port, but its schedule and Litestream are not the second database's."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    Kit(tmp_path / "first", service).fresh().serve()
+    second = Kit(tmp_path / "second", service[0]).fresh()
+    found = second.status()
+    text = lines(found)
+    line = at_line(text, "service")
+    assert text[line:line + 2] == [
+        f"PROBLEM  service          the service on 127.0.0.1:{second.port} backs up another database, "
+        f"{tmp_path / 'first' / 'live.db'}: nothing runs on schedule for this one, Litestream included",
+        "                          what to do: give each database's service a backups.listen_address of its own, "
+        "and run this one's"]
+    assert found.facts["service"]["running"] is False and found.facts["service"]["next_runs_from"] == "schedule"
 
 
 def test_a_kit_without_copies_warns_of_one_disk(tmp_path, service):
