@@ -4,9 +4,12 @@ kit: every module's imports are read and checked."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
+from importlib.metadata import version
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from tests.conftest import REPO
 
@@ -93,3 +96,10 @@ def test_only_the_pattern_layer_imports_drain3():
                  if any(name.split(".")[0] == "drain3" for name in imported_modules(path))]
     assert importers == ["exporter/logs/patterns.py"]
 
+
+def test_drain3_is_kept_below_its_next_major_while_its_internals_are_used():
+    requirement = re.search(r'"drain3([^"]*)"', (REPO / "pyproject.toml").read_text())
+    allowed = SpecifierSet(requirement.group(1))
+    installed = version("drain3")
+    assert installed in allowed
+    assert f"{int(installed.split('.')[0]) + 1}.0" not in allowed
