@@ -13,6 +13,7 @@ from exporter import deadline
 from exporter.logs.parse import LEVELS, parse_json, parse_text
 from exporter.logs.patterns import OTHER, Patterns
 from exporter.logs.tail import SourceError, Tail
+from opsmon.config import LogSourceConfig
 from opsmon.files import write_json_atomically
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class LogSource:
     patterns are saved after each read, so a restart resumes where it stopped, the counters carry on and
     pattern ids stay; a source that cannot be read is reported on its own, never the others."""
 
-    def __init__(self, config, saved: dict | None = None, clock=time.time):
+    def __init__(self, config: LogSourceConfig, saved: dict | None = None, clock=time.time):
         self.name = config.source
         self.tail = Tail(Path(config.path), config.max_line_bytes)
         self._parse = parse_json if config.format == "json" else parse_text
