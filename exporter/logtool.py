@@ -6,6 +6,7 @@ import argparse
 import gzip
 import json
 import lzma
+import math
 import os
 import re
 import stat
@@ -13,11 +14,12 @@ import sys
 import time
 from collections import deque
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from exporter.collectors.logs import LEVELS, OTHER, Patterns, parse_any, to_timestamp
+from exporter.logs.parse import LEVELS, line_time_seconds, parse_any
+from exporter.logs.patterns import OTHER, Patterns
+from opsmon.catalog import to_iso
 from opsmon.config import LogSourceConfig
 
 # As the collector's defaults: longer lines are cut before they are parsed, and past the limit of
@@ -77,16 +79,14 @@ def parse_since(value: str, now: float) -> float:
     match = DURATION.match(value.strip())
     if match:
         return now - float(match.group(1)) * UNIT_SECONDS[match.group(2)]
-    moment = to_timestamp(value) if not value.strip().replace(".", "").isdigit() else None
+    moment = line_time_seconds(value) if not value.strip().replace(".", "").isdigit() else None
     if moment is None:
         raise argparse.ArgumentTypeError(f"--since {value!r}: give a duration (30m, 1h, 2d) or an ISO 8601 time")
     return moment
 
 
 def iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None if moment is None else to_iso(math.floor(moment))  # to the second, as a terminal shows it
 
 
 def report(files: list[Path], since: float | None = None, level: str | None = None) -> tuple[dict, list[str]]:
@@ -101,7 +101,7 @@ def report(files: list[Path], since: float | None = None, level: str | None = No
             for _, line in read_lines(path):
                 lines_read += 1
                 line_level, message, when = parse_any(line)
-                moment = to_timestamp(when) if when is not None else None
+                moment = line_time_seconds(when) if when is not None else None
                 if moment is None:
                     moment = last_time
                 last_time = moment

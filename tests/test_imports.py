@@ -4,9 +4,12 @@ kit: every module's imports are read and checked."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
+from importlib.metadata import version
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from tests.conftest import REPO
 
@@ -74,3 +77,29 @@ def test_the_library_check_sees_an_import_of_the_rest_of_opsmon(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("from opsmon import config\nfrom opsmon.catalog import TIERS\n")
     assert imported_modules(module) == {"opsmon.config", "opsmon.catalog"}
+
+
+def python_modules(*folders: str) -> list:
+    return sorted(path for folder in folders for path in (REPO / folder).rglob("*.py"))
+
+
+def test_the_log_layers_and_the_logs_tool_import_no_collector():
+    users = [*python_modules("exporter/logs"), REPO / "exporter" / "logtool.py"]
+    crossings = {str(path.relative_to(REPO)): sorted(name for name in imported_modules(path)
+                                                    if name.startswith("exporter.collectors"))
+                 for path in users}
+    assert {module: names for module, names in crossings.items() if names} == {}
+
+
+def test_only_the_pattern_layer_imports_drain3():
+    importers = [str(path.relative_to(REPO)) for path in python_modules("opsmon", "exporter", "backup_jobs")
+                 if any(name.split(".")[0] == "drain3" for name in imported_modules(path))]
+    assert importers == ["exporter/logs/patterns.py"]
+
+
+def test_drain3_is_kept_below_its_next_major_while_its_internals_are_used():
+    requirement = re.search(r'"drain3([^"]*)"', (REPO / "pyproject.toml").read_text())
+    allowed = SpecifierSet(requirement.group(1))
+    installed = version("drain3")
+    assert installed in allowed
+    assert f"{int(installed.split('.')[0]) + 1}.0" not in allowed

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from exporter.collectors.logs import (TEMPLATE_LABEL_CHARS, LogsCollector, Patterns, new_pattern_id, parse_json,
-                                      parse_text)
+from exporter.collectors.logs import TEMPLATE_LABEL_CHARS, LogsCollector
+from exporter.logs.parse import parse_json, parse_text
+from exporter.logs.patterns import Patterns, new_pattern_id
 from opsmon.config import LogSourceConfig
 from tests.fakes import FakeClock
 
