@@ -405,7 +405,7 @@ class StackGrafana(Strict):
     url: Url = "http://localhost:3000"  # the dashboard links in every alert
     dashboards_directory: Resolved | None = None  # the kit's own boards
     # Boards of one's own (JSON, the demo's board), provisioned beside the business board rendered from
-    # the config's business metrics; both are written under the render's grafana/dashboards/, or read by
+    # the config's business metrics; both are written under the render's grafana/app-dashboards/, read by
     # Grafana from app_dashboards_directory when it sees them elsewhere (a container's mount).
     dashboard_files: list[Resolved] = []
     app_dashboards_directory: Resolved | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,8 +26,9 @@ INCOMPLETE = "the kit is incomplete: install opsmon again from a clone"
 RULES = KIT / "prometheus" / "rules"
 ALERTMANAGER = KIT / "alertmanager"
 BOARDS = KIT / "grafana" / "dashboards"
-# Where the boards rendered for the config go, under the output folder; the business board's file there.
-APP_BOARDS, BUSINESS_BOARD = "grafana/dashboards", "business.json"
+# Where the boards rendered for the config go, under the output folder (apart from a clone's grafana/dashboards/,
+# should one render into the clone); the business board's file there.
+APP_BOARDS, BUSINESS_BOARD = "grafana/app-dashboards", "business.json"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
 # The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.
@@ -163,7 +165,7 @@ def grafana_datasources(stack: StackConfig) -> dict:
 
 
 def grafana_dashboards(stack: StackConfig, out: Path) -> dict:
-    """The kit's boards, and the boards rendered for this config (the business board, one's own) in the same folder."""
+    """The kit's boards, and those rendered for this config (the business board, one's own) under the output."""
     def provider(name: str, path: Path) -> dict:
         return {"name": name, "folder": "opsmon", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
                 "options": {"path": str(path), "foldersFromFilesStructure": False}}
@@ -233,12 +235,19 @@ def _error_budget(text: str, objective: float) -> str:
     return text
 
 
-def _own_file(key: str, path: Path) -> str:
-    """One of the config's own files to render (stack.prometheus.rule_files...): its text, or why not, by its key."""
+def _own_file(key: str, path: Path, parse, holds: str) -> str:
+    """One of the config's own files (stack.prometheus.rule_files...), checked to be what it must be: one bad file
+    would stop Prometheus loading any rules, or leave a board out with a line in Grafana's log."""
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        document = parse(text)
     except (OSError, UnicodeDecodeError) as err:
         raise CannotRender(f"stack.{key}: {path}: {getattr(err, 'strerror', None) or err}") from None
+    except (ValueError, yaml.YAMLError) as err:
+        raise CannotRender(f"stack.{key}: {path}: cannot be parsed: {err}") from None
+    if not isinstance(document, dict) or holds not in document:
+        raise CannotRender(f"stack.{key}: {path}: no {holds!r} in it")
+    return text
 
 
 def _rules(stack: StackConfig) -> dict[str, str]:
@@ -255,7 +264,7 @@ def _rules(stack: StackConfig) -> dict[str, str]:
             raise CannotRender(f"stack.{key}: {path}: name it *.rules.yml, the files prometheus.yml loads")
         if path.name in texts:
             raise CannotRender(f"stack.{key}: {path}: a rules file named {path.name} is rendered already")
-        texts[path.name] = _own_file(key, path)
+        texts[path.name] = _own_file(key, path, yaml.safe_load, "groups")
     return {f"rules/{name}": text.replace(SHIPPED_GRAFANA_URL, stack.grafana.url) for name, text in texts.items()}
 
 
@@ -266,7 +275,7 @@ def _boards(config: OpsmonConfig, stack: StackConfig) -> dict[str, str]:
         key = f"grafana.dashboard_files[{number}]"
         if path.name in boards:
             raise CannotRender(f"stack.{key}: {path}: a board file named {path.name} is provisioned already")
-        boards[path.name] = _own_file(key, path)
+        boards[path.name] = _own_file(key, path, json.loads, "uid")
     return {f"{APP_BOARDS}/{name}": text for name, text in boards.items()}
 
 

@@ -99,10 +99,10 @@ def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
         assert yaml.safe_load((REPO / committed).read_text()) == yaml.safe_load((out / rendered).read_text()), \
             f"{committed} differs from `opsmon --config.file opsmon.compose.yml render`: render it again"
     # Grafana reads the rendered boards from demo/dashboards/, Prometheus the demo's rules from demo/rules/.
-    boards = sorted(p.name for p in (out / "grafana/dashboards").glob("*.json"))
+    boards = sorted(p.name for p in (out / "grafana/app-dashboards").glob("*.json"))
     assert boards == sorted(p.name for p in (REPO / "demo/dashboards").glob("*.json"))
     for name in boards:
-        assert (REPO / "demo/dashboards" / name).read_text() == (out / "grafana/dashboards" / name).read_text(), \
+        assert (REPO / "demo/dashboards" / name).read_text() == (out / "grafana/app-dashboards" / name).read_text(), \
             f"demo/dashboards/{name} differs from `opsmon --config.file opsmon.compose.yml render`: render it again"
     assert {path.parent for path in load_config(REPO / "opsmon.compose.yml").stack.prometheus.rule_files} == {
         REPO / "demo/rules"}
@@ -122,11 +122,11 @@ def test_a_config_that_is_not_the_demo_gets_the_kit_s_rules_and_a_business_board
     out = render(config, tmp_path / "stack")
     assert sorted(p.name for p in (out / "rules").glob("*.rules.yml")) == sorted(
         p.name for p in (REPO / "prometheus/rules").glob("*.rules.yml"))
-    rendered_boards = sorted((out / "grafana/dashboards").glob("*.json"))
+    rendered_boards = sorted((out / "grafana/app-dashboards").glob("*.json"))
     assert [p.name for p in rendered_boards] == ["business.json"]
     for path in [*(out / "rules").glob("*.rules.yml"), *rendered_boards]:
         assert "video" not in path.read_text().lower(), f"{path.name} speaks of the demo's videos"
-    board = json.loads((out / "grafana/dashboards/business.json").read_text())
+    board = json.loads((out / "grafana/app-dashboards/business.json").read_text())
     assert [(p["title"], p["description"].split(" (")[0]) for p in board["panels"]] == [
         (metric["name"], metric["help"]) for metric in SHOP_BUSINESS]
     exprs = [p["targets"][0]["expr"] for p in board["panels"]]
@@ -138,25 +138,27 @@ def test_a_config_that_is_not_the_demo_gets_the_kit_s_rules_and_a_business_board
     assert not problems, "\n".join(map(str, problems))
     providers = yaml.safe_load((out / "grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"]
     assert [p["options"]["path"] for p in providers] == [str(REPO / "grafana/dashboards"),
-                                                          str(out / "grafana/dashboards")]
+                                                          str(out / "grafana/app-dashboards")]
 
 
 def test_a_config_without_business_metrics_gets_a_board_that_says_how_to_add_them(tmp_path):
     out = render(own_app_config(tmp_path, {}), tmp_path / "stack")
-    [panel] = json.loads((out / "grafana/dashboards/business.json").read_text())["panels"]
+    [panel] = json.loads((out / "grafana/app-dashboards/business.json").read_text())["panels"]
     assert panel["type"] == "text" and "`business:`" in panel["options"]["content"]
 
 
 def test_one_s_own_rules_and_boards_are_rendered_beside_the_kit_s_and_a_missing_one_is_named(tmp_path):
     (tmp_path / "shop.rules.yml").write_text("groups: []\n")
     (tmp_path / "shop.json").write_text('{"uid": "shop"}\n')
+    (tmp_path / "broken.rules.yml").write_text("groups: [\n")
+    (tmp_path / "empty.rules.yml").write_text("")
     out = render(own_app_config(tmp_path, {"prometheus": {"rule_files": ["shop.rules.yml"]},
                                            "grafana": {"dashboard_files": ["shop.json"]}}), tmp_path / "stack")
     assert (out / "rules/shop.rules.yml").read_text() == "groups: []\n"
-    assert (out / "grafana/dashboards/shop.json").read_text() == '{"uid": "shop"}\n'
+    assert (out / "grafana/app-dashboards/shop.json").read_text() == '{"uid": "shop"}\n'
     # Dropped from the config, dropped from the stack: Prometheus and Grafana would still load them.
     render(own_app_config(tmp_path, {}), out)
-    assert not (out / "rules/shop.rules.yml").exists() and not (out / "grafana/dashboards/shop.json").exists()
+    assert not (out / "rules/shop.rules.yml").exists() and not (out / "grafana/app-dashboards/shop.json").exists()
     for stack, message in (
             ({"prometheus": {"rule_files": ["gone.rules.yml"]}},
              f"stack.prometheus.rule_files[0]: {tmp_path / 'gone.rules.yml'}: No such file or directory"),
@@ -167,7 +169,14 @@ def test_one_s_own_rules_and_boards_are_rendered_beside_the_kit_s_and_a_missing_
                                                                 "slo.rules.yml is rendered already"),
             ({"grafana": {"dashboard_files": ["business.json"]}}, "stack.grafana.dashboard_files[0]: "
                                                                   f"{tmp_path / 'business.json'}: a board file "
-                                                                  "named business.json is provisioned already")):
+                                                                  "named business.json is provisioned already"),
+            # One bad rules file would stop Prometheus loading any.
+            ({"prometheus": {"rule_files": ["broken.rules.yml"]}}, "stack.prometheus.rule_files[0]: "
+                                                                   f"{tmp_path / 'broken.rules.yml'}: cannot be parsed"),
+            ({"prometheus": {"rule_files": ["empty.rules.yml"]}}, "stack.prometheus.rule_files[0]: "
+                                                                  f"{tmp_path / 'empty.rules.yml'}: no 'groups' in it"),
+            ({"grafana": {"dashboard_files": ["shop.rules.yml"]}}, "stack.grafana.dashboard_files[0]: "
+                                                                   f"{tmp_path / 'shop.rules.yml'}: cannot be parsed")):
         refused = opsmon("--config.file", str(own_app_config(tmp_path, stack)), "render", "--out",
                          str(tmp_path / "refused"))
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
