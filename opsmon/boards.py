@@ -42,7 +42,7 @@ def _gauge(metric: BusinessQueryConfig) -> tuple[str, str, str]:
 
 def _counter(metric: BusinessQueryConfig) -> tuple[str, str, str]:
     """(expression, unit, how it is read): events per hour, from the counter the app increments."""
-    expr = f"sum by (host) (rate({metric.name}{{{HOST}}}[$__rate_interval])) * {PER_HOUR}"
+    expr = f"sum by ({_grouping(metric)}) (rate({metric.name}{{{HOST}}}[$__rate_interval])) * {PER_HOUR}"
     return expr, "suffix:/h", "Counted by the app where each happens; per hour, per host"
 
 
