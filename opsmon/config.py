@@ -165,26 +165,28 @@ class LogSourceConfig(Strict):
 
 
 class BusinessQueryConfig(Strict):
-    """A state read with SQL and published as a gauge. Events are counters the app increments."""
+    """A business metric: a state read with SQL and published as a gauge, or an event counter the app increments
+    (no query: listed here so that the business board shows it with its help)."""
 
     name: Annotated[str, Field(pattern=METRIC_NAME)]
     help: Name
-    # Only "gauge" is valid; "counter" is named so that its refusal can say why (below).
     type: Literal["counter", "gauge"] = "gauge"
-    query: Name
+    query: Name | None = None
     labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
     value_column: Name = "value"
     refresh_seconds: PositiveFloat = 60.0
     timeout_seconds: PositiveFloat = 5.0
 
     @model_validator(mode="after")
-    def _gauges_only(self) -> BusinessQueryConfig:
-        if self.type == "counter":
+    def _gauges_from_sql_only(self) -> BusinessQueryConfig:
+        if self.type == "counter" and self.query is not None:
             raise ValueError(
                 f"{self.name}: type counter is refused: a count of rows is a gauge. A restore or a delete "
                 "lowers it, Prometheus reads the drop as a counter reset, and increase() counts the whole "
                 "table again. Count events where they happen, in the app (opsmon.instrument), and publish "
                 "states such as a backlog here as gauges")
+        if self.type == "gauge" and self.query is None:
+            raise ValueError(f"{self.name}: a gauge needs a query (a counter the app increments is type counter)")
         return self
 
 
@@ -389,6 +391,9 @@ class StackPrometheus(Strict):
     scrape_timeout: Duration = "10s"  # no longer than scrape_interval
     # The app's own /metrics, when it serves them (host:port); scraped as job "app".
     app_address: HostPort | None = None
+    # Rules files of one's own (the demo's alerts), rendered beside the kit's; checked when rendering, as
+    # the services that read this config elsewhere (a container) need not have them.
+    rule_files: list[Resolved] = []
 
 
 class StackAlertmanager(Strict):
@@ -399,6 +404,11 @@ class StackAlertmanager(Strict):
 class StackGrafana(Strict):
     url: Url = "http://localhost:3000"  # the dashboard links in every alert
     dashboards_directory: Resolved | None = None  # the kit's own boards
+    # Boards of one's own (JSON, the demo's board), provisioned beside the business board rendered from
+    # the config's business metrics; both are written under the render's grafana/app-dashboards/, read by
+    # Grafana from app_dashboards_directory when it sees them elsewhere (a container's mount).
+    dashboard_files: list[Resolved] = []
+    app_dashboards_directory: Resolved | None = None
 
 
 class StackLongTerm(Strict):
@@ -480,6 +490,11 @@ class OpsmonConfig(Strict):
     business: list[BusinessQueryConfig] = []
     integrity: IntegrityConfig = {}
     stack: StackConfig = {}
+
+    @property
+    def business_queries(self) -> list[BusinessQueryConfig]:
+        """The business gauges the exporter reads with SQL; the counters are the app's."""
+        return [metric for metric in self.business if metric.query is not None]
 
     @model_validator(mode="after")
     def _unique_names(self) -> OpsmonConfig:

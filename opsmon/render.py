@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from opsmon.boards import business_board
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
@@ -24,6 +26,9 @@ INCOMPLETE = "the kit is incomplete: install opsmon again from a clone"
 RULES = KIT / "prometheus" / "rules"
 ALERTMANAGER = KIT / "alertmanager"
 BOARDS = KIT / "grafana" / "dashboards"
+# Where the boards rendered for the config go, under the output folder (apart from a clone's grafana/dashboards/,
+# should one render into the clone); the business board's file there.
+APP_BOARDS, BUSINESS_BOARD = "grafana/app-dashboards", "business.json"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
 # The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.
@@ -159,10 +164,15 @@ def grafana_datasources(stack: StackConfig) -> dict:
     return {"apiVersion": 1, "datasources": [prometheus, long_term, alertmanager]}
 
 
-def grafana_dashboards(stack: StackConfig) -> dict:
-    return {"apiVersion": 1, "providers": [{
-        "name": "opsmon", "folder": "opsmon", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
-        "options": {"path": str(stack.grafana.dashboards_directory or BOARDS), "foldersFromFilesStructure": False}}]}
+def grafana_dashboards(stack: StackConfig, out: Path) -> dict:
+    """The kit's boards, and those rendered for this config (the business board, one's own) under the output."""
+    def provider(name: str, path: Path) -> dict:
+        return {"name": name, "folder": "opsmon", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
+                "options": {"path": str(path), "foldersFromFilesStructure": False}}
+
+    return {"apiVersion": 1, "providers": [provider("opsmon", stack.grafana.dashboards_directory or BOARDS),
+                                           provider("opsmon-app", stack.grafana.app_dashboards_directory
+                                                    or out / APP_BOARDS)]}
 
 
 def _unit(description: str, exec_start: str, user: str | None) -> str:
@@ -225,16 +235,48 @@ def _error_budget(text: str, objective: float) -> str:
     return text
 
 
+def _own_file(key: str, path: Path, parse, holds: str) -> str:
+    """One of the config's own files (stack.prometheus.rule_files...), checked to be what it must be: one bad file
+    would stop Prometheus loading any rules, or leave a board out with a line in Grafana's log."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = parse(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise CannotRender(f"stack.{key}: {path}: {getattr(err, 'strerror', None) or err}") from None
+    except (ValueError, yaml.YAMLError) as err:
+        raise CannotRender(f"stack.{key}: {path}: cannot be parsed: {err}") from None
+    if not isinstance(document, dict) or holds not in document:
+        raise CannotRender(f"stack.{key}: {path}: no {holds!r} in it")
+    return text
+
+
 def _rules(stack: StackConfig) -> dict[str, str]:
+    """The kit's rules, and the config's own rule files beside them (the same folder: prometheus.yml reads one)."""
     rules = sorted(RULES.glob("*.rules.yml"))
     if not rules:
         raise CannotRender(f"{RULES}: no *.rules.yml to render ({INCOMPLETE})")
-    rendered = {}
-    for path in rules:
-        text = path.read_text(encoding="utf-8").replace(SHIPPED_GRAFANA_URL, stack.grafana.url)
-        rendered[f"rules/{path.name}"] = _error_budget(text, stack.slo.objective) if path.name == "slo.rules.yml" \
-            else text
-    return rendered
+    texts = {path.name: path.read_text(encoding="utf-8") for path in rules}
+    if "slo.rules.yml" in texts:
+        texts["slo.rules.yml"] = _error_budget(texts["slo.rules.yml"], stack.slo.objective)
+    for number, path in enumerate(stack.prometheus.rule_files):
+        key = f"prometheus.rule_files[{number}]"
+        if not path.name.endswith(".rules.yml"):
+            raise CannotRender(f"stack.{key}: {path}: name it *.rules.yml, the files prometheus.yml loads")
+        if path.name in texts:
+            raise CannotRender(f"stack.{key}: {path}: a rules file named {path.name} is rendered already")
+        texts[path.name] = _own_file(key, path, yaml.safe_load, "groups")
+    return {f"rules/{name}": text.replace(SHIPPED_GRAFANA_URL, stack.grafana.url) for name, text in texts.items()}
+
+
+def _boards(config: OpsmonConfig, stack: StackConfig) -> dict[str, str]:
+    """The business board of the config's business metrics, and the config's own boards beside it."""
+    boards = {BUSINESS_BOARD: business_board(config.business)}
+    for number, path in enumerate(stack.grafana.dashboard_files):
+        key = f"grafana.dashboard_files[{number}]"
+        if path.name in boards:
+            raise CannotRender(f"stack.{key}: {path}: a board file named {path.name} is provisioned already")
+        boards[path.name] = _own_file(key, path, json.loads, "uid")
+    return {f"{APP_BOARDS}/{name}": text for name, text in boards.items()}
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -275,7 +317,8 @@ def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: 
         **{f"templates/{path.name}": path.read_text(encoding="utf-8")
            for path in sorted((ALERTMANAGER / "templates").glob("*.tmpl"))},
         "grafana/provisioning/datasources/datasources.yml": _yaml(grafana_datasources(stack), header),
-        "grafana/provisioning/dashboards/dashboards.yml": _yaml(grafana_dashboards(stack), header),
+        "grafana/provisioning/dashboards/dashboards.yml": _yaml(grafana_dashboards(stack, out), header),
+        **_boards(config, stack),
     }
     files.update({f"systemd/{name}": text for name, text in systemd_units(stack, config_file, out).items()})
     return files
@@ -285,8 +328,9 @@ def render(config: OpsmonConfig, config_file: Path, out: Path, environ: dict | N
     """Write the stack's files under `out`; files of one's own there (more hosts in targets/) are left alone."""
     out = out.resolve()
     files = rendered_files(config, config_file.resolve(), out, os.environ if environ is None else environ)
-    # Rules no longer shipped would still be loaded by rules/*.rules.yml.
-    for stale in set((out / "rules").glob("*.rules.yml")) - {out / name for name in files}:
+    # Rules and boards no longer rendered would still be loaded by rules/*.rules.yml and Grafana's provider.
+    for stale in {*(out / "rules").glob("*.rules.yml"), *(out / APP_BOARDS).glob("*.json")} - {
+            out / name for name in files}:
         stale.unlink()
     written = []
     for name, text in files.items():

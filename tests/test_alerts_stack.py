@@ -72,7 +72,9 @@ def test_compose_renders_the_rules_and_the_heartbeat_receiver_at_start(tmp_path,
     rendered_by_compose(tmp_path, env)
     grafana = env.get("OPSMON_GRAFANA_URL", "http://localhost:3000")
     rendered = sorted(tmp_path.glob("rules/*.rules.yml"))
-    assert [p.name for p in rendered] == sorted(p.name for p in (REPO / "prometheus" / "rules").glob("*.rules.yml"))
+    # The kit's rules and the demo's own (docker-compose.yml mounts demo/rules/ as app-rules/).
+    shipped = [*(REPO / "prometheus" / "rules").glob("*.rules.yml"), *(REPO / "demo" / "rules").glob("*.rules.yml")]
+    assert [p.name for p in rendered] == sorted(p.name for p in shipped)
     links = {rule["annotations"]["dashboard_url"].split("/d/")[0] for path in rendered
              for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
     assert links == {grafana}
@@ -120,7 +122,8 @@ def test_the_settings_are_documented_in_the_env_example():
 def rendered_by_compose(tmp_path, env: dict) -> dict:
     """Prometheus's start command under compose, run here on the repository's files: its config."""
     prometheus = compose(COMPOSE["prometheus"]["command"][0], env)
-    prometheus = (prometheus.replace("/etc/prometheus/", f"{REPO}/prometheus/").replace("/tmp/opsmon", str(tmp_path))
+    prometheus = (prometheus.replace("/etc/prometheus/app-rules/", f"{REPO}/demo/rules/")
+                  .replace("/etc/prometheus/", f"{REPO}/prometheus/").replace("/tmp/opsmon", str(tmp_path))
                   .split("exec /bin/prometheus")[0] + "true")
     subprocess.run(["sh", "-c", prometheus], check=True)
     checked = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,

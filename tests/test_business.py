@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 
 import pytest
 import requests
@@ -229,11 +230,32 @@ def test_a_counter_query_is_refused_with_the_reason():
         "publish states such as a backlog here as gauges"]
 
 
+def test_a_counter_the_app_increments_is_listed_without_a_query_and_never_read_with_sql(tmp_path):
+    """Listed for the business board (its help); a gauge without its query is named, not published empty."""
+    from exporter.collectors import business
+    from opsmon.checks import check_database
+    from opsmon.config import InvalidConfig, parse_config
+
+    db = tmp_path / "app.db"
+    with closing(sqlite3.connect(db)) as connection:
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    counter = {"name": "shop_orders_placed_total", "help": "Orders placed.", "type": "counter"}
+    config = parse_config({"database": {"path": str(db)}, "business": [counter]}, "opsmon.yml", tmp_path)
+    assert [(m.name, m.type, m.query) for m in config.business] == [("shop_orders_placed_total", "counter", None)]
+    assert config.business_queries == [] and business.build(config) is None
+    assert [finding for finding in check_database(config) if not finding.warning] == []
+    with pytest.raises(InvalidConfig) as refused:
+        parse_config({"database": {"path": "app.db"}, "business": [{"name": "shop_orders_open", "help": "h"}]},
+                     "opsmon.yml", REPO)
+    assert refused.value.problems == ["opsmon.yml: business[0]: shop_orders_open: a gauge needs a query (a counter "
+                                      "the app increments is type counter)"]
+
+
 @pytest.mark.parametrize("config", ["opsmon.yml", "opsmon.compose.yml"])
 def test_the_shipped_config_reads_only_states_with_sql(config):
     from opsmon.config import load_config
 
-    queries = load_config(REPO / config).business
+    queries = load_config(REPO / config).business_queries
     assert [(q.name, q.type) for q in queries] == [("business_videos_queued", "gauge")]
 
 
@@ -274,7 +296,7 @@ def business_totals(config, metrics_dir) -> dict[str, float]:
     """What the exporter publishes as business_*_total: the app's counters and the config's SQL."""
     from exporter.collectors.app import AppCollector
 
-    collectors = [AppCollector(metrics_dir), BusinessCollector(config.business, config.database.path)]
+    collectors = [AppCollector(metrics_dir), BusinessCollector(config.business_queries, config.database.path)]
     return {sample.name: sample.value for collector in collectors for family in collector.collect()
             for sample in family.samples if sample.name.startswith("business_") and sample.name.endswith("_total")}
 

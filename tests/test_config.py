@@ -96,7 +96,7 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
 
 def test_shipped_config_is_valid():
     config = load_config(REPO / "opsmon.yml")
-    assert [q.name for q in config.business] == ["business_videos_queued"]  # events are counted by the app
+    assert [q.name for q in config.business_queries] == ["business_videos_queued"]  # events are counted by the app
 
 
 def run_check(path):

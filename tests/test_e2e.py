@@ -51,8 +51,13 @@ def scaled_window(duration: str) -> str:
     return f"{max(2 * EXPORTER_SCRAPE, round(seconds(duration) / FOR_SCALE))}s"
 
 
+def rule_files() -> list[Path]:
+    """The kit's rules and the demo's own, as `make run` renders them for the demo's config."""
+    return [*(REPO / "prometheus/rules").glob("*.rules.yml"), *(REPO / "demo/rules").glob("*.rules.yml")]
+
+
 def rule_for(alertname: str) -> float:
-    for path in (REPO / "prometheus/rules").glob("*.rules.yml"):
+    for path in rule_files():
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if rule.get("alert") == alertname:
@@ -132,7 +137,7 @@ def write_scaled_rules(rules: Path) -> Path:
     """The shipped rules with every `for` and `keep_firing_for` (and the external checks' windows)
     divided by FOR_SCALE, in the folder `rules`."""
     rules.mkdir()
-    for path in (REPO / "prometheus/rules").glob("*.rules.yml"):
+    for path in rule_files():
         document = yaml.safe_load(path.read_text())
         for group in document["groups"]:
             if "interval" in group:  # the long-window groups, evaluated once a minute
@@ -374,7 +379,8 @@ def test_11_a_new_kind_of_error_sends_the_new_pattern_alert_naming_it(stack):
 
 
 def panels():
-    for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
+    # The kit's boards and the demo's, which `make run` provisions for the demo's config.
+    for path in sorted([*(REPO / "grafana/dashboards").glob("*.json"), *(REPO / "demo/dashboards").glob("*.json")]):
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel["targets"]:
                 yield path.stem, panel["title"], target["expr"]
@@ -384,7 +390,7 @@ def panels():
 # restore (there is none before scenario 10).
 # The error-pattern panels fill once the app has logged an error (scenario 2 does; a healthy app may not).
 EMPTY_WHEN_HEALTHY = {("system", "GPU utilisation"), ("system", "GPU memory used"), ("system", "GPU temperature"),
-                      ("system", "GPU power"), ("business", "Processed per day"), ("backups", "Last restore"),
+                      ("system", "GPU power"), ("demo-video", "Processed per day"), ("backups", "Last restore"),
                       ("logs", "Error patterns"), ("logs", "Newest error pattern")}
 
 

@@ -12,8 +12,11 @@ import yaml
 from tests.conftest import REPO
 
 PROMETHEUS = REPO / "prometheus"
-RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.rules.yml"))
-TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
+# The kit's rules, and the demo's own beside its tests (demo/rules/, rendered for the demo's config only).
+KIT_RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.rules.yml"))
+DEMO = REPO / "demo" / "rules"
+RULE_FILES = KIT_RULE_FILES + sorted(DEMO.glob("*.rules.yml"))
+TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml")) + sorted(DEMO.glob("*.test.yml"))
 RUNBOOKS = REPO / "docs" / "runbooks.md"
 
 
@@ -26,12 +29,16 @@ def test_config_and_rules_pass_promtool():
     result = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=PROMETHEUS,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") >= len(RULE_FILES) + 1
+    assert result.stdout.count("SUCCESS") >= len(KIT_RULE_FILES) + 1
+    demo = subprocess.run(["promtool", "check", "rules", *map(str, DEMO.glob("*.rules.yml"))], capture_output=True,
+                          text=True)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
 
 
 def test_each_rule_file_has_its_test_file():
-    assert [p.name.replace(".rules.yml", "") for p in RULE_FILES] == \
-        [p.name.replace(".test.yml", "") for p in TEST_FILES]
+    for folder, tests in ((PROMETHEUS / "rules", PROMETHEUS / "tests"), (DEMO, DEMO)):
+        assert sorted(p.name.replace(".rules.yml", "") for p in folder.glob("*.rules.yml")) == \
+            sorted(p.name.replace(".test.yml", "") for p in tests.glob("*.test.yml")), folder
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,7 @@ def test_alerts_follow_the_house_style():
         assert annotations["description"], name
         assert annotations["runbook_url"].endswith(f"docs/runbooks.md#{name.lower()}"), name
         assert name.lower() in anchors, f"{name} has no section in docs/runbooks.md"
-        assert re.fullmatch(r"http://localhost:3000/d/opsmon-[a-z]+", annotations["dashboard_url"]), name
+        assert re.fullmatch(r"http://localhost:3000/d/opsmon-[a-z-]+", annotations["dashboard_url"]), name
 
 
 def test_recording_rules_are_named_level_metric_operations():
@@ -106,7 +113,7 @@ def test_long_windows_are_evaluated_apart_once_a_minute_to_five_from_recorded_ra
                         assert group.get("interval") in {"1m", "2m", "3m", "4m", "5m"}, \
                             f"{path.name}: {name} is in {group['name']}, evaluated at the global interval"
                         long_groups.add(group["name"])
-    assert {"opsmon-daily-recording", "opsmon-slo-recording-long", "opsmon-business-long-term-recording"} <= long_groups
+    assert {"opsmon-daily-recording", "opsmon-slo-recording-long", "demo-video-long-term-recording"} <= long_groups
 
 
 def test_alerts_on_a_hovering_value_hold_with_keep_firing_for():

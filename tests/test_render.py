@@ -3,6 +3,7 @@ a real Alertmanager's mail, compose's committed files are a render of opsmon.com
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 import requests
 import yaml
 
+from grafana.boards import lint
+from opsmon.config import load_config
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
 from tests.test_own_app import build_wheel, clone_of_repository
 
@@ -52,7 +55,9 @@ def test_the_demo_s_rendered_prometheus_config_and_rules_pass_promtool(tmp_path)
     checked = subprocess.run(["promtool", "check", "config", str(out / "prometheus.yml")], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"{len(list((REPO / 'prometheus/rules').glob('*.rules.yml')))} rule files found" in checked.stdout
+    # The kit's rules and the demo's own (opsmon.yml's stack.prometheus.rule_files).
+    assert f"{len(list((REPO / 'prometheus/rules').glob('*.rules.yml'))) + 1} rule files found" in checked.stdout
+    assert (out / "rules/video.rules.yml").is_file()
     rules = subprocess.run(["promtool", "check", "rules", *map(str, sorted(out.glob("rules/*.rules.yml")))],
                            capture_output=True, text=True, timeout=60)
     assert rules.returncode == 0, rules.stdout + rules.stderr
@@ -93,6 +98,89 @@ def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
                                                             "grafana/provisioning/dashboards/dashboards.yml"))):
         assert yaml.safe_load((REPO / committed).read_text()) == yaml.safe_load((out / rendered).read_text()), \
             f"{committed} differs from `opsmon --config.file opsmon.compose.yml render`: render it again"
+    # Grafana reads the rendered boards from demo/dashboards/, Prometheus the demo's rules from demo/rules/.
+    boards = sorted(p.name for p in (out / "grafana/app-dashboards").glob("*.json"))
+    assert boards == sorted(p.name for p in (REPO / "demo/dashboards").glob("*.json"))
+    for name in boards:
+        assert (REPO / "demo/dashboards" / name).read_text() == (out / "grafana/app-dashboards" / name).read_text(), \
+            f"demo/dashboards/{name} differs from `opsmon --config.file opsmon.compose.yml render`: render it again"
+    assert {path.parent for path in load_config(REPO / "opsmon.compose.yml").stack.prometheus.rule_files} == {
+        REPO / "demo/rules"}
+
+
+SHOP_BUSINESS = [
+    {"name": "shop_orders_open", "help": "Orders placed and not yet shipped.",
+     "query": "SELECT count(*) AS value FROM orders WHERE shipped_at IS NULL"},
+    {"name": "shop_customers", "help": "Customers with an account, by country.", "labels": ["country"],
+     "query": "SELECT country, count(*) AS value FROM customers GROUP BY country"},
+    {"name": "shop_orders_placed_total", "help": "Orders the shop took, counted by the app.", "type": "counter"},
+]
+
+
+def test_a_config_that_is_not_the_demo_gets_the_kit_s_rules_and_a_business_board_of_its_own_metrics(tmp_path):
+    config = write_config(tmp_path / "shop.yml", {"database": {"path": "shop.db"}, "business": SHOP_BUSINESS})
+    out = render(config, tmp_path / "stack")
+    assert sorted(p.name for p in (out / "rules").glob("*.rules.yml")) == sorted(
+        p.name for p in (REPO / "prometheus/rules").glob("*.rules.yml"))
+    rendered_boards = sorted((out / "grafana/app-dashboards").glob("*.json"))
+    assert [p.name for p in rendered_boards] == ["business.json"]
+    for path in [*(out / "rules").glob("*.rules.yml"), *rendered_boards]:
+        assert "video" not in path.read_text().lower(), f"{path.name} speaks of the demo's videos"
+    board = json.loads((out / "grafana/app-dashboards/business.json").read_text())
+    assert [(p["title"], p["description"].split(" (")[0]) for p in board["panels"]] == [
+        (metric["name"], metric["help"]) for metric in SHOP_BUSINESS]
+    exprs = [p["targets"][0]["expr"] for p in board["panels"]]
+    assert exprs[1] == 'sum by (host, country) (shop_customers{host=~"$host"})'
+    assert exprs[2].startswith('sum by (host) (rate(shop_orders_placed_total{host=~"$host"}[$__rate_interval]))')
+    # The board passes the dashboard lint beside the kit's boards, and Grafana is pointed at it.
+    kit = {path.stem: json.loads(path.read_text()) for path in (REPO / "grafana/dashboards").glob("*.json")}
+    problems = lint.lint({**kit, "business": board})
+    assert not problems, "\n".join(map(str, problems))
+    providers = yaml.safe_load((out / "grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"]
+    assert [p["options"]["path"] for p in providers] == [str(REPO / "grafana/dashboards"),
+                                                          str(out / "grafana/app-dashboards")]
+
+
+def test_a_config_without_business_metrics_gets_a_board_that_says_how_to_add_them(tmp_path):
+    out = render(own_app_config(tmp_path, {}), tmp_path / "stack")
+    [panel] = json.loads((out / "grafana/app-dashboards/business.json").read_text())["panels"]
+    assert panel["type"] == "text" and "`business:`" in panel["options"]["content"]
+
+
+def test_one_s_own_rules_and_boards_are_rendered_beside_the_kit_s_and_a_missing_one_is_named(tmp_path):
+    (tmp_path / "shop.rules.yml").write_text("groups: []\n")
+    (tmp_path / "shop.json").write_text('{"uid": "shop"}\n')
+    (tmp_path / "broken.rules.yml").write_text("groups: [\n")
+    (tmp_path / "empty.rules.yml").write_text("")
+    out = render(own_app_config(tmp_path, {"prometheus": {"rule_files": ["shop.rules.yml"]},
+                                           "grafana": {"dashboard_files": ["shop.json"]}}), tmp_path / "stack")
+    assert (out / "rules/shop.rules.yml").read_text() == "groups: []\n"
+    assert (out / "grafana/app-dashboards/shop.json").read_text() == '{"uid": "shop"}\n'
+    # Dropped from the config, dropped from the stack: Prometheus and Grafana would still load them.
+    render(own_app_config(tmp_path, {}), out)
+    assert not (out / "rules/shop.rules.yml").exists() and not (out / "grafana/app-dashboards/shop.json").exists()
+    for stack, message in (
+            ({"prometheus": {"rule_files": ["gone.rules.yml"]}},
+             f"stack.prometheus.rule_files[0]: {tmp_path / 'gone.rules.yml'}: No such file or directory"),
+            ({"prometheus": {"rule_files": ["shop.json"]}}, "stack.prometheus.rule_files[0]: "
+                                                            f"{tmp_path / 'shop.json'}: name it *.rules.yml"),
+            ({"prometheus": {"rule_files": ["slo.rules.yml"]}}, "stack.prometheus.rule_files[0]: "
+                                                                f"{tmp_path / 'slo.rules.yml'}: a rules file named "
+                                                                "slo.rules.yml is rendered already"),
+            ({"grafana": {"dashboard_files": ["business.json"]}}, "stack.grafana.dashboard_files[0]: "
+                                                                  f"{tmp_path / 'business.json'}: a board file "
+                                                                  "named business.json is provisioned already"),
+            # One bad rules file would stop Prometheus loading any.
+            ({"prometheus": {"rule_files": ["broken.rules.yml"]}}, "stack.prometheus.rule_files[0]: "
+                                                                   f"{tmp_path / 'broken.rules.yml'}: cannot be parsed"),
+            ({"prometheus": {"rule_files": ["empty.rules.yml"]}}, "stack.prometheus.rule_files[0]: "
+                                                                  f"{tmp_path / 'empty.rules.yml'}: no 'groups' in it"),
+            ({"grafana": {"dashboard_files": ["shop.rules.yml"]}}, "stack.grafana.dashboard_files[0]: "
+                                                                   f"{tmp_path / 'shop.rules.yml'}: cannot be parsed")):
+        refused = opsmon("--config.file", str(own_app_config(tmp_path, stack)), "render", "--out",
+                         str(tmp_path / "refused"))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "refused").exists()
 
 
 def test_the_units_and_the_drop_ins_for_debian_s_own_pass_systemd_analyze_verify(tmp_path):

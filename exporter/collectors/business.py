@@ -217,6 +217,6 @@ class BusinessCollector:
 
 
 def build(config):
-    if not config.business:
+    if not config.business_queries:
         return None
-    return BusinessCollector(config.business, config.database.path)
+    return BusinessCollector(config.business_queries, config.database.path)

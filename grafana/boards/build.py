@@ -1,4 +1,4 @@
-"""Every board, rendered to the JSON Grafana provisions from grafana/dashboards/."""
+"""Every board, rendered to the JSON Grafana provisions from grafana/dashboards/ (the demo's from demo/dashboards/)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from grafana.boards import application, backups, business, exporter, external_services, logs, overview, system
+from grafana.boards import application, backups, demo, exporter, external_services, logs, overview, system
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
-BOARDS = (overview, system, application, logs, business, backups, external_services, exporter)
+# The kit's boards in grafana/dashboards/, and the demo's in a folder of its own (its FOLDER). The business
+# board is rendered from each config by `opsmon render` (opsmon/boards.py).
+BOARDS = (overview, system, application, logs, backups, external_services, exporter, demo)
 
 
 def render(board) -> str:
@@ -19,16 +21,19 @@ def render(board) -> str:
     return json.dumps(board.build().build(), cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def rendered() -> dict[str, str]:
-    """File name (without .json) to the text it should hold."""
-    return {board.FILE: render(board) for board in BOARDS}
+def path_of(board) -> Path:
+    return getattr(board, "FOLDER", DASHBOARDS) / f"{board.FILE}.json"
+
+
+def rendered() -> dict[Path, str]:
+    """Each board's file to the text it should hold."""
+    return {path_of(board): render(board) for board in BOARDS}
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, text in rendered().items():
-        path = DASHBOARDS / f"{name}.json"
+    for path, text in rendered().items():
         if not path.exists() or path.read_text() != text:
             stale.append(path.name)
             if not check:

@@ -161,20 +161,17 @@ def build() -> dashboard.Dashboard:
                         # left out of the errors (`> 0`) and adds nothing to the requests.
                         f"sum(job:app_request_errors:ratio_rate1h{H} * on (job, host) (job:app_requests:increase1h{H} > 0))"
                         f" / sum(job:app_requests:increase1h{H})", p.RATIO, error_ratio_thresholds(),
-                        links=[p.link("Application", "opsmon-application")]), 4),
+                        links=[p.link("Application", "opsmon-application")]), 5),
                 (p.stat("Error budget left (30 days)", "Share of the 30-day error budget (1 % of requests) not "
                         "spent; red below 0, when the budget is overspent.",
                         f"min(job:app_error_budget:remaining_ratio{H})", p.RATIO, budget_thresholds(),
-                        links=[p.link("Application", "opsmon-application")]), 4),
+                        links=[p.link("Application", "opsmon-application")]), 5),
                 (p.stat(f"Requests slower than {boundary} s", "Share of requests slower than the latency alert's "
                         "bucket boundary; OpsmonLatencyHigh fires where it turns orange.",
                         slow_share(), p.RATIO, p.above(rules.limit("OpsmonLatencyHigh")),
-                        links=[p.link("Application", "opsmon-application")]), 4),
+                        links=[p.link("Application", "opsmon-application")]), 5),
                 (p.stat("Requests per second", "All requests the application answers, per second (last minute).",
-                        f"sum(handler:app_requests:rate1m{H})", p.REQUESTS_PER_SECOND, p.neutral(), sparkline=True), 4),
-                (p.stat("Videos processed, last 24 h", "Videos the pipeline finished in the last 24 hours.",
-                        f"sum(job:business_videos_processed:increase1d{H})", p.VIDEOS, p.neutral(),
-                        links=[p.link("Business", "opsmon-business")]), 4),
+                        f"sum(handler:app_requests:rate1m{H})", p.REQUESTS_PER_SECOND, p.neutral(), sparkline=True), 5),
                 (reporting(), 4),
             ]),
             p.Row(8, [(hosts_table(), 24)]),

@@ -32,7 +32,7 @@ TAG = "opsmon"
 SECONDS, BYTES, BYTES_PER_SECOND, RATIO, COUNT = "s", "bytes", "Bps", "percentunit", "short"
 REQUESTS_PER_SECOND, CELSIUS, WATTS = "reqps", "celsius", "watt"
 CORES, LINES_PER_SECOND, ERRORS_PER_SECOND = "suffix:cores", "suffix:lines/s", "suffix:errors/s"
-VIDEOS, VIDEOS_PER_HOUR, BURN = "suffix:videos", "suffix:videos/h", "suffix:×"
+BURN = "suffix:×"
 TIME_AGO, TIME = "dateTimeFromNow", "dateTimeAsIso"
 # A state shows words (value mappings); its unit is the word.
 STATE = "none"

@@ -1,4 +1,4 @@
-"""The alert rules' numbers, read from prometheus/rules/*.rules.yml, so a panel turns where its alert fires."""
+"""The alert rules' numbers, read from prometheus/rules/ and demo/rules/, so a panel turns where its alert fires."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import yaml
 
-RULES = Path(__file__).resolve().parents[2] / "prometheus" / "rules"
+REPOSITORY = Path(__file__).resolve().parents[2]
+# The kit's rules, and the demo's, which the demo's board reads its numbers from.
+RULES = (REPOSITORY / "prometheus" / "rules", REPOSITORY / "demo" / "rules")
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 
 # A comparison with a number: `> 26 * 3600`, `< 0.10`, `> (14.4 * 0.01)`, `== 0`; not `> 2 * (series offset 1w)`.
@@ -49,7 +51,7 @@ def _arithmetic(text: str) -> float:
 @lru_cache(maxsize=1)
 def _rules() -> tuple[dict, ...]:
     found = []
-    for path in sorted(RULES.glob("*.rules.yml")):
+    for path in sorted(path for folder in RULES for path in folder.glob("*.rules.yml")):
         for group in yaml.safe_load(path.read_text())["groups"]:
             found.extend(group["rules"])
     return tuple(found)
