@@ -24,7 +24,8 @@ MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def tracked_files() -> list[Path]:
-    names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    names = [name for name in listing.split("\0") if name]
     return [REPO / name for name in names if (REPO / name).is_file()]
 
 
@@ -138,3 +139,18 @@ def test_the_metrics_reference_is_what_the_running_services_publish(services):
                           f"{difference(committed, latest.get('page', ''))}")
     if os.environ.get("UPDATE_DOCS"):
         docs.METRICS_PAGE.write_text(latest["page"])
+
+
+# ---- what a newcomer reads --------------------------------------------------------------------
+
+def test_the_readme_is_short():
+    lines = (REPO / "README.md").read_text().count("\n")
+    assert lines < 250, f"README.md has {lines} lines: move the details to docs/"
+
+
+def test_every_link_of_the_docs_leads_to_a_file_of_the_repository():
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = [f"{page.relative_to(REPO)}: {target}" for page in pages
+              for target in MARKDOWN_LINK.findall(page.read_text())
+              if "://" not in target and not (page.parent / target).exists()]
+    assert broken == []
