@@ -148,6 +148,13 @@ def test_the_readme_is_short():
     assert lines < 250, f"README.md has {lines} lines: move the details to docs/"
 
 
+def test_no_tracked_file_cites_a_file_outside_the_repository():
+    # The name is built here so that this file does not cite it either.
+    outside = "CONTRACT" + ".md"
+    citing = [str(path.relative_to(REPO)) for path in tracked_files() if outside in text_of(path)]
+    assert citing == []
+
+
 def test_every_link_of_the_docs_leads_to_a_file_of_the_repository():
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     broken = [f"{page.relative_to(REPO)}: {target}" for page in pages
