@@ -161,3 +161,11 @@ def test_every_link_of_the_docs_leads_to_a_file_of_the_repository():
               for target in MARKDOWN_LINK.findall(page.read_text())
               if "://" not in target and not (page.parent / target).exists()]
     assert broken == []
+
+
+def test_no_name_from_the_history_of_the_work():
+    # "issue" and a number, as a name for code or text a newcomer cannot look up; built so as not to match itself.
+    history = re.compile("iss" + r"ue[ -]?[0-9]+", re.IGNORECASE)
+    named = [f"{path.relative_to(REPO)}: {match.group(0)}" for path in tracked_files()
+             for match in history.finditer(text_of(path) + str(path.relative_to(REPO)))]
+    assert named == []
