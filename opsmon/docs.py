@@ -1,4 +1,4 @@
-"""The generated parts of docs/: `python -m opsmon.docs config` (the opsmon.yml reference) and `metrics`."""
+"""The generated parts of docs/: the opsmon.yml reference (`python -m opsmon.docs config`) and the metrics one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import types
 import typing
 from pathlib import Path
 
-import annotated_types
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, HttpUrl
@@ -26,7 +25,7 @@ MARKER = "<!-- Generated below this line by `{command}`: do not edit by hand. --
 CONFIG_COMMAND = "python -m opsmon.docs config"
 METRICS_COMMAND = "UPDATE_DOCS=1 pytest tests/test_docs.py"
 
-# What the config's own validators make of a plain str or Path, in the words a user reads.
+# The config's validators of a plain str or Path, by the name of the type they make of it for a user.
 VALIDATED = {
     config._resolve: "path",
     config._readable_file: "readable file",
@@ -55,7 +54,7 @@ def _constraints(metadata: list) -> str:
             words.append(_constraints(item.metadata))
             continue
         for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            if getattr(item, attribute, None) is not None and isinstance(item, annotated_types.BaseMetadata):
+            if getattr(item, attribute, None) is not None:
                 words.append(f"{sign} {getattr(item, attribute)}")
         if getattr(item, "pattern", None):
             words.append(f"matching `{item.pattern}`")
@@ -65,7 +64,7 @@ def _constraints(metadata: list) -> str:
 
 
 def type_name(annotation, metadata: list = ()) -> str:
-    """A field's type as a reader of opsmon.yml thinks of it: `host:port`, `list of string`, `0 to 3`."""
+    """A field's type as a reader of opsmon.yml thinks of it: `host:port`, `list of string`, `integer (>= 0)`."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return type_name(args[0], [*args[1:], *metadata])
@@ -181,21 +180,23 @@ def write_page(path: Path, command: str, generated: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m opsmon.docs", description=__doc__)
     pages = parser.add_subparsers(dest="page", required=True)
-    pages.add_parser("config", help=f"rewrite the generated part of {CONFIG_PAGE.name} from opsmon/config.py")
-    metrics = pages.add_parser("metrics", help=f"rewrite the generated part of {METRICS_PAGE.name} from the "
-                                               "/metrics of a running exporter and backup service")
+    pages.add_parser("config", help=f"rewrite the generated part of docs/{CONFIG_PAGE.name} from opsmon/config.py")
+    metrics = pages.add_parser("metrics", help="print the metrics reference of a running exporter and backup service "
+                                               f"(docs/{METRICS_PAGE.name} is written by `{METRICS_COMMAND}`)")
     metrics.add_argument("--exporter", required=True, help="the exporter's URL, e.g. http://127.0.0.1:9877")
     metrics.add_argument("--backup", required=True, help="the backup service's URL, e.g. http://127.0.0.1:9878")
     args = parser.parse_args(argv)
     if args.page == "config":
         write_page(CONFIG_PAGE, CONFIG_COMMAND, config_reference())
         return 0
-    try:
-        expositions = {"opsmon-exporter": scrape(args.exporter), "opsmon-backup serve": scrape(args.backup)}
-    except requests.RequestException as err:
-        print(f"python -m opsmon.docs metrics: cannot scrape: {err}", file=sys.stderr)
-        return 1
-    write_page(METRICS_PAGE, METRICS_COMMAND, metrics_reference(expositions))
+    expositions = {}
+    for service, url in (("opsmon-exporter", args.exporter), ("opsmon-backup serve", args.backup)):
+        try:
+            expositions[service] = scrape(url)
+        except requests.RequestException as err:
+            print(f"python -m opsmon.docs metrics: cannot scrape {service} at {url}: {err}", file=sys.stderr)
+            return 1
+    print(metrics_reference(expositions), end="")
     return 0
 
 

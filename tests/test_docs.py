@@ -141,6 +141,21 @@ def test_the_metrics_reference_is_what_the_running_services_publish(services):
         docs.METRICS_PAGE.write_text(latest["page"])
 
 
+
+def test_the_metrics_command_prints_the_reference_of_any_running_services(services, capsys):
+    assert docs.main(["metrics", "--exporter", services["opsmon-exporter"],
+                      "--backup", services["opsmon-backup serve"]]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("## opsmon-exporter\n")
+    assert "| `opsmon_scrape_collector_success` | gauge | `collector` |" in printed
+    assert "\n## opsmon-backup serve\n" in printed and "| `opsmon_litestream_up` | gauge |  |" in printed
+
+
+def test_the_metrics_command_names_a_service_it_cannot_scrape(capsys):
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert docs.main(["metrics", "--exporter", closed, "--backup", closed]) == 1
+    assert f"cannot scrape opsmon-exporter at {closed}: " in capsys.readouterr().err
+
 # ---- what a newcomer reads --------------------------------------------------------------------
 
 def test_the_readme_is_short():
