@@ -109,8 +109,9 @@ def services(tmp_path_factory):
         wait_for(lambda: requests.get(f"http://127.0.0.1:{demo_port}/health", timeout=1).ok, what="the demo app")
         # Errors, so that the error families have samples and their labels show.
         requests.post(f"http://127.0.0.1:{demo_port}/admin/faults", json={"error_rate": 0.3}, timeout=5)
+        # Without the GPU collector, so that a machine with a GPU writes the same page (the page lists its metrics).
         processes.append(start(["-m", "exporter", "--config.file", str(config), "--web.listen-address",
-                                f"127.0.0.1:{exporter_port}"], env, log=run_dir / "exporter.out"))
+                                f"127.0.0.1:{exporter_port}", "--no-collector.gpu"], env, log=run_dir / "exporter.out"))
         processes.append(start(["-m", "backup_jobs", "--config.file", str(config), "serve"], env,
                                log=run_dir / "serve.out"))
         urls = {"opsmon-exporter": f"http://127.0.0.1:{exporter_port}",
