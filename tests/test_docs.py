@@ -18,7 +18,6 @@ import yaml
 from opsmon import docs
 from opsmon.catalog import record_location_drill
 from tests.conftest import FIXTURES, REPO, free_port, start, stop, wait_for, write_config
-from tests.test_exporter_process import shipped_config_for
 
 MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
@@ -92,8 +91,9 @@ def services(tmp_path_factory):
     # A drill on record, so that the drill families are published too.
     record_location_drill(run_dir / "backups", "local", at=1764129600.0, source="20261126T020000Z-daily", error=None,
                           rto_seconds=41.3, rpo_seconds=14400.0)
-    document = shipped_config_for(run_dir, demo_port)
-    document["business"] = yaml.safe_load((REPO / "opsmon.yml").read_text())["business"]  # refreshes as shipped
+    # The repository's opsmon.yml, pointed at the test's folder and ports.
+    text = (REPO / "opsmon.yml").read_text().replace(".run/", f"{run_dir}/").replace(":8080/", f":{demo_port}/")
+    document = yaml.safe_load(text)
     document["backups"]["listen_address"] = f"127.0.0.1:{backup_port}"
     document["backups"]["litestream"]["binary"] = str(Path(sys.executable).with_name("litestream"))
     document["backups"]["litestream"]["metrics_address"] = f"127.0.0.1:{free_port()}"
