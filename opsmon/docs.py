@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics.add_argument("--backup", required=True, help="the backup service's URL, e.g. http://127.0.0.1:9878")
     args = parser.parse_args(argv)
     if args.page == "config":
-        write_page(CONFIG_PAGE, CONFIG_COMMAND, config_reference())
+        try:
+            write_page(CONFIG_PAGE, CONFIG_COMMAND, config_reference())
+        except OSError as err:  # an installed opsmon, without the repository's docs/
+            print(f"python -m opsmon.docs config: cannot write {CONFIG_PAGE}: {err.strerror} "
+                  "(run it in a clone of the repository)", file=sys.stderr)
+            return 1
         return 0
     expositions = {}
     for service, url in (("opsmon-exporter", args.exporter), ("opsmon-backup serve", args.backup)):

@@ -74,6 +74,21 @@ def test_a_page_keeps_its_hand_written_part_and_replaces_the_generated_one():
     assert docs.with_generated("# Title\n", "make docs", "table\n") == f"# Title\n\n{marker}\n\ntable\n"
 
 
+
+def test_the_config_command_rewrites_the_generated_part_and_keeps_the_rest(tmp_path, monkeypatch):
+    page = tmp_path / "config.md"
+    page.write_text(f"# Mine\n\n{docs.MARKER.format(command=docs.CONFIG_COMMAND)}\n\nstale\n")
+    monkeypatch.setattr(docs, "CONFIG_PAGE", page)
+    assert docs.main(["config"]) == 0
+    assert page.read_text() == docs.with_generated("# Mine\n", docs.CONFIG_COMMAND, docs.config_reference())
+
+
+def test_the_config_command_names_the_page_it_cannot_write(tmp_path, monkeypatch, capsys):
+    page = tmp_path / "no-docs-folder" / "config.md"
+    monkeypatch.setattr(docs, "CONFIG_PAGE", page)
+    assert docs.main(["config"]) == 1
+    assert f"cannot write {page}: No such file or directory" in capsys.readouterr().err
+
 # ---- the metrics reference, from the real services --------------------------------------------
 
 # Families whose samples appear only once the demo has done something: the page is written when they are there.
