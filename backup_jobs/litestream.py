@@ -114,7 +114,7 @@ class Litestream:
         into the database and started the WAL again. Litestream 0.5.17 takes that WAL for the one it
         followed (it checks only that the last frame it copied is still there, beyond the new frames)
         and copies on from its beginning, so those frames are missing from every later point of the
-        replica: rows short, or integrity_check failing (issue 13). On an emptied WAL it cannot find its
+        replica: rows short, or integrity_check failing. On an emptied WAL it cannot find its
         last frame and copies the whole database instead, a new snapshot."""
         if self._empty_wal():
             log.info("litestream starts on an emptied WAL: its next point is a snapshot of the whole database")

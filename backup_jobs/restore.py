@@ -298,13 +298,13 @@ class Restorer:
         are functions of those bytes: it passes integrity_check, has the backup's broken references and
         the backup's row counts. That is what the
         restore proved before, by running integrity_check (quick_check with integrity.quick) and
-        foreign_key_check on the live database and counting its rows, the old way below; and more: every
+        foreign_key_check on the live database and counting its rows (the checks below); and more: every
         row is the candidate's byte for byte, where integrity_check cannot see a changed value. What the
         application commits later stays in the WAL, beyond the comparison: its own write on the restored
         database; what it committed before the copy is overwritten by the copy. When the pages differ and
         nobody else committed since before the copy, the restore fails; when the application committed
-        (its rows may make the pages differ) or held the checkpoint back, the restore proves itself the old
-        way, on what a watcher sees.
+        (its rows may make the pages differ) or held the checkpoint back, the restore proves itself by those
+        checks, on what a watcher sees.
         """
         if tables:
             counts = _replace_tables(self.live, candidate, tables, notes)  # checked before its one commit

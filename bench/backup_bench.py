@@ -8,8 +8,8 @@
 (d) ours: a full restore into the live database, with its verification, safety backup and proof (the
     live database compared with the verified backup page by page); (d') the same while an application's
     reader holds an old snapshot throughout, so the WAL cannot be checkpointed and the restore proves
-    itself the old way, with integrity_check on the live database.
-Targets (issue 3): (c) at least 2x faster than (b), and within 4x of (a); (issue 10) (d) within 5x of (a).
+    itself by its checks, with integrity_check on the live database.
+Targets: (c) at least 2x faster than (b), and within 4x of (a); (d) within 5x of (a).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The chaos suite (issue 13): faults injected into the real commands, and after each the kit is checked
+"""The chaos suite: faults injected into the real commands, and after each the kit is checked
 as a person would check it. `make chaos`, not part of `make test`.
 
     .venv/bin/python bench/chaos.py [--runs 100] [--minutes 15] [--scenario kill ...] [--seed N] [--keep]

@@ -3,7 +3,7 @@ side by side with a baseline: prometheus_client's own minimal exporter, scraped 
 
     .venv/bin/python bench/exporter_bench.py [--videos 1000000] [--scrapes 300]
 
-Targets (issue 2): p99 under 50 ms on the cached path, CPU under 1 % of a core at a 15 s scrape
+Targets: p99 under 50 ms on the cached path, CPU under 1 % of a core at a 15 s scrape
 interval, RSS under 80 MB. Everything runs on 127.0.0.1.
 """
 

@@ -124,8 +124,12 @@ class Strict(BaseModel):
 
 
 class DatabaseConfig(Strict):
-    path: Location
-    name: Name | None = None
+    path: Location = Field(
+        description=(
+            "The app's SQLite database. Opened read-only by the exporter; backed up and restored by the backup "
+            "service."))
+    name: Name | None = Field(
+        None, description="The value of the `database` label; default: the file's name without its suffix.")
 
     @property
     def label(self) -> str:
@@ -134,9 +138,13 @@ class DatabaseConfig(Strict):
 
 
 class ProcessConfig(Strict):
-    name: Name
-    pidfile: Location | None = None
-    match: Regex | None = None
+    name: Name = Field(description="The `process` label of this watched process.")
+    pidfile: Location | None = Field(
+        None, description="A file holding the process's pid. Give exactly one of `pidfile` or `match`.")
+    match: Regex | None = Field(
+        None, description=(
+            "A regular expression matched against each process's command line. Give exactly one of `pidfile` or "
+            "`match`."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> ProcessConfig:
@@ -146,36 +154,55 @@ class ProcessConfig(Strict):
 
 
 class ProbeConfig(Strict):
-    service: Name
-    url: HttpUrl
-    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = [200]
-    timeout_seconds: PositiveFloat = 5.0
-    body_regex: Regex | None = None
+    service: Name = Field(description="The `service` label of this HTTP check.")
+    url: HttpUrl = Field(description="The URL checked at every scrape.")
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = Field("GET", description="The HTTP method of the check.")
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        [200], description="The status codes that count as a success.")
+    timeout_seconds: PositiveFloat = Field(
+        5.0, description="How long the check waits for an answer; the scrape's own deadline cuts it shorter.")
+    body_regex: Regex | None = Field(None, description="When given, the answer's body must match it for a success.")
 
 
 class LogSourceConfig(Strict):
-    source: Name
-    path: Location
-    format: Literal["json", "text"] = "text"
-    # Drain patterns published for this source (the rest count under pattern="other"); 0 counts levels only.
-    max_patterns: Annotated[int, Field(ge=0, le=1000)] = 50
-    # Longer lines are cut to this many bytes (and counted) before they are parsed and mined.
-    max_line_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 64 * 1024
+    source: Name = Field(description="The `source` label of this log file.")
+    path: Location = Field(description="The log file, tailed across rotation and truncation.")
+    format: Literal["json", "text"] = Field(
+        "text", description=(
+            "`json` (JSON lines: level and message from their fields) or `text` (the level is a word of the "
+            "line)."))
+    max_patterns: Annotated[int, Field(ge=0, le=1000)] = Field(
+        50, description=(
+            'Drain patterns published for this source (the rest count under `pattern="other"`); 0 counts levels '
+            "only."))
+    max_line_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = Field(
+        64 * 1024, description=(
+            "Longer lines are cut to this many bytes (and counted) before they are parsed and mined."))
 
 
 class BusinessQueryConfig(Strict):
     """A business metric: a state read with SQL and published as a gauge, or an event counter the app increments
     (no query: listed here so that the business board shows it with its help)."""
 
-    name: Annotated[str, Field(pattern=METRIC_NAME)]
-    help: Name
-    type: Literal["counter", "gauge"] = "gauge"
-    query: Name | None = None
-    labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
-    value_column: Name = "value"
-    refresh_seconds: PositiveFloat = 60.0
-    timeout_seconds: PositiveFloat = 5.0
+    name: Annotated[str, Field(pattern=METRIC_NAME)] = Field(
+        description="The metric name: the query's value is published under it, or the app's counter has it.")
+    help: Name = Field(description="The metric's HELP text, and its panel's description on the business board.")
+    type: Literal["counter", "gauge"] = Field(
+        "gauge", description=(
+            "`gauge`: a state read with `query`. `counter`: an event the app increments itself (opsmon.instrument), "
+            "listed without a query so the business board shows it; a counter with a query is refused with the "
+            "reason."))
+    query: Name | None = Field(
+        None, description="SQL run on the app's database, opened read-only; each row is one sample. Gauges only.")
+    labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(
+        [], description="Columns of the result published as labels.")
+    value_column: Name = Field("value", description="The column holding the sample's value.")
+    refresh_seconds: PositiveFloat = Field(
+        60.0, description="How long a result is cached: the query runs at most this often, on its own thread.")
+    timeout_seconds: PositiveFloat = Field(
+        5.0, description=(
+            "The query is aborted after this long (0.5 s on a rollback-journal database, where a read holds back "
+            "the app's writes)."))
 
     @model_validator(mode="after")
     def _gauges_from_sql_only(self) -> BusinessQueryConfig:
@@ -193,27 +220,31 @@ class BusinessQueryConfig(Strict):
 class Thresholds(Strict):
     """Warning and critical levels of one health check."""
 
-    warning: float
-    critical: float
+    warning: float = Field(description="The level at which the check turns `degraded`.")
+    critical: float = Field(
+        description="The level at which the check turns `down` (disk and memory) or `degraded` (CPU).")
 
 
 class HealthConfig(Strict):
-    disk_free_ratio: Thresholds = {"warning": 0.10, "critical": 0.03}
-    memory_available_ratio: Thresholds = {"warning": 0.10, "critical": 0.03}
-    cpu_load_per_core: Thresholds = {"warning": 2.0, "critical": 4.0}
-    # The newest backup of a tier older than this makes the backups check degraded.
-    backup_max_age_seconds: dict[Literal["daily", "weekly", "monthly"], PositiveFloat] = {
-        "daily": 26 * 3600,
-        "weekly": 8 * 86400,
-        "monthly": 32 * 86400,
-    }
+    disk_free_ratio: Thresholds = Field(
+        {"warning": 0.10, "critical": 0.03}, description="Free space, 0 to 1, on the filesystem of the database.")
+    memory_available_ratio: Thresholds = Field(
+        {"warning": 0.10, "critical": 0.03}, description="Available memory, 0 to 1.")
+    cpu_load_per_core: Thresholds = Field(
+        {"warning": 2.0, "critical": 4.0}, description="The 1-minute load average divided by the logical CPUs.")
+    backup_max_age_seconds: dict[Literal["daily", "weekly", "monthly"], PositiveFloat] = Field(
+        {"daily": 26 * 3600, "weekly": 8 * 86400, "monthly": 32 * 86400}, description=(
+            "The newest backup of a tier older than this makes the backups check degraded."))
 
 
 class WebConfig(Strict):
-    tls_cert_file: ReadableFile | None = None
-    tls_key_file: ReadableFile | None = None
-    basic_auth_username: Name | None = None
-    basic_auth_password_file: ReadableFile | None = None
+    tls_cert_file: ReadableFile | None = Field(
+        None, description="Serve HTTPS with this certificate (with `tls_key_file`; a change needs a restart).")
+    tls_key_file: ReadableFile | None = Field(None, description="The certificate's private key (with `tls_cert_file`).")
+    basic_auth_username: Name | None = Field(
+        None, description="Ask for basic auth with this user (with `basic_auth_password_file`).")
+    basic_auth_password_file: ReadableFile | None = Field(
+        None, description="A file holding the basic auth password: never the password itself in this file.")
 
     @model_validator(mode="after")
     def _pairs(self) -> WebConfig:
@@ -223,56 +254,70 @@ class WebConfig(Strict):
 
 
 class ExporterConfig(Strict):
-    listen_address: HostPort = "127.0.0.1:9877"
-    # Used when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.
-    scrape_timeout_seconds: PositiveFloat = 10.0
-    state_directory: Location = Path(".opsmon-state")
-    app_metrics_directory: Location | None = None
-    processes: list[ProcessConfig] = []
-    probes: list[ProbeConfig] = []
-    logs: list[LogSourceConfig] = []
-    health: HealthConfig = {}
-    web: WebConfig = {}
+    listen_address: HostPort = Field(
+        "127.0.0.1:9877", description=(
+            "Where the exporter serves /metrics and /health (`:9877` for every interface); `--web.listen-address` "
+            "overrides it."))
+    scrape_timeout_seconds: PositiveFloat = Field(
+        10.0, description="The scrape's deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header.")
+    state_directory: Location = Field(
+        Path(".opsmon-state"), description=(
+            "Where the exporter keeps what survives a restart: the log offsets and mined patterns."))
+    app_metrics_directory: Location | None = Field(
+        None, description=(
+            "The app's multiprocess metric files (its `PROMETHEUS_MULTIPROC_DIR`), served as the `app_*` metrics."))
+    processes: list[ProcessConfig] = Field(
+        [], description="Processes to watch: up, CPU, memory, open files, start time.")
+    probes: list[ProbeConfig] = Field(
+        [], description="HTTP checks of the services the app depends on, all at once at every scrape.")
+    logs: list[LogSourceConfig] = Field([], description="Log files to tail: lines by level and by Drain pattern.")
+    health: HealthConfig = Field({}, description="The thresholds of /health's checks.")
+    web: WebConfig = Field({}, description="Optional TLS and basic auth of the exporter's HTTP server, off by default.")
 
 
 class TierSchedule(Strict):
     """Cron expressions, read in backups.timezone; the requirement's times by default."""
 
-    daily: Cron = "0 2 * * *"
-    weekly: Cron = "0 3 * * 0"
-    monthly: Cron = "0 4 1 * *"
+    daily: Cron = Field("0 2 * * *", description="When the daily backup runs.")
+    weekly: Cron = Field("0 3 * * 0", description="When the weekly backup runs.")
+    monthly: Cron = Field("0 4 1 * *", description="When the monthly backup runs.")
 
 
 class Retention(Strict):
     """How many backups of each tier to keep; safety backups, taken before a restore or fix, are kept by age:
     restores in a row never push out the state from before the first."""
 
-    daily: PositiveInt = 7
-    weekly: PositiveInt = 4
-    monthly: PositiveInt = 12
-    safety_days: PositiveInt = 7
+    daily: PositiveInt = Field(7, description="Daily backups kept.")
+    weekly: PositiveInt = Field(4, description="Weekly backups kept.")
+    monthly: PositiveInt = Field(12, description="Monthly backups kept.")
+    safety_days: PositiveInt = Field(
+        7, description="Days a safety backup (taken before a restore or a fix) is kept, however many restores follow.")
 
 
 class OffsiteConfig(Strict):
     """An S3-compatible bucket. Credentials come from the files named here, else boto3's usual
     environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from this file."""
 
-    bucket: Name
-    prefix: str = "opsmon"
-    endpoint_url: HttpUrl | None = None
-    region: Name = "us-east-1"
-    access_key_id_file: ReadableFile | None = None
-    secret_access_key_file: ReadableFile | None = None
+    bucket: Name = Field(description="The bucket every verified backup is copied to.")
+    prefix: str = Field("opsmon", description="The folder of the bucket the copies go under.")
+    endpoint_url: HttpUrl | None = Field(None, description="The S3-compatible service's URL; none: AWS S3.")
+    region: Name = Field("us-east-1", description="The bucket's region.")
+    access_key_id_file: ReadableFile | None = Field(
+        None, description="A file holding the access key id; none: boto3's environment (AWS_ACCESS_KEY_ID).")
+    secret_access_key_file: ReadableFile | None = Field(
+        None, description="A file holding the secret access key; none: boto3's environment (AWS_SECRET_ACCESS_KEY).")
 
 
 class LitestreamConfig(Strict):
-    enabled: bool = False
-    binary: Name = "litestream"
-    # Where the WAL is replicated to: a folder (another disk), and/or the offsite bucket.
-    replica_directory: Location | None = None
-    replicate_offsite: bool = False
-    sync_interval_seconds: PositiveFloat = 1.0
-    metrics_address: HostPort = "127.0.0.1:9879"
+    enabled: bool = Field(
+        False, description=(
+            "Replicate the WAL continuously with Litestream, supervised by `opsmon-backup serve`: the "
+            "point-in-time restores."))
+    binary: Name = Field("litestream", description="The Litestream program, by name on PATH or by path.")
+    replica_directory: Location | None = Field(None, description="A folder (another disk) the WAL is replicated to.")
+    replicate_offsite: bool = Field(False, description="Replicate to the `offsite` bucket too.")
+    sync_interval_seconds: PositiveFloat = Field(1.0, description="How often Litestream copies new WAL frames.")
+    metrics_address: HostPort = Field("127.0.0.1:9879", description="Where Litestream serves its own metrics.")
 
     @model_validator(mode="after")
     def _somewhere(self) -> LitestreamConfig:
@@ -284,12 +329,14 @@ class LitestreamConfig(Strict):
 class ConsoleConfig(Strict):
     """The backup console on the backup service's port: off unless enabled."""
 
-    enabled: bool = False
-    # Users and password hashes (opsmon-backup user add); created with one generated admin when missing.
-    users_file: Location = Path(".opsmon-console-users.json")
-    session_seconds: PositiveInt = 3600
-    tls_cert_file: ReadableFile | None = None
-    tls_key_file: ReadableFile | None = None
+    enabled: bool = Field(False, description="Serve the backup console on the backup service's port.")
+    users_file: Location = Field(
+        Path(".opsmon-console-users.json"), description=(
+            "Users and password hashes (`opsmon-backup user add`); created with one generated admin when missing."))
+    session_seconds: PositiveInt = Field(3600, description="How long a login lasts.")
+    tls_cert_file: ReadableFile | None = Field(
+        None, description="Serve the console over HTTPS with this certificate (with `tls_key_file`).")
+    tls_key_file: ReadableFile | None = Field(None, description="The certificate's private key (with `tls_cert_file`).")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ConsoleConfig:
@@ -298,41 +345,57 @@ class ConsoleConfig(Strict):
 
 
 class DrillConfig(Strict):
-    # Write a marker row into opsmon's own table of the live database before each drill, and measure
-    # each location's RPO by the newest marker its restored copy holds (end to end, not by file times).
-    canary: bool = False
-    # How long the drill waits for the marker to reach the Litestream replica.
-    replica_wait_seconds: PositiveFloat = 30.0
+    canary: bool = Field(
+        False, description=(
+            "Write a marker row into opsmon's own table of the live database before each drill, and measure each "
+            "location's RPO by the newest marker its restored copy holds (end to end, not by file times)."))
+    replica_wait_seconds: PositiveFloat = Field(
+        30.0, description="How long the drill waits for the marker to reach the Litestream replica.")
 
 
 class Objectives(Strict):
     """What a disaster may cost: data lost (RPO, from the best location) and time to restore (RTO, each)."""
 
-    rpo_seconds: PositiveFloat = 26 * 3600
-    rto_seconds: PositiveFloat = 3600
+    rpo_seconds: PositiveFloat = Field(
+        26 * 3600, description=(
+            "The data a disaster may lose: the best location's drill must give back data at most this old."))
+    rto_seconds: PositiveFloat = Field(
+        3600, description="The time a restore may take: each location's drill must restore and check within it.")
 
 
 class BackupsConfig(Strict):
-    directory: Location
-    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
-    schedule: TierSchedule = {}
-    retention: Retention = {}
-    verify_schedule: Cron = "30 5 * * *"
-    drill_schedule: Cron = "0 6 * * *"
-    check_schedule: Cron = "15 * * * *"
-    # python-isal's levels: 0 (fastest) to 3 (smallest); the output is standard gzip either way.
-    compression_level: Annotated[int, Field(ge=0, le=3)] = 1
-    secondary_directory: Location | None = None
-    offsite: OffsiteConfig | None = None
-    # true: the backup folder is the only copy, on purpose (one disk, no bucket). `status` then reads
-    # "single copy (intended)" and is all well for that alone; opsmon_backup_rule_321_satisfied stays 0,
-    # and the 3-2-1 alert is silenced by opsmon_backup_single_copy_intended.
-    single_copy_intended: bool = False
-    litestream: LitestreamConfig = {}
-    drill: DrillConfig = {}
-    objectives: Objectives = {}
-    listen_address: HostPort = "127.0.0.1:9878"
-    console: ConsoleConfig = {}
+    directory: Location = Field(
+        description="The backup folder: backups, their manifests (the catalog) and status.json.")
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "UTC", description="The time zone the schedules are read in.")
+    schedule: TierSchedule = Field(
+        {}, description="When each tier's backup runs (cron expressions); the requirement's times by default.")
+    retention: Retention = Field({}, description="How many backups of each tier to keep.")
+    verify_schedule: Cron = Field("30 5 * * *", description="When every retained backup is verified again.")
+    drill_schedule: Cron = Field("0 6 * * *", description="When every location's copy is restored and checked.")
+    check_schedule: Cron = Field(
+        "15 * * * *", description="When the database's integrity, foreign keys and rules are checked.")
+    compression_level: Annotated[int, Field(ge=0, le=3)] = Field(
+        1, description="python-isal's levels: 0 (fastest) to 3 (smallest); the output is standard gzip either way.")
+    secondary_directory: Location | None = Field(
+        None, description="A folder on another disk every verified backup is copied to (3-2-1).")
+    offsite: OffsiteConfig | None = Field(
+        None, description=(
+            "An S3-compatible bucket every verified backup is copied to (3-2-1). Credentials come from the files "
+            "named here, else boto3's usual environment, never from this file."))
+    single_copy_intended: bool = Field(
+        False, description=(
+            "true: the backup folder is the only copy, on purpose (one disk, no bucket). `status` then reads "
+            '"single copy (intended)" and is all well for that alone; `opsmon_backup_rule_321_satisfied` stays 0, '
+            "and the 3-2-1 alert is silenced by `opsmon_backup_single_copy_intended`."))
+    litestream: LitestreamConfig = Field({}, description="Continuous WAL replication with Litestream.")
+    drill: DrillConfig = Field({}, description="The restore drills.")
+    objectives: Objectives = Field(
+        {}, description=(
+            "What a disaster may cost: data lost (RPO, from the best location) and time to restore (RTO, each)."))
+    listen_address: HostPort = Field(
+        "127.0.0.1:9878", description="Where `opsmon-backup serve` serves its /metrics and the console.")
+    console: ConsoleConfig = Field({}, description="The backup console: off unless enabled.")
 
     @model_validator(mode="after")
     def _single_copy_has_no_copies(self) -> BackupsConfig:
@@ -352,11 +415,12 @@ class BackupsConfig(Strict):
 class IntegrityRule(Strict):
     """A business rule: `query` returns the rows that break it; `fix` repairs them when `fixable`."""
 
-    name: Annotated[str, Field(pattern=LABEL_NAME)]
-    description: Name
-    query: Name
-    fix: str | None = None
-    fixable: bool = False
+    name: Annotated[str, Field(pattern=LABEL_NAME)] = Field(description="The `rule` label of the rule's violations.")
+    description: Name = Field(description="What the rule asks of the data, in words.")
+    query: Name = Field(description="SQL returning the rows that break the rule.")
+    fix: str | None = Field(
+        None, description="SQL that repairs them, run by `opsmon-backup check --fix` when `fixable`.")
+    fixable: bool = Field(False, description="`check --fix` applies `fix`, in one transaction, after a safety backup.")
 
     @model_validator(mode="after")
     def _fix_given(self) -> IntegrityRule:
@@ -366,110 +430,135 @@ class IntegrityRule(Strict):
 
 
 class IntegrityConfig(Strict):
-    # quick_check skips the index cross-checks: much faster on a big database, a little less thorough.
-    quick: bool = False
-    rules: list[IntegrityRule] = []
+    quick: bool = Field(
+        False, description=(
+            "Run quick_check instead of integrity_check: it skips the index cross-checks, much faster on a big "
+            "database, a little less thorough."))
+    rules: list[IntegrityRule] = Field([], description="Business rules, checked with the integrity checks.")
 
 
 class StackHost(Strict):
     """One machine of the fleet, as Prometheus reaches it; a service it does not run is null."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    exporter: HostPort | None = "127.0.0.1:9877"
-    backup: HostPort | None = "127.0.0.1:9878"
-    litestream: HostPort | None = "127.0.0.1:9879"
-    # On every series scraped from the host (env, role...), for one's own queries.
-    labels: dict[Annotated[str, Field(pattern=LABEL_NAME)], str] = {}
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="The `host` label of everything scraped from this machine.")
+    exporter: HostPort | None = Field(
+        "127.0.0.1:9877", description="The exporter, as Prometheus reaches it; null: not run here.")
+    backup: HostPort | None = Field(
+        "127.0.0.1:9878", description="The backup service, as Prometheus reaches it; null: not run here.")
+    litestream: HostPort | None = Field(
+        "127.0.0.1:9879", description="Litestream's metrics, as Prometheus reaches them; null: not run here.")
+    labels: dict[Annotated[str, Field(pattern=LABEL_NAME)], str] = Field(
+        {}, description="Labels on every series scraped from the host (env, role...), for one's own queries.")
 
 
 class StackPrometheus(Strict):
-    # Where Grafana reaches Prometheus; Prometheus scrapes itself on localhost at this port.
-    address: HostPort = "127.0.0.1:9090"
-    external_url: Url = "http://localhost:9090"
-    retention: Duration = "35d"  # the error budget is counted over 30 days
-    scrape_interval: Duration = "15s"
-    scrape_timeout: Duration = "10s"  # no longer than scrape_interval
-    # The app's own /metrics, when it serves them (host:port); scraped as job "app".
-    app_address: HostPort | None = None
-    # Rules files of one's own (the demo's alerts), rendered beside the kit's; checked when rendering, as
-    # the services that read this config elsewhere (a container) need not have them.
-    rule_files: list[Resolved] = []
+    address: HostPort = Field(
+        "127.0.0.1:9090", description=(
+            "Where Grafana reaches Prometheus; Prometheus scrapes itself on localhost at this port."))
+    external_url: Url = Field(
+        "http://localhost:9090", description="Prometheus's `--web.external-url`: the \"Graph\" links in e-mails.")
+    retention: Duration = Field(
+        "35d", description="How long Prometheus keeps samples; the error budget is counted over 30 days.")
+    scrape_interval: Duration = Field("15s", description="How often every target is scraped.")
+    scrape_timeout: Duration = Field("10s", description="A scrape's deadline; no longer than `scrape_interval`.")
+    app_address: HostPort | None = Field(
+        None, description="The app's own /metrics, when it serves them (host:port); scraped as job `app`.")
+    rule_files: list[Resolved] = Field(
+        [], description=(
+            "Rules files of one's own (the demo's alerts), rendered beside the kit's; checked when rendering, as "
+            "the services that read this config elsewhere (a container) need not have them."))
 
 
 class StackAlertmanager(Strict):
-    address: HostPort = "127.0.0.1:9093"  # where Prometheus and Grafana reach it
-    external_url: Url = "http://localhost:9093"
+    address: HostPort = Field("127.0.0.1:9093", description="Where Prometheus and Grafana reach Alertmanager.")
+    external_url: Url = Field(
+        "http://localhost:9093", description=(
+            "Alertmanager's `--web.external-url`: the \"Silence\" links and the footer of e-mails."))
 
 
 class StackGrafana(Strict):
-    url: Url = "http://localhost:3000"  # the dashboard links in every alert
-    dashboards_directory: Resolved | None = None  # the kit's own boards
-    # Boards of one's own (JSON, the demo's board), provisioned beside the business board rendered from
-    # the config's business metrics; both are written under the render's grafana/app-dashboards/, read by
-    # Grafana from app_dashboards_directory when it sees them elsewhere (a container's mount).
-    dashboard_files: list[Resolved] = []
-    app_dashboards_directory: Resolved | None = None
+    url: Url = Field("http://localhost:3000", description="Grafana's address in the dashboard links of every alert.")
+    dashboards_directory: Resolved | None = Field(
+        None, description="The dashboards Grafana provisions; none: the kit's own boards.")
+    dashboard_files: list[Resolved] = Field(
+        [], description=(
+            "Boards of one's own (JSON, the demo's board), provisioned beside the business board rendered from the "
+            "config's business metrics; both are written under the render's grafana/app-dashboards/."))
+    app_dashboards_directory: Resolved | None = Field(
+        None, description=(
+            "Where Grafana reads the rendered business board and one's own boards, when it sees them elsewhere "
+            "(a container's mount); none: grafana/app-dashboards/ under the render's --out."))
 
 
 class StackLongTerm(Strict):
     """VictoriaMetrics, which keeps every sample 13 months; Prometheus remote-writes to it when enabled."""
 
-    enabled: bool = False
-    address: HostPort = "127.0.0.1:8428"
+    enabled: bool = Field(
+        False, description="Prometheus remote-writes every sample to VictoriaMetrics, which keeps them 13 months.")
+    address: HostPort = Field("127.0.0.1:8428", description="Where VictoriaMetrics listens.")
 
 
 class StackSmtp(Strict):
-    smarthost: HostPort = "127.0.0.1:25"
-    from_address: Email = "opsmon@localhost"
-    require_tls: bool = False
-    username: Name | None = None
-    # Read by Alertmanager: the password never is in this file.
-    password_file: Resolved | None = None
+    smarthost: HostPort = Field("127.0.0.1:25", description="The mail server Alertmanager sends through.")
+    from_address: Email = Field("opsmon@localhost", description="The sender of alert e-mails.")
+    require_tls: bool = Field(False, description="Refuse to send without STARTTLS.")
+    username: Name | None = Field(None, description="The mail server's user, when it asks for one.")
+    password_file: Resolved | None = Field(
+        None, description=(
+            "A file holding the mail server's password, read by Alertmanager: the password never is in this file."))
 
 
 class SeverityEmails(Strict):
-    critical: Email = "root@localhost"
-    warning: Email = "root@localhost"
+    critical: Email = Field("root@localhost", description="Where critical alerts are mailed.")
+    warning: Email = Field("root@localhost", description="Where warnings are mailed.")
 
 
 class StackTeam(Strict):
     """Alerts labelled team=<name> go to the team's addresses instead of the default ones."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
-    email: SeverityEmails
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = Field(
+        description="Alerts labelled `team=<name>` go to this team.")
+    email: SeverityEmails = Field(description="The team's addresses, by severity.")
 
 
 class StackReceivers(Strict):
-    smtp: StackSmtp = {}
-    email: SeverityEmails = {}  # everything no team claims
-    teams: list[StackTeam] = []
-    pager_url: Url | None = None  # a paging service's webhook: critical alerts go there too
-    heartbeat_url: Url | None = None  # a dead man's switch, pinged every minute while alerting works
+    smtp: StackSmtp = Field({}, description="How Alertmanager sends mail.")
+    email: SeverityEmails = Field({}, description="The addresses of everything no team claims.")
+    teams: list[StackTeam] = Field([], description="Teams with addresses of their own.")
+    pager_url: Url | None = Field(None, description="A paging service's webhook: critical alerts go there too.")
+    heartbeat_url: Url | None = Field(
+        None, description="A dead man's switch, pinged every minute while alerting works.")
 
 
 class StackSlo(Strict):
-    # The share of requests that must not fail (server errors) over 30 days; the burn-rate alerts follow it.
-    # Below 95 % the fast burn rate (14.4 times the budget) nears 100 % of requests and could hardly page.
-    objective: Annotated[float, Field(ge=0.95, lt=1)] = 0.99
+    objective: Annotated[float, Field(ge=0.95, lt=1)] = Field(
+        0.99, description=(
+            "The share of requests that must not fail (server errors) over 30 days; the burn-rate alerts follow "
+            "it. Below 95 % the fast burn rate (14.4 times the budget) nears 100 % of requests and could hardly "
+            "page."))
 
 
 class StackSystemd(Strict):
-    user: Name | None = None  # the user that can read the database and write the backups
-    # Where opsmon-exporter and opsmon-backup are installed; default: beside the Python that renders.
-    bin_directory: Resolved | None = None
+    user: Name | None = Field(
+        None, description="The user the units run as: one that can read the database and write the backups.")
+    bin_directory: Resolved | None = Field(
+        None, description=(
+            "Where `opsmon-exporter` and `opsmon-backup` are installed; none: beside the Python that renders."))
 
 
 class StackConfig(Strict):
     """What `opsmon render` writes: Prometheus, Alertmanager, Grafana provisioning and systemd units."""
 
-    hosts: list[StackHost] = [{"name": "localhost"}]
-    prometheus: StackPrometheus = {}
-    alertmanager: StackAlertmanager = {}
-    grafana: StackGrafana = {}
-    long_term: StackLongTerm = {}
-    receivers: StackReceivers = {}
-    slo: StackSlo = {}
-    systemd: StackSystemd = {}
+    hosts: list[StackHost] = Field(
+        [{"name": "localhost"}], description="The machines of the fleet, one target file each.")
+    prometheus: StackPrometheus = Field({}, description="Prometheus's addresses, retention and intervals.")
+    alertmanager: StackAlertmanager = Field({}, description="Alertmanager's addresses.")
+    grafana: StackGrafana = Field({}, description="Grafana's address and dashboards.")
+    long_term: StackLongTerm = Field({}, description="The long-term store (VictoriaMetrics).")
+    receivers: StackReceivers = Field({}, description="Where alerts go: e-mail, teams, the pager and the heartbeat.")
+    slo: StackSlo = Field({}, description="The error SLO the burn-rate alerts follow.")
+    systemd: StackSystemd = Field({}, description="The systemd units of the exporter and the backup service.")
 
     @model_validator(mode="after")
     def _unique(self) -> StackConfig:
@@ -484,12 +573,19 @@ class StackConfig(Strict):
 
 
 class OpsmonConfig(Strict):
-    database: DatabaseConfig
-    exporter: ExporterConfig = {}
-    backups: BackupsConfig | None = None
-    business: list[BusinessQueryConfig] = []
-    integrity: IntegrityConfig = {}
-    stack: StackConfig = {}
+    database: DatabaseConfig = Field(description="The app's SQLite database.")
+    exporter: ExporterConfig = Field(
+        {}, description="The exporter (`opsmon-exporter`): what it watches and where it listens.")
+    backups: BackupsConfig | None = Field(
+        None, description="Backups, copies, drills and the backup service (`opsmon-backup`); none: no backups.")
+    business: list[BusinessQueryConfig] = Field(
+        [], description=(
+            "Business metrics: states read with SQL and published as gauges, each cached for its own "
+            "`refresh_seconds`, and the counters the app increments, shown on the business board."))
+    integrity: IntegrityConfig = Field({}, description="The integrity checks of `opsmon-backup check`.")
+    stack: StackConfig = Field(
+        {}, description=(
+            "What `opsmon render` writes: Prometheus, Alertmanager, Grafana provisioning and systemd units."))
 
     @property
     def business_queries(self) -> list[BusinessQueryConfig]:

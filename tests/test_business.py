@@ -207,7 +207,7 @@ def test_missing_value_column_is_a_failed_query_that_names_it(db, caplog):
     ("SELECT 'a' AS kind, x'00' AS value", "not a number"),
 ])
 def test_a_sample_set_with_a_bad_row_is_refused_whole(db, caplog, query, reason):
-    """Issue 13, fault 8: duplicates emitted twice, NULL read as 0, NULL label as "None", success 1."""
+    """Found by an adversarial sweep: duplicates emitted twice, NULL read as 0, NULL label as "None", success 1."""
     collector = BusinessCollector([BusinessQueryConfig(name="business_x", help="h", labels=["kind"],
                                                        query=query)], db)
     assert value(collector, "opsmon_business_query_success") == 0

@@ -154,7 +154,7 @@ def test_opsmon_check_reports_every_problem_at_once_and_exits_2(shop):
         f"with PROMETHEUS_MULTIPROC_DIR={shop}/nowhere",
         f"broken.yml: backups.directory: {shop}/shop.log is not a folder",
     ]
-    # The file given before the command, as CONTRACT.md writes it, is the same file.
+    # The file given before the command, as the usage `opsmon [--config.file F] COMMAND` puts it, is the same file.
     before = run("-m", "opsmon", "--config.file", "broken.yml", "check", cwd=shop)
     assert (before.returncode, before.stderr) == (2, result.stderr)
 

@@ -1,8 +1,8 @@
-"""The dashboard lint (grafana/boards/lint.py): every board passes it, it catches each problem issue 12 found
-on the boards as they were (grafana/tests/before-issue-12/, copied from git before the boards were generated),
-the thresholds it asks for are the alert rules' own numbers, and it keeps the boards working for a fleet
-(issue 14): every host's series filtered by `$host`, every board on its datasource variable, the overview's
-Hosts table leading to every board."""
+"""The dashboard lint (grafana/boards/lint.py): every board passes it, it catches each problem a review found on
+the hand-made boards (grafana/tests/flawed-boards/, as they were before the boards were written as code), the
+thresholds it asks for are the alert rules' own numbers, and it keeps the boards working for a fleet: every
+host's series filtered by `$host`, every board on its datasource variable, the overview's Hosts table leading to
+every board."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def load(folder) -> dict[str, dict]:
 
 # The kit's boards, and the demo's (its own, and the business board rendered from its compose config).
 BOARDS = {**load(GRAFANA / "dashboards"), **load(REPO / "demo" / "dashboards")}
-BEFORE = load(GRAFANA / "tests/before-issue-12")
+FLAWED = load(GRAFANA / "tests/flawed-boards")
 
 
 def panel(boards: dict, board: str, title: str) -> dict:
@@ -43,8 +43,8 @@ def test_every_board_passes_the_lint():
     assert not problems, "\n".join(map(str, problems))
 
 
-# Issue 12's list, each problem with the board, panel and rule that catches it on the boards as they were.
-ISSUE_12 = [
+# The review's list of problems on the hand-made boards, each with the board, panel and rule that catches it.
+FLAWS = [
     ("ages always red", "overview", "Newest daily backup", "thresholds"),
     ("ages always red", "backups", "Age of the newest backup, by tier", "thresholds"),
     ("ages always red", "backups", "Age of the copies, by location", "thresholds"),
@@ -70,20 +70,20 @@ ISSUE_12 = [
     ("alerts from ALERTS, not Alertmanager", "overview", "Firing alerts", "alerts"),
     ("no burn-rate reference lines", "application", "Error budget burn rate", "burn-rate"),
     ("no job, instance variables", "application", "", "variables"),
-    *[("no links between boards", board, "", "links") for board in sorted(BEFORE)],
-    *[("no shared crosshair", board, "", "crosshair") for board in sorted(BEFORE)],
+    *[("no links between boards", board, "", "links") for board in sorted(FLAWED)],
+    *[("no shared crosshair", board, "", "crosshair") for board in sorted(FLAWED)],
 ]
 
 
-@pytest.mark.parametrize("problem, board, title, rule", ISSUE_12,
-                         ids=[f"{b}: {t or 'board'}: {r}" for _, b, t, r in ISSUE_12])
-def test_the_lint_catches_what_issue_12_found_on_the_boards_as_they_were(problem, board, title, rule):
-    found = {(p.board, p.panel, p.rule) for p in lint.lint(BEFORE)}
+@pytest.mark.parametrize("problem, board, title, rule", FLAWS,
+                         ids=[f"{b}: {t or 'board'}: {r}" for _, b, t, r in FLAWS])
+def test_the_lint_catches_each_flaw_of_the_hand_made_boards(problem, board, title, rule):
+    found = {(p.board, p.panel, p.rule) for p in lint.lint(FLAWED)}
     assert (board, title, rule) in found, f"{problem}: not caught"
 
 
-def test_the_lint_fails_every_board_as_it_was():
-    assert {p.board for p in lint.lint(BEFORE)} == set(BEFORE)
+def test_the_lint_fails_every_hand_made_board():
+    assert {p.board for p in lint.lint(FLAWED)} == set(FLAWED)
 
 
 def test_a_fixed_range_is_caught_in_any_function_and_granular_ones_are_not():
@@ -206,7 +206,7 @@ def test_a_never_timestamp_reads_never_and_a_fresh_age_is_green():
     assert color_at(steps(age), 60) == "green"
 
 
-# ---- the fleet (issue 14): hosts, the datasource variable, the Hosts table ------------------------------------
+# ---- the fleet: hosts, the datasource variable, the Hosts table ------------------------------------
 
 PROVISIONED = yaml.safe_load((GRAFANA / "provisioning/datasources/datasources.yml").read_text())
 

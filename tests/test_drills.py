@@ -1,4 +1,4 @@
-"""Drills that prove every copy (issue 10): the backup folder, the second folder, a real S3-compatible bucket
+"""Drills that prove every copy: the backup folder, the second folder, a real S3-compatible bucket
 (moto on loopback) and a real Litestream replica, each restored and checked, with its RTO and RPO; one
 location broken at a time fails alone and is named."""
 

@@ -353,7 +353,7 @@ def test_6_a_foreign_key_violation_reaches_a_person(stack):
 
 
 def test_11_a_new_kind_of_error_sends_the_new_pattern_alert_naming_it(stack):
-    """Issue 16: the demo's storage_full fault logs an error of a kind never logged before."""
+    """The demo's storage_full fault logs an error of a kind never logged before."""
     since = max((m["id"] for m in stack.emails()), default=0)
     stack.faults(storage_full=True)
     fault = time.monotonic()

@@ -1,4 +1,4 @@
-"""Faults an adversarial sweep found (issue 13), each kept as a test that failed before its fix."""
+"""Faults an adversarial sweep found, each kept as a test that failed before its fix."""
 
 from __future__ import annotations
 

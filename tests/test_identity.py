@@ -1,5 +1,5 @@
 """One database's data never lands in another: identities in every backup and replica, no parts borrowed
-from a config for another database, and the nearest source for a moment (issue 10)."""
+from a config for another database, and the nearest source for a moment."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Litestream started again after it was killed -9 while the app wrote and checkpointed: the replica must
-still give back every committed row (issue 13). The real binary, a real SQLite database, loopback only."""
+still give back every committed row. The real binary, a real SQLite database, loopback only."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def test_corrupt_state_file_is_not_fatal(tmp_path, caplog):
     assert "not valid JSON" in caplog.text
 
 
-# ---- bad input: one source's trouble is counted or reported, never a failed scrape (issue 13, 16) ----
+# ---- bad input: one source's trouble is counted or reported, never a failed scrape ----
 
 def scrape(collector) -> dict:
     """{family name: {label values tuple: value}} of one collect()."""

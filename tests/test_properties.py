@@ -1,5 +1,5 @@
 """Property tests: the config loader, the catalog reader and the parsers of what a person asks for take ANY
-input and give a value or the one error that names the problem, never another exception (issue 13).
+input and give a value or the one error that names the problem, never another exception.
 
 The examples are derived from each test's name, so `make test` sees the same ones every time; set
 OPSMON_PROPERTY_EXPLORE=1 to draw new ones, ten times as many. Each fault they found is kept as a plain
@@ -216,7 +216,7 @@ def test_config_check_exits_0_or_2_and_never_shows_a_traceback(workdir, text):
         assert str(path) in result.stderr
 
 
-# Faults the properties above found (issue 13), kept as plain examples.
+# Faults the properties above found, kept as plain examples.
 
 def test_a_path_too_long_for_the_filesystem_is_invalid_config(workdir):
     with pytest.raises(InvalidConfig, match="database.path"):

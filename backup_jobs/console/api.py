@@ -1,4 +1,4 @@
-"""The console's JSON API (CONTRACT.md): backups, verify, delete, restores and jobs, behind the same login."""
+"""The console's JSON API (docs/console.md): backups, verify, delete, restores and jobs, behind the same login."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class AppMetrics:
-    """The CONTRACT's app_* metrics under one namespace; create once per process."""
+    """The app_* metrics (docs/metrics.md) under one namespace; create once per process."""
 
     def __init__(self, namespace: str = "app", registry=REGISTRY):
         self.registry = registry
