@@ -16,6 +16,7 @@ import yaml
 
 from grafana.boards import lint, rules
 from grafana.boards.lint import color_at
+from opsmon import thresholds
 from tests.conftest import REPO
 
 GRAFANA = REPO / "grafana"
@@ -358,14 +359,14 @@ def test_the_lint_catches_provisioning_without_the_fixed_datasources(document):
 @pytest.fixture
 def rule_file(tmp_path, monkeypatch):
     """The rule reader pointed at a file of the test's own: call it with the YAML to read."""
-    monkeypatch.setattr(rules, "RULES", tmp_path)
+    monkeypatch.setattr(thresholds, "RULES", tmp_path)
 
     def write(text: str) -> None:
         (tmp_path / "x.rules.yml").write_text(textwrap.dedent(text))
-        rules._rules.cache_clear()
+        thresholds.shipped.cache_clear()
 
     yield write
-    rules._rules.cache_clear()
+    thresholds.shipped.cache_clear()
 
 
 def test_the_rule_reader_takes_the_number_an_alert_compares_with(rule_file):

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from grafana.boards.lint import HOSTLESS_JOBS
-from grafana.boards.rules import Limit
+from opsmon.thresholds import Limit
 
 # The provisioned datasources' fixed uids (grafana/provisioning/datasources/datasources.yml): file provisioning
 # never fills in ${DS_...}, so a dashboard names the uid itself, as the default of its `datasource` variable.
