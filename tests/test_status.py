@@ -19,12 +19,13 @@ from backup_jobs import report
 from backup_jobs.humanize import seconds_text, size_text
 from backup_jobs.jobs import Jobs
 from backup_jobs.service import Scheduler, ServiceCollector, make_app, scheduled_jobs
+from exporter.collectors.backup import BackupCollector
 from opsmon import catalog, http
 from opsmon.catalog import to_timestamp
 from opsmon.config import load_config, parse_config
 from opsmon.thresholds import Rules, shipped
 from tests.backup_helpers import backups_config, demo_database, opsmon_backup
-from tests.conftest import REPO, free_port
+from tests.conftest import FIXTURES, REPO, free_port
 from tests.fakes import FakeClock
 
 NOW = "2026-11-26T10:12:04Z"
@@ -602,6 +603,32 @@ def test_version_on_both_commands():
     for module, name in (("backup_jobs", "opsmon-backup"), ("exporter", "opsmon-exporter")):
         result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
         assert (result.returncode, result.stdout) == (0, f"{name} {__version__}\n")
+
+
+def test_a_status_of_before_per_location_drills_reads_as_the_backup_folder_s_drill_everywhere(kit):
+    """status.json as opsmon wrote it before per-location drills (`drill` alone): the catalog's reader migrates it
+    once, and the status report, the exporter's collector and the service's jobs all read the one shape."""
+    kit.at("2026-11-22T03:00:00Z").jobs.backup("weekly")
+    kit.at("2026-11-26T02:00:00Z").jobs.backup("daily")
+    shutil.copy(FIXTURES / "status-before-location-drills.json", kit.directory / catalog.STATUS_FILE)
+    kit.at(NOW)
+    local = catalog.LocationDrill(last_run_at=to_timestamp("2026-11-26T06:00:00Z"),
+                                  last_success_at=to_timestamp("2026-11-26T06:00:42Z"),
+                                  last_failure_at=to_timestamp("2026-11-25T06:00:40Z"),
+                                  last_error="no verified backup", source="backup 20261126T020000Z-daily")
+    assert catalog.read_status(kit.directory).drills == {"local": local}
+
+    drill = next(line for line in kit.status().lines if line.name == "drill local")
+    assert (drill.level, drill.text) == (report.OK, "passed 4h 11m ago: backup 20261126T020000Z-daily")
+    published = {sample.labels["location"]: sample.value for family in BackupCollector(
+        kit.directory, "demo", database_path=kit.db, clock=kit.clock).collect()
+        for sample in family.samples if sample.name == "opsmon_restore_drill_last_success_timestamp_seconds"}
+    assert published == {"local": local.last_success_at}
+    assert next(job for job in scheduled_jobs(kit.jobs) if job.name == "drill").last_run == local.last_run_at
+
+    kit.jobs.verify()  # the next write keeps the migrated shape
+    on_disk = json.loads((kit.directory / catalog.STATUS_FILE).read_text())
+    assert on_disk["drills"] == {"local": local.model_dump(mode="json")}
 
 
 def test_the_console_front_page_shows_the_same_marked_lines_and_sizes_for_a_person(kit, tmp_path):
