@@ -16,7 +16,8 @@ import yaml
 
 from grafana.boards import lint, rules
 from grafana.boards.lint import color_at
-from opsmon import thresholds
+from opsmon import render, thresholds
+from opsmon.config import StackConfig
 from tests.conftest import REPO
 
 GRAFANA = REPO / "grafana"
@@ -334,6 +335,15 @@ def test_provisioning_offers_the_long_term_store_with_its_fixed_uid():
     assert lint.lint_provisioning(PROVISIONED) == []
     store = next(s for s in PROVISIONED["datasources"] if s["uid"] == "opsmon-victoriametrics")
     assert store["url"] == "http://victoriametrics:8428"
+
+
+def test_the_boards_read_the_datasources_the_renderer_provisions():
+    """One uid for each datasource, the renderer's: what `opsmon render` provisions passes the boards' lint,
+    and every board's datasource variable defaults to it."""
+    assert lint.lint_provisioning(render.grafana_datasources(StackConfig())) == []
+    defaults = {name: next(v for v in board["templating"]["list"] if v["name"] == lint.DATASOURCE)["current"]["value"]
+                for name, board in BOARDS.items()}
+    assert set(defaults.values()) == {render.PROMETHEUS_UID}
 
 
 def changed_store(**fields) -> dict:
