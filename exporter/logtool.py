@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from exporter.collectors.logs import LEVELS, OTHER, Patterns, parse_any, to_timestamp
+from exporter.collectors.logs import LEVELS, OTHER, Patterns, log_timestamp, parse_any
 from opsmon.config import LogSourceConfig
 
 # As the collector's defaults: longer lines are cut before they are parsed, and past the limit of
@@ -77,7 +77,7 @@ def parse_since(value: str, now: float) -> float:
     match = DURATION.match(value.strip())
     if match:
         return now - float(match.group(1)) * UNIT_SECONDS[match.group(2)]
-    moment = to_timestamp(value) if not value.strip().replace(".", "").isdigit() else None
+    moment = log_timestamp(value) if not value.strip().replace(".", "").isdigit() else None
     if moment is None:
         raise argparse.ArgumentTypeError(f"--since {value!r}: give a duration (30m, 1h, 2d) or an ISO 8601 time")
     return moment
@@ -101,7 +101,7 @@ def report(files: list[Path], since: float | None = None, level: str | None = No
             for _, line in read_lines(path):
                 lines_read += 1
                 line_level, message, when = parse_any(line)
-                moment = to_timestamp(when) if when is not None else None
+                moment = log_timestamp(when) if when is not None else None
                 if moment is None:
                     moment = last_time
                 last_time = moment

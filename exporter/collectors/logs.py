@@ -146,7 +146,7 @@ def parse_any(line: str) -> tuple[str | None, str, object]:
     return parse_json(line) if line.lstrip().startswith("{") else parse_text(line)
 
 
-def to_timestamp(value: object) -> float | None:
+def log_timestamp(value: object) -> float | None:
     """Unix seconds from a log line's time: ISO 8601 (naive means local time, as loggers write it),
     or Unix seconds or milliseconds; None when it is neither."""
     if isinstance(value, str):
@@ -273,7 +273,7 @@ class Patterns:
 
     def _first_seen(self, when: object) -> float | None:
         """The line's own time (a backlog read late is not new), never later than now."""
-        written = to_timestamp(when) if when is not None else None
+        written = log_timestamp(when) if when is not None else None
         now = self._clock() if self._clock else None
         if now is None or written is None:
             return written if now is None else now
