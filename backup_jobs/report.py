@@ -21,60 +21,79 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backup_jobs.humanize import age_text, ago_text, moment_text, plural, seconds_text, size_text
 from opsmon.catalog import TIERS, Catalog, LocationDrill, future_dated, to_iso, to_timestamp
+from opsmon.thresholds import Limit, Rules, shipped
 
 OK, WARNING, PROBLEM, OFF, INFO = "ok", "warning", "problem", "off", "info"
 _RANK = {INFO: 0, OFF: 0, OK: 0, WARNING: 1, PROBLEM: 2}
-HOUR, DAY = 3600, 86400
 HEALTH_TIMEOUT_SECONDS = 1.0  # each of /-/healthy and /metrics, on this machine
 
 
+def marked_at(limit: Limit) -> str:
+    """How a line past the alert's threshold is marked: a critical alert's is a problem, any other a warning."""
+    return PROBLEM if limit.severity == "critical" else WARNING
+
+
 @dataclass(frozen=True)
-class Limit:
-    """One threshold of prometheus/rules/*.rules.yml: the alert, its severity, and its number (seconds,
-    or a ratio); None where the alert compares with a setting or fires on a fact."""
+class Limits:
+    """The thresholds the lines are marked against: the alerts' own, read from prometheus/rules (never copied)."""
 
-    alert: str
-    severity: str
-    value: float | None = None
+    backup_stale: dict[tuple[str, str], Limit]  # by (tier, severity)
+    copy_stale: Limit
+    verify_stale: Limit
+    drill_stale: Limit
+    rpo_window: Limit  # only the locations whose drill passed within this count for the recovery point
+    pitr_lag: Limit
+    integrity_stale: Limit
+    job_overdue: Limit
+    shrunk: Limit  # the newest daily backup under this share of the newest weekly one
+    wal_large: Limit  # the WAL over this many times the database...
+    wal_large_bytes: Limit  # ...and over this size
+    # Alerts on a fact or a setting: the line is marked at the alert's severity, with no number.
+    backup_failing: Limit
+    verify_failing: Limit
+    manifests_unreadable: Limit
+    rto_missed: Limit  # backups.objectives.rto_seconds
+    rpo_missed: Limit  # backups.objectives.rpo_seconds
+    litestream_down: Limit
+    integrity_failed: Limit
+    foreign_keys: Limit
+    rules_broken: Limit
+    future_dated: Limit
 
-    @property
-    def level(self) -> str:
-        return PROBLEM if self.severity == "critical" else WARNING
+    @classmethod
+    def read(cls, rules: Rules) -> Limits:
+        return cls(
+            backup_stale={(tier, severity): rules.limit("OpsmonBackupStale", severity, where=f'tier="{tier}"')
+                          for tier in TIERS for severity in ("warning", "critical")},
+            copy_stale=rules.limit("OpsmonBackupCopyStale"),
+            verify_stale=rules.limit("OpsmonBackupVerificationStale"),
+            drill_stale=rules.limit("OpsmonRestoreDrillStale"),
+            rpo_window=rules.limit("OpsmonBackupRpoMissed"),
+            pitr_lag=rules.limit("OpsmonPitrReplicationLagging"),
+            integrity_stale=rules.limit("OpsmonIntegrityCheckStale"),
+            job_overdue=rules.limit("OpsmonBackupJobOverdue"),
+            shrunk=rules.factor("OpsmonBackupShrunk", "opsmon_backup_last_size_bytes"),
+            wal_large=rules.factor("OpsmonDatabaseWalLarge", "opsmon_db_size_bytes"),
+            wal_large_bytes=rules.limit("OpsmonDatabaseWalLarge"),
+            backup_failing=rules.fact("OpsmonBackupFailing"),
+            verify_failing=rules.fact("OpsmonBackupVerificationFailing"),
+            manifests_unreadable=rules.fact("OpsmonBackupManifestsUnreadable"),
+            rto_missed=rules.fact("OpsmonRestoreDrillRtoMissed"),
+            rpo_missed=rules.fact("OpsmonBackupRpoMissed"),
+            litestream_down=rules.fact("OpsmonLitestreamDown"),
+            integrity_failed=rules.fact("OpsmonDatabaseIntegrityFailed"),
+            foreign_keys=rules.fact("OpsmonForeignKeyViolations"),
+            rules_broken=rules.fact("OpsmonRuleViolations"),
+            future_dated=rules.fact("OpsmonBackupFutureDated"))
+
+    def alerts(self) -> set[str]:
+        """The alerts the report marks lines with."""
+        found = set()
+        for value in vars(self).values():
+            found.update(limit.alert for limit in (value.values() if isinstance(value, dict) else [value]))
+        return found
 
 
-# The alerts' numbers, here once; tests/test_status.py fails when they drift apart from the rules.
-BACKUP_STALE = {
-    "warning": {"daily": Limit("OpsmonBackupStale", "warning", 26 * HOUR),
-                "weekly": Limit("OpsmonBackupStale", "warning", 8 * DAY),
-                "monthly": Limit("OpsmonBackupStale", "warning", 32 * DAY)},
-    "critical": {"daily": Limit("OpsmonBackupStale", "critical", 50 * HOUR),
-                 "weekly": Limit("OpsmonBackupStale", "critical", 15 * DAY),
-                 "monthly": Limit("OpsmonBackupStale", "critical", 63 * DAY)},
-}
-COPY_STALE = Limit("OpsmonBackupCopyStale", "warning", 26 * HOUR)
-VERIFY_STALE = Limit("OpsmonBackupVerificationStale", "warning", 26 * HOUR)
-DRILL_STALE = Limit("OpsmonRestoreDrillStale", "warning", 26 * HOUR)
-PITR_LAG = Limit("OpsmonPitrReplicationLagging", "warning", 300)
-INTEGRITY_STALE = Limit("OpsmonIntegrityCheckStale", "warning", 3 * HOUR)
-JOB_OVERDUE = Limit("OpsmonBackupJobOverdue", "warning", 30 * 60)
-SHRUNK = Limit("OpsmonBackupShrunk", "warning", 0.5)  # the newest daily backup under this share of the weekly
-WAL_LARGE = Limit("OpsmonDatabaseWalLarge", "warning", 2)  # the WAL over this many times the database...
-WAL_LARGE_BYTES = 64 * 1024 * 1024  # ...and over this size
-# Alerts on a fact or a setting: the line is marked at the alert's severity, with no number to keep in step.
-BACKUP_FAILING = Limit("OpsmonBackupFailing", "warning")
-VERIFY_FAILING = Limit("OpsmonBackupVerificationFailing", "critical")
-MANIFESTS_UNREADABLE = Limit("OpsmonBackupManifestsUnreadable", "warning")
-RTO_MISSED = Limit("OpsmonRestoreDrillRtoMissed", "warning")  # backups.objectives.rto_seconds
-RPO_MISSED = Limit("OpsmonBackupRpoMissed", "warning")  # backups.objectives.rpo_seconds
-LITESTREAM_DOWN = Limit("OpsmonLitestreamDown", "warning")
-INTEGRITY_FAILED = Limit("OpsmonDatabaseIntegrityFailed", "critical")
-FOREIGN_KEYS = Limit("OpsmonForeignKeyViolations", "warning")
-RULES_BROKEN = Limit("OpsmonRuleViolations", "warning")
-FUTURE_DATED = Limit("OpsmonBackupFutureDated", "warning")
-LIMITS = [*BACKUP_STALE["warning"].values(), *BACKUP_STALE["critical"].values(), COPY_STALE, VERIFY_STALE,
-          DRILL_STALE, PITR_LAG, INTEGRITY_STALE, JOB_OVERDUE, SHRUNK, WAL_LARGE, BACKUP_FAILING, VERIFY_FAILING,
-          MANIFESTS_UNREADABLE, RTO_MISSED, RPO_MISSED, LITESTREAM_DOWN, INTEGRITY_FAILED, FOREIGN_KEYS, RULES_BROKEN,
-          FUTURE_DATED]
 # The alerts of backups.rules.yml the report does not mark, and why: what it cannot see from here.
 NOT_MARKED = {
     "OpsmonBackupMetricsAbsent": "Prometheus's view: whether the exporter publishes at all",
@@ -131,13 +150,15 @@ class StatusReport:
                 "lines": [line.as_json() for line in self.lines]}
 
 
-def build(jobs, ask=None, schedule=()) -> StatusReport:
+def build(jobs, ask=None, schedule=(), rules: Rules | None = None) -> StatusReport:
     """The report of the config's database now.
 
     `ask(url)` is what the backup service says (ask_service: its /-/healthy and /metrics); without it
     the service is not looked at (the console is the service). `schedule` is the service's jobs as
-    (name, cron) pairs, for their next runs when the service does not say them itself.
+    (name, cron) pairs, for their next runs when the service does not say them itself. `rules`: the alert
+    rules whose thresholds mark the lines, the kit's own unless given.
     """
+    limits = Limits.read(rules or shipped())
     now = jobs.clock()
     config = jobs.config
     current = jobs.store.own_catalog()
@@ -152,15 +173,15 @@ def build(jobs, ask=None, schedule=()) -> StatusReport:
         return report
     for section in (_database, _tiers, _verification, _copies, _pitr, _exposure, _drills, _integrity,
                     _catalog_files, _future_dated):
-        section(report, config, current, now)
+        section(report, config, current, now, limits)
     if ask is not None:
-        _service(report, jobs.config.backups, jobs.store.database, now, ask, schedule)
+        _service(report, jobs.config.backups, jobs.store.database, now, limits, ask, schedule)
     return report
 
 
 # ---- sections ---------------------------------------------------------------------------------
 
-def _database(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _database(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     path = Path(config.database.path)
     parts = [p for p in (path, Path(f"{path}-wal")) if p.exists()]
     facts = {"path": str(path), "exists": path.exists(), "size_bytes": None, "wal_size_bytes": None,
@@ -177,15 +198,16 @@ def _database(report: StatusReport, config, current: Catalog, now: float) -> Non
     facts["last_modified_at"] = to_iso(modified)
     size, wal_size = facts["size_bytes"], facts["wal_size_bytes"]
     text = f"{size_text(size + wal_size)}, last written {ago_text(modified, now)}"
-    if wal_size > WAL_LARGE.value * size and wal_size > WAL_LARGE_BYTES:
-        report.lines.append(Line("database", WAL_LARGE.level, f"{text}; its WAL is {size_text(wal_size)}, over "
-                                 f"{WAL_LARGE.value:g} times the database: checkpoints do not complete",
+    if wal_size > limits.wal_large.value * size and wal_size > limits.wal_large_bytes.value:
+        report.lines.append(Line("database", marked_at(limits.wal_large),
+                                 f"{text}; its WAL is {size_text(wal_size)}, over {limits.wal_large.value:g} times "
+                                 "the database: checkpoints do not complete",
                                  "look for a long-running reader of the database (an open transaction)"))
     else:
         report.lines.append(Line("database", OK, text))
 
 
-def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _tiers(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     backups = config.backups
     report.facts["tiers"] = {}
     for tier in TIERS:
@@ -195,13 +217,13 @@ def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
         failed_at = failure.last_failure_at if failure else None
         failing = failed_at is not None and (newest is None or failed_at > newest.finished_at)
         age = now - newest.finished_at if newest else None
-        warn, page = BACKUP_STALE["warning"][tier], BACKUP_STALE["critical"][tier]
-        shrunk = tier == "daily" and _shrunk(current)
+        warn, page = limits.backup_stale[tier, "warning"], limits.backup_stale[tier, "critical"]
+        shrunk = tier == "daily" and _shrunk(current, limits.shrunk.value)
         if newest is None or age > page.value:
-            level = page.level
+            level = marked_at(page)
         elif age > warn.value or failing or shrunk:
-            level = max(warn.level, BACKUP_FAILING.level if failing else OK, SHRUNK.level if shrunk else OK,
-                        key=_RANK.__getitem__)
+            level = max(marked_at(warn), marked_at(limits.backup_failing) if failing else OK,
+                        marked_at(limits.shrunk) if shrunk else OK, key=_RANK.__getitem__)
         else:
             level = OK
         parts = [f"{newest.id}, taken {ago_text(newest.finished_at, now)}, {size_text(newest.size_bytes)}"
@@ -211,7 +233,8 @@ def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
         if failing:
             parts.append(f"the last run failed {ago_text(failed_at, now)}: {failure.last_error}")
         if shrunk:
-            parts.append(f"under half the size of the newest weekly backup ({size_text(shrunk)})")
+            parts.append(f"under {limits.shrunk.value:.0%} of the size of the newest weekly backup "
+                         f"({size_text(shrunk)})")
         cron = getattr(backups.schedule, tier)
         hint = None
         if level != OK:
@@ -233,19 +256,19 @@ def _tiers(report: StatusReport, config, current: Catalog, now: float) -> None:
             "last_failure_by": failure.by.model_dump(mode="json") if failure and failure.by else None}
 
 
-def _shrunk(current: Catalog) -> int | None:
-    """The newest weekly backup's size when the newest daily one is under half of it (every backup is full)."""
+def _shrunk(current: Catalog, share: float) -> int | None:
+    """The newest weekly backup's size when the newest daily one is under that share of it (every backup is full)."""
     daily, weekly = current.of_tier("daily"), current.of_tier("weekly")
-    if daily and weekly and daily[-1].size_bytes < SHRUNK.value * weekly[-1].size_bytes:
+    if daily and weekly and daily[-1].size_bytes < share * weekly[-1].size_bytes:
         return weekly[-1].size_bytes
     return None
 
 
-def _verification(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _verification(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     failing = [b for b in current.scheduled if b.verified is False]
     unreadable = current.problems
     last = current.status.verify.last_success_at
-    stale = last is None or now - last > VERIFY_STALE.value
+    stale = last is None or now - last > limits.verify_stale.value
     parts, hints = [], []
     if failing:
         parts.append(f"{plural(len(failing), 'backup')} {'fails' if len(failing) == 1 else 'fail'} verification: "
@@ -260,18 +283,18 @@ def _verification(report: StatusReport, config, current: Catalog, now: float) ->
         parts.append("verify --all never passed")
     else:
         parts.append(f"verify --all last passed {ago_text(last, now)}"
-                     + (f" (over {age_text(VERIFY_STALE.value)})" if stale else ""))
+                     + (f" (over {age_text(limits.verify_stale.value)})" if stale else ""))
     if stale:
         hints.append(f"opsmon-backup verify --all (the service runs it at `{config.backups.verify_schedule}`)")
-    level = (VERIFY_FAILING.level if failing else MANIFESTS_UNREADABLE.level if unreadable
-             else VERIFY_STALE.level if stale else OK)
+    level = (marked_at(limits.verify_failing) if failing else marked_at(limits.manifests_unreadable) if unreadable
+             else marked_at(limits.verify_stale) if stale else OK)
     report.lines.append(Line("verification", level, "; ".join(parts), "; ".join(hints) or None))
     report.facts["verification"] = {
         "level": level, "last_success_at": to_iso(last) if last else None, "failing": [b.id for b in failing],
         "unreadable_manifests": unreadable}
 
 
-def _copies(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _copies(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     backups = config.backups
     where = {}
     if backups.secondary_directory:
@@ -296,12 +319,12 @@ def _copies(report: StatusReport, config, current: Catalog, now: float) -> None:
         error = entry.last_error if entry else None
         held = max((b for b in verified if success is not None and b.finished_at <= success),
                    key=lambda b: (b.finished_at, b.id), default=None)
-        stale = success is None or now - success > COPY_STALE.value
+        stale = success is None or now - success > limits.copy_stale.value
         parts = [(f"up to {held.id}" if held else "holds no backup") + ", "
                  + (f"synced {ago_text(success, now)}" if success else "never synced")]
         if error:
             parts.append(f"the last try failed: {error}")
-        level = COPY_STALE.level if (stale or error) and (verified or error) else OK
+        level = marked_at(limits.copy_stale) if (stale or error) and (verified or error) else OK
         hint = (f"the copy is tried again after every backup and prune (opsmon-backup prune); check {target}"
                 if level != OK else None)
         report.lines.append(Line(f"copy {name}", level, "; ".join(parts), hint))
@@ -310,7 +333,7 @@ def _copies(report: StatusReport, config, current: Catalog, now: float) -> None:
                                         "last_error": error, "newest": held.id if held else None}
 
 
-def _pitr(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _pitr(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     litestream = config.backups.litestream
     pitr = current.status.pitr
     facts = {"enabled": litestream.enabled, "level": OFF, "earliest_at": None, "latest_at": None,
@@ -321,14 +344,14 @@ def _pitr(report: StatusReport, config, current: Catalog, now: float) -> None:
                                                        "moment uses the newest backup before it"))
         return
     if pitr is None:  # Litestream's trouble is a warning, as its alerts are: the backups still hold the data
-        facts["level"] = LITESTREAM_DOWN.level
-        report.lines.append(Line("point in time", LITESTREAM_DOWN.level,
+        facts["level"] = marked_at(limits.litestream_down)
+        report.lines.append(Line("point in time", marked_at(limits.litestream_down),
                                  "the replica holds nothing the backup service has seen",
                                  "is the service running (below)? Litestream's lines are in its log, as `litestream`"))
         return
     modified = report.facts["database"]["last_modified_at"]
     lag = max(0.0, to_timestamp(modified) - pitr.last_replicated_at) if modified else None
-    level = PITR_LAG.level if lag is not None and lag > PITR_LAG.value else OK
+    level = marked_at(limits.pitr_lag) if lag is not None and lag > limits.pitr_lag.value else OK
     span = f"{to_iso(pitr.earliest_at) if pitr.earliest_at else '?'} to {to_iso(pitr.last_replicated_at)}"
     behind = ("" if lag is None else "; up to the database's last write" if lag < 1
               else f"; {age_text(lag)} behind the database's last write")
@@ -339,7 +362,7 @@ def _pitr(report: StatusReport, config, current: Catalog, now: float) -> None:
                  latest_at=to_iso(pitr.last_replicated_at), lag_seconds=lag)
 
 
-def _exposure(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _exposure(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     """What a disaster now would cost: the time since the newest point a restore can bring back."""
     objective = config.backups.objectives.rpo_seconds
     points = [(b.started_at, f"backup {b.id}") for b in current.scheduled if b.verified]
@@ -363,16 +386,11 @@ def _exposure(report: StatusReport, config, current: Catalog, now: float) -> Non
     facts.update(level=level, seconds=exposure, newest_point_at=to_iso(at), source=source)
 
 
-def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _drills(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     backups, status = config.backups, current.status
     expected = ["local"] + [n for n, on in (("secondary", backups.secondary_directory), ("offsite", backups.offsite))
                             if on] + (["replica"] if backups.litestream.enabled else [])
-    drills = dict(status.drills)
-    if not drills and status.drill.last_run_at is not None:  # a status of before per-location drills
-        old = status.drill
-        drills["local"] = LocationDrill(last_run_at=old.last_run_at, last_success_at=old.last_success_at,
-                                        last_failure_at=old.last_failure_at, last_error=old.last_error,
-                                        source=f"backup {old.backup}" if old.backup else None)
+    drills = status.drills
     objectives = backups.objectives
     report.facts["drills"] = {}
     best = None
@@ -380,10 +398,10 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
         drill = drills.get(location) or LocationDrill()
         passed, failed = drill.last_success_at, drill.last_failure_at
         failing = failed is not None and (passed is None or failed >= passed)
-        stale = passed is None or now - passed > DRILL_STALE.value
+        stale = passed is None or now - passed > limits.drill_stale.value
         slow = drill.rto_seconds is not None and drill.rto_seconds > objectives.rto_seconds
-        if passed is not None and not stale and drill.rpo_seconds is not None and \
-                (best is None or drill.rpo_seconds < best[1]):
+        counts = passed is not None and now - passed <= limits.rpo_window.value  # as OpsmonBackupRpoMissed counts
+        if counts and drill.rpo_seconds is not None and (best is None or drill.rpo_seconds < best[1]):
             best = (location, drill.rpo_seconds, passed)
         parts = []
         if failing:
@@ -397,7 +415,8 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
         elif not failing:
             parts.append("never drilled")
         # A failed drill is a problem at once: that copy may not restore (its alert waits for the staleness).
-        level = PROBLEM if failing else DRILL_STALE.level if stale else RTO_MISSED.level if slow else OK
+        level = (PROBLEM if failing else marked_at(limits.drill_stale) if stale
+                 else marked_at(limits.rto_missed) if slow else OK)
         hint = None
         if failing:
             hint = "this location may not restore: fix the cause above, then opsmon-backup drill"
@@ -410,10 +429,10 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
             "source": drill.source, "rto_seconds": drill.rto_seconds, "rpo_seconds": drill.rpo_seconds}
     objective = objectives.rpo_seconds
     if best is None:  # the drill lines above say why; the alert has no figure to compare either
-        level, text = INFO, (f"unknown: no location passed a drill in the last {age_text(DRILL_STALE.value)}; "
+        level, text = INFO, (f"unknown: no location passed a drill in the last {age_text(limits.rpo_window.value)}; "
                              f"objective {age_text(objective)}")
     else:
-        level = RPO_MISSED.level if best[1] > objective else OK
+        level = marked_at(limits.rpo_missed) if best[1] > objective else OK
         text = (f"at the last drill ({moment_text(best[2])}): a disaster then would have lost {age_text(best[1])} "
                 f"of data (best copy: {best[0]}); objective {age_text(objective)}")
     report.lines.append(Line("recovery point", level, text,
@@ -424,23 +443,26 @@ def _drills(report: StatusReport, config, current: Catalog, now: float) -> None:
                                       "drilled_at": to_iso(best[2]) if best else None, "objective_seconds": objective}
 
 
-def _integrity(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _integrity(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     result = current.status.integrity
     if result is None:
-        report.lines.append(Line("integrity", INTEGRITY_STALE.level, "never checked", "opsmon-backup check"))
+        report.lines.append(Line("integrity", marked_at(limits.integrity_stale), "never checked",
+                                 "opsmon-backup check"))
         report.facts["integrity"] = None
         return
     rules = {rule: n for rule, n in sorted(result.rule_violations.items()) if n}
-    stale = now - result.checked_at > INTEGRITY_STALE.value
+    stale = now - result.checked_at > limits.integrity_stale.value
     damaged = bool(result.integrity_problems)
     parts = [f"checked {ago_text(result.checked_at, now)}"
-             + (f" (over {age_text(INTEGRITY_STALE.value)})" if stale else "") + ": "
+             + (f" (over {age_text(limits.integrity_stale.value)})" if stale else "") + ": "
              + (f"damaged ({'; '.join(result.integrity_problems[:3])})" if damaged else "sound") + ", "
              + plural(result.foreign_key_violations, "broken reference") + ", "
              + (", ".join(f"{plural(n, 'row')} {'breaks' if n == 1 else 'break'} {rule}" for rule, n in rules.items())
                 or "no rule broken")]
-    level = max(INTEGRITY_FAILED.level if damaged else OK, FOREIGN_KEYS.level if result.foreign_key_violations else OK,
-                RULES_BROKEN.level if rules else OK, INTEGRITY_STALE.level if stale else OK, key=_RANK.__getitem__)
+    level = max(marked_at(limits.integrity_failed) if damaged else OK,
+                marked_at(limits.foreign_keys) if result.foreign_key_violations else OK,
+                marked_at(limits.rules_broken) if rules else OK, marked_at(limits.integrity_stale) if stale else OK,
+                key=_RANK.__getitem__)
     hints = []
     if damaged:
         hints.append("opsmon-backup restore ID --dry-run with the newest verified backup, then without --dry-run")
@@ -454,21 +476,21 @@ def _integrity(report: StatusReport, config, current: Catalog, now: float) -> No
         "checked_at": to_iso(result.checked_at)}
 
 
-def _catalog_files(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _catalog_files(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     problems = current.status.problems()
     if problems:
         report.lines.append(Line("status file", WARNING, "; ".join(problems[:3]),
                                  "the next job rewrites it without the bad part"))
 
 
-def _future_dated(report: StatusReport, config, current: Catalog, now: float) -> None:
+def _future_dated(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
     """Backups stamped after now: a clock that ran ahead when they were taken (or runs behind now)."""
     ahead = sorted(future_dated(current.backups, now), key=lambda b: (b.started_at, b.id))
     if not ahead:
         return
     names = ", ".join(b.id for b in ahead[:3]) + (", ..." if len(ahead) > 3 else "")
     report.lines.append(Line(
-        "clock", FUTURE_DATED.level,
+        "clock", marked_at(limits.future_dated),
         f"{plural(len(ahead), 'backup')} stamped in the future: {names}, up to {age_text(ahead[-1].started_at - now)} "
         "after this host's clock",
         "check the host's time (timedatectl); retention goes by the order backups were made, so these age out as "
@@ -476,7 +498,7 @@ def _future_dated(report: StatusReport, config, current: Catalog, now: float) ->
     report.facts["future_dated"] = [b.id for b in ahead]
 
 
-def _service(report: StatusReport, backups, database: Path, now: float, ask, schedule) -> None:
+def _service(report: StatusReport, backups, database: Path, now: float, limits: Limits, ask, schedule) -> None:
     where = backups.listen_address
     answer = ask(service_url(backups))
     if answer.error is None and answer.database not in (None, str(database)):
@@ -500,22 +522,24 @@ def _service(report: StatusReport, backups, database: Path, now: float, ask, sch
         runs = sorted((croniter(cron, datetime.fromtimestamp(now, zone)).get_next(float), name)
                       for name, cron in schedule)
         source = "schedule"
-    overdue = [(at, name) for at, name in runs if name not in answer.running and now - at > JOB_OVERDUE.value]
+    overdue = [(at, name) for at, name in runs if name not in answer.running and now - at > limits.job_overdue.value]
     if runs:
         report.lines.append(Line("next runs", INFO, ", ".join(
             f"{name} running now" if name in answer.running else
             f"{name} {age_text(now - at)} late" if now > at else f"{name} in {age_text(at - now)}"
             for at, name in runs)))
     if overdue:
-        report.lines.append(Line("overdue", JOB_OVERDUE.level, ", ".join(
+        report.lines.append(Line("overdue", marked_at(limits.job_overdue), ", ".join(
             f"{name} should have started {ago_text(at, now)}" for at, name in overdue),
             "a job waits for the job lock (a long restore?) or the scheduler is stuck: see the service's log"))
     if answer.litestream_up is False and backups.litestream.enabled:
-        report.lines.append(Line("litestream", LITESTREAM_DOWN.level, "the service says its Litestream is not running: "
+        report.lines.append(Line("litestream", marked_at(limits.litestream_down),
+                                 "the service says its Litestream is not running: "
                                  "the point-in-time replica stops at its last write",
                                  "see the service's log (`litestream`): it restarts Litestream, waiting longer "
                                  "after each exit"))
-    report.facts["service"] = {"level": max((level, JOB_OVERDUE.level if overdue else OK), key=_RANK.__getitem__),
+    overall = max((level, marked_at(limits.job_overdue) if overdue else OK), key=_RANK.__getitem__)
+    report.facts["service"] = {"level": overall,
                                "listen_address": backups.listen_address, "running": answer.error is None,
                                "error": answer.error, "timezone": backups.timezone, "next_runs_from": source,
                                "next_runs": {name: to_iso(at) for at, name in runs},

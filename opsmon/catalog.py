@@ -17,6 +17,8 @@ is gone); the first write records it. These keys (`database`, `others`, each job
 a new format version: an older reader keeps them as they are and reads the top level, as before.
 
 Both kinds of file carry a format `version` (files written before it existed have none: version 1).
+Older shapes are migrated here, in the one reader, never in its callers: a status of before per-location
+drills (`drill` alone) reads as the drill of the backup folder (`drills.local`).
 A record that cannot be read, or was written by a newer opsmon, is reported by name and left as it
 is, never skipped in silence; everything else goes on. A status file with a bad part is read
 without that part, and the next write heals it. Every write is atomic (opsmon.files).
@@ -35,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from opsmon import files
 
@@ -336,6 +338,18 @@ class Sections(Record):
     drills: dict[str, LocationDrill] = {}
     integrity: IntegrityStatus | None = None
     pitr: PitrStatus | None = None
+
+    @model_validator(mode="after")
+    def _location_drills(self) -> Sections:
+        """`drill` alone is a status of before per-location drills: the backup folder's, kept by the next write."""
+        old = self.drill  # every status written since has `drills`, if only {}
+        if "drills" not in self.model_fields_set and any(at is not None for at in (
+                old.last_run_at, old.last_success_at, old.last_failure_at)):
+            self.drills = {"local": LocationDrill(
+                last_run_at=old.last_run_at, last_success_at=old.last_success_at, last_failure_at=old.last_failure_at,
+                last_error=old.last_error, by=old.by,
+                source=f"backup {old.backup}" if old.backup else None)}  # then a bare id
+        return self
 
 
 class Status(Sections):

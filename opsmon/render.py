@@ -29,6 +29,8 @@ BOARDS = KIT / "grafana" / "dashboards"
 # Where the boards rendered for the config go, under the output folder (apart from a clone's grafana/dashboards/,
 # should one render into the clone); the business board's file there.
 APP_BOARDS, BUSINESS_BOARD = "grafana/app-dashboards", "business.json"
+# The provisioned datasources' fixed uids, which the boards name: file provisioning never fills in ${DS_...}.
+PROMETHEUS_UID, LONG_TERM_UID, ALERTMANAGER_UID = "opsmon-prometheus", "opsmon-victoriametrics", "opsmon-alertmanager"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
 # The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.
@@ -152,13 +154,13 @@ def alertmanager_config(stack: StackConfig) -> dict:
 
 def grafana_datasources(stack: StackConfig) -> dict:
     """Fixed uids: the boards name these, so nothing depends on Grafana filling in ${DS_...}."""
-    prometheus = {"name": "Prometheus", "uid": "opsmon-prometheus", "type": "prometheus", "access": "proxy",
+    prometheus = {"name": "Prometheus", "uid": PROMETHEUS_UID, "type": "prometheus", "access": "proxy",
                   "url": f"http://{stack.prometheus.address}", "isDefault": True, "editable": False,
                   "jsonData": {"timeInterval": stack.prometheus.scrape_interval, "manageAlerts": True}}
-    long_term = {"name": "VictoriaMetrics", "uid": "opsmon-victoriametrics", "type": "prometheus", "access": "proxy",
+    long_term = {"name": "VictoriaMetrics", "uid": LONG_TERM_UID, "type": "prometheus", "access": "proxy",
                  "url": f"http://{stack.long_term.address}", "isDefault": False, "editable": False,
                  "jsonData": {"timeInterval": stack.prometheus.scrape_interval}}
-    alertmanager = {"name": "Alertmanager", "uid": "opsmon-alertmanager", "type": "alertmanager", "access": "proxy",
+    alertmanager = {"name": "Alertmanager", "uid": ALERTMANAGER_UID, "type": "alertmanager", "access": "proxy",
                     "url": f"http://{stack.alertmanager.address}", "editable": False,
                     "jsonData": {"implementation": "prometheus"}}
     return {"apiVersion": 1, "datasources": [prometheus, long_term, alertmanager]}

@@ -100,6 +100,7 @@ def test_the_version_1_files_of_before_stay_readable():
                                                "20261125T020000Z-daily", "20261126T020000Z-daily"]
     assert current.status.integrity.rule_violations == {"approval_without_processing": 0, "negative_revenue": 3}
     assert current.newest_verified("daily").id == "20261125T020000Z-daily"
+    assert current.status.drills == {"local": catalog.LocationDrill(last_success_at=1764126000.0)}  # `drill` alone
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import yaml
 
 from grafana.boards import lint, rules
 from grafana.boards.lint import color_at
+from opsmon import render, thresholds
+from opsmon.config import StackConfig
 from tests.conftest import REPO
 
 GRAFANA = REPO / "grafana"
@@ -336,6 +338,15 @@ def test_provisioning_offers_the_long_term_store_with_its_fixed_uid():
     assert store["url"] == "http://victoriametrics:8428"
 
 
+def test_the_boards_read_the_datasources_the_renderer_provisions():
+    """One uid for each datasource, the renderer's: what `opsmon render` provisions passes the boards' lint,
+    and every board's datasource variable defaults to it."""
+    assert lint.lint_provisioning(render.grafana_datasources(StackConfig())) == []
+    defaults = {name: next(v for v in board["templating"]["list"] if v["name"] == lint.DATASOURCE)["current"]["value"]
+                for name, board in BOARDS.items()}
+    assert set(defaults.values()) == {render.PROMETHEUS_UID}
+
+
 def changed_store(**fields) -> dict:
     document = copy.deepcopy(PROVISIONED)
     next(s for s in document["datasources"] if s["name"] == "VictoriaMetrics").update(fields)
@@ -359,14 +370,15 @@ def test_the_lint_catches_provisioning_without_the_fixed_datasources(document):
 @pytest.fixture
 def rule_file(tmp_path, monkeypatch):
     """The rule reader pointed at a file of the test's own: call it with the YAML to read."""
-    monkeypatch.setattr(rules, "RULES", (tmp_path,))
+    monkeypatch.setattr(thresholds, "RULES", tmp_path)
+    monkeypatch.setattr(rules, "DEMO_RULES", tmp_path)
 
     def write(text: str) -> None:
         (tmp_path / "x.rules.yml").write_text(textwrap.dedent(text))
-        rules._rules.cache_clear()
+        rules.shipped.cache_clear()
 
     yield write
-    rules._rules.cache_clear()
+    rules.shipped.cache_clear()
 
 
 def test_the_rule_reader_takes_the_number_an_alert_compares_with(rule_file):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import threading
 from contextlib import closing
@@ -18,11 +19,13 @@ from backup_jobs import report
 from backup_jobs.humanize import seconds_text, size_text
 from backup_jobs.jobs import Jobs
 from backup_jobs.service import Scheduler, ServiceCollector, make_app, scheduled_jobs
+from exporter.collectors.backup import BackupCollector
 from opsmon import catalog, http
 from opsmon.catalog import to_timestamp
 from opsmon.config import load_config, parse_config
+from opsmon.thresholds import Rules, shipped
 from tests.backup_helpers import backups_config, demo_database, opsmon_backup
-from tests.conftest import REPO, free_port
+from tests.conftest import FIXTURES, REPO, free_port
 from tests.fakes import FakeClock
 
 NOW = "2026-11-26T10:12:04Z"
@@ -32,56 +35,31 @@ RULES = [rule for group in yaml.safe_load((REPO / "prometheus" / "rules" / "back
          for rule in group["rules"]]
 
 
-# ---- the thresholds are the alerts' -------------------------------------------------------------
-
-def _number(expression: str) -> float:
-    value = 1.0
-    for factor in expression.split("*"):
-        value *= float(factor)
-    return value
-
-
-def alert_threshold(alert: str, severity: str, tier: str | None = None) -> float:
-    """The number an alert compares with, read from its expression (`> 26 * 3600`)."""
-    rule = next(r for r in RULES if r.get("alert") == alert and r["labels"]["severity"] == severity)
-    expr = " ".join(rule["expr"].split())
-    if tier is not None:
-        expr = re.search(rf'tier="{tier}"\}}(?:\[\w+\]\))?\) > ([0-9. *]+)', expr).group(1)  # a window or not
-        return _number(expr)
-    return _number(re.search(r"\) > ([0-9. *]+?)(?: (?:and|or|unless) |$)", expr).group(1))
-
-
-@pytest.mark.parametrize("limit", report.LIMITS,
-                         ids=lambda limit: f"{limit.alert}-{limit.severity}-{limit.value if limit.value else 'fact'}")
-def test_status_marks_lines_at_the_alerts_thresholds_and_severities(limit):
-    """A drift between prometheus/rules/backups.rules.yml and backup_jobs/report.py fails here: the number
-    the alert compares with, and its severity (warning marks a warning, critical a problem)."""
-    rule = next((r for r in RULES if r.get("alert") == limit.alert and r["labels"]["severity"] == limit.severity),
-                None)
-    assert rule is not None, f"no {limit.severity} alert {limit.alert} in backups.rules.yml"
-    assert limit.level == (report.PROBLEM if limit.severity == "critical" else report.WARNING)
-    if limit.alert == "OpsmonBackupStale":
-        tier = next(t for t, found in report.BACKUP_STALE[limit.severity].items() if found is limit)
-        assert alert_threshold(limit.alert, limit.severity, tier) == limit.value
-    elif limit is report.SHRUNK:
-        assert f"({limit.value:g} * opsmon_backup_last_size_bytes" in rule["expr"]
-    elif limit is report.WAL_LARGE:
-        assert f"> {limit.value:g} * opsmon_db_size_bytes" in rule["expr"]
-        assert f"> {report.WAL_LARGE_BYTES // 2**20} * 1024 * 1024" in rule["expr"]
-    elif limit.value is not None:
-        assert alert_threshold(limit.alert, limit.severity) == limit.value
-    elif limit is report.RPO_MISSED:  # the best location among those whose drill passed in OpsmonRestoreDrillStale's window
-        window = re.search(r"drill_last_success_timestamp_seconds > ([0-9 *]+)\)", rule["expr"]).group(1)
-        assert _number(window) == report.DRILL_STALE.value
-    else:  # a fact, or a setting: no number of its own in the expression
-        assert not re.search(r"[<>] *[0-9.]+ *(\*|$)", " ".join(rule["expr"].split()).replace("> 0", "")), rule["expr"]
-
+# ---- the thresholds are the alerts' ------------------------------------------------------------
 
 def test_every_alert_of_the_backups_is_marked_or_says_why_not():
     """An alert added to backups.rules.yml makes this fail until the status report marks it, or says why not."""
-    marked = {limit.alert for limit in report.LIMITS}
+    marked = report.Limits.read(shipped()).alerts()
     assert {r["alert"] for r in RULES} == marked | set(report.NOT_MARKED)
     assert not marked & set(report.NOT_MARKED)
+
+
+def test_the_report_marks_its_lines_at_the_thresholds_in_the_rules_it_reads(kit, tmp_path):
+    """The report holds no number of its own: in a copy of the rules where a daily backup is stale after 2
+    hours (not 26) and a copy after 1 hour (not 26), paging, the same catalog reads differently."""
+    copy = tmp_path / "rules"
+    shutil.copytree(REPO / "prometheus" / "rules", copy)
+    backups = copy / "backups.rules.yml"
+    text = backups.read_text().replace('{tier="daily"}[5m])) > 26 * 3600', '{tier="daily"}[5m])) > 2 * 3600', 1)
+    copy_stale = text.index("alert: OpsmonBackupCopyStale")
+    text = text[:copy_stale] + (text[copy_stale:].replace("> 26 * 3600", "> 3600", 1)
+                                .replace("severity: warning", "severity: critical", 1))
+    backups.write_text(text)
+    kit.fresh()  # the daily backup and its copy were made 8 hours ago
+    shipped_levels = {line.name: line.level for line in kit.status().lines}
+    copy_levels = {line.name: line.level for line in kit.status(rules=Rules(copy)).lines}
+    assert (shipped_levels["daily backup"], copy_levels["daily backup"]) == (report.OK, report.WARNING)
+    assert (shipped_levels["copy secondary"], copy_levels["copy secondary"]) == (report.OK, report.PROBLEM)
 
 
 # ---- a kit with a clock of its own, and a real backup service to answer /-/healthy -------------
@@ -122,14 +100,14 @@ class Kit:
             self.serving = True
         return self
 
-    def status(self) -> report.StatusReport:
+    def status(self, rules: Rules | None = None) -> report.StatusReport:
         self.serve()
         # The database was last written 4 s before now (its files' times are the real clock's otherwise).
         for part in (self.db, Path(f"{self.db}-wal")):
             if part.exists():
                 os.utime(part, (self.clock.now - 4, self.clock.now - 4))
         return report.build(self.jobs, report.ask_service,
-                            [(job.name, job.cron) for job in scheduled_jobs(self.jobs)])
+                            [(job.name, job.cron) for job in scheduled_jobs(self.jobs)], rules)
 
     # what the lines say of the files, computed from them
     def size(self, backup_id: str) -> str:
@@ -385,7 +363,7 @@ def test_a_daily_backup_under_half_the_weekly_one_warns(tmp_path, service):
     daily = next(line for line in kit.at(NOW).status().lines if line.name == "daily backup")
     weekly = kit.size("20261122T030000Z-weekly")
     assert (daily.level, daily.text) == ("warning", f"20261126T020000Z-daily, taken 8h 12m ago, "
-                                                    f"{kit.size('20261126T020000Z-daily')}; 1 kept of 7; under half the "
+                                                    f"{kit.size('20261126T020000Z-daily')}; 1 kept of 7; under 50% of the "
                                                     f"size of the newest weekly backup ({weekly})")
     assert daily.hint.startswith("rows were lost, or another file is backed up")
 
@@ -643,6 +621,32 @@ def test_version_on_both_commands():
     for module, name in (("backup_jobs", "opsmon-backup"), ("exporter", "opsmon-exporter")):
         result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
         assert (result.returncode, result.stdout) == (0, f"{name} {__version__}\n")
+
+
+def test_a_status_of_before_per_location_drills_reads_as_the_backup_folder_s_drill_everywhere(kit):
+    """status.json as opsmon wrote it before per-location drills (`drill` alone): the catalog's reader migrates it
+    once, and the status report, the exporter's collector and the service's jobs all read the one shape."""
+    kit.at("2026-11-22T03:00:00Z").jobs.backup("weekly")
+    kit.at("2026-11-26T02:00:00Z").jobs.backup("daily")
+    shutil.copy(FIXTURES / "status-before-location-drills.json", kit.directory / catalog.STATUS_FILE)
+    kit.at(NOW)
+    local = catalog.LocationDrill(last_run_at=to_timestamp("2026-11-26T06:00:00Z"),
+                                  last_success_at=to_timestamp("2026-11-26T06:00:42Z"),
+                                  last_failure_at=to_timestamp("2026-11-25T06:00:40Z"),
+                                  last_error="no verified backup", source="backup 20261126T020000Z-daily")
+    assert catalog.read_status(kit.directory).drills == {"local": local}
+
+    drill = next(line for line in kit.status().lines if line.name == "drill local")
+    assert (drill.level, drill.text) == (report.OK, "passed 4h 11m ago: backup 20261126T020000Z-daily")
+    published = {sample.labels["location"]: sample.value for family in BackupCollector(
+        kit.directory, "demo", database_path=kit.db, clock=kit.clock).collect()
+        for sample in family.samples if sample.name == "opsmon_restore_drill_last_success_timestamp_seconds"}
+    assert published == {"local": local.last_success_at}
+    assert next(job for job in scheduled_jobs(kit.jobs) if job.name == "drill").last_run == local.last_run_at
+
+    kit.jobs.verify()  # the next write keeps the migrated shape
+    on_disk = json.loads((kit.directory / catalog.STATUS_FILE).read_text())
+    assert on_disk["drills"] == {"local": local.model_dump(mode="json")}
 
 
 def test_the_console_front_page_shows_the_same_marked_lines_and_sizes_for_a_person(kit, tmp_path):

@@ -89,8 +89,7 @@ class BackupCollector:
 
     def _drills(self, status):
         """Per location: the last passing drill, and what a disaster would cost from there."""
-        # Before any drill, and in a status of before per-location drills: the backup folder's, or "never".
-        drills = dict(status.drills) or {"local": LocationDrill(last_success_at=status.drill.last_success_at)}
+        drills = status.drills or {"local": LocationDrill()}  # before any drill: the backup folder's, never
         success = self._gauge("opsmon_restore_drill_last_success_timestamp_seconds",
                               "When a restore drill of the location last restored and proved its newest copy, in "
                               "Unix seconds; 0 never.", "location")

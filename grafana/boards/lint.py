@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from grafana.boards import rules
+from opsmon.render import LONG_TERM_UID, PROMETHEUS_UID
 
 # The kit's boards' uids never change: alert rules' dashboard_url, bookmarks and links between boards name them.
 # A board of one's own (the demo's) keeps its own uid, and the overview's Hosts table does not lead to it.
@@ -24,8 +25,8 @@ HOSTLESS_JOBS = ("prometheus", "alertmanager")
 HOSTLESS_SERIES = re.compile(r"^(ALERTS|ALERTS_FOR_STATE|alertmanager_\w+|prometheus_\w+)$")
 HOST_MATCHER = re.compile(r'(?<![\w])host\s*=~\s*"\$host"')
 # Every board's two variables: the datasource (Prometheus, or the long-term store for long ranges) and the hosts.
-DATASOURCE_REF = "${datasource}"
-PROMETHEUS_UID, LONG_TERM_UID = "opsmon-prometheus", "opsmon-victoriametrics"
+DATASOURCE = "datasource"
+DATASOURCE_REF = f"${{{DATASOURCE}}}"
 HOSTS_QUERY = 'label_values(up{job="opsmon-exporter"}, host)'
 HOST_VARIABLE = {"type": "query", "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2}
 DATASOURCE_VARIABLE = {"type": "datasource", "query": "prometheus"}
@@ -315,7 +316,7 @@ def _differences(variable: Mapping, expected: Mapping) -> list[str]:
 def _fleet_variable_rules(board: Mapping) -> Iterator[tuple[str, str]]:
     """The datasource and host variables every board offers, and every other variable narrowed to the hosts."""
     variables = _variables(board)
-    source = variables.get("datasource")
+    source = variables.get(DATASOURCE)
     if source is None:
         yield "datasource-variable", "no datasource variable: no long ranges from the long-term store"
     else:

@@ -14,16 +14,13 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.boards.lint import HOSTLESS_JOBS
-from grafana.boards.rules import Limit
+from grafana.boards.lint import DATASOURCE, DATASOURCE_REF, HOSTLESS_JOBS, PROMETHEUS_UID
+from opsmon.thresholds import Limit
 
-# The provisioned datasources' fixed uids (grafana/provisioning/datasources/datasources.yml): file provisioning
-# never fills in ${DS_...}, so a dashboard names the uid itself, as the default of its `datasource` variable.
-PROMETHEUS_UID, LONG_TERM_UID = "opsmon-prometheus", "opsmon-victoriametrics"
 # Every Prometheus query reads the board's `datasource` variable, so one board shows Prometheus's 35 days or the
-# long-term store's 13 months; the variable, a dashboard's own setting, is what Grafana fills in (not __inputs).
-DATASOURCE = "datasource"
-PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE}}}")
+# long-term store's 13 months; the variable, a dashboard's own setting, is what Grafana fills in (not __inputs),
+# and its default is the provisioned Prometheus's fixed uid.
+PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_REF)
 # The datasources' names, which Grafana's alerting pages and its alert list take instead of a uid.
 PROMETHEUS_NAME, ALERTMANAGER = "Prometheus", "Alertmanager"
 TAG = "opsmon"

@@ -1,88 +1,41 @@
-"""The alert rules' numbers, read from prometheus/rules/ and demo/rules/, so a panel turns where its alert fires."""
+"""The alert rules' numbers as the boards use them, from opsmon.thresholds: a panel turns where its alert fires."""
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
-from dataclasses import dataclass
+
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from opsmon import thresholds
+from opsmon.thresholds import SEVERITY_COLORS, Limit, Rules
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-# The kit's rules, and the demo's, which the demo's board reads its numbers from.
-RULES = (REPOSITORY / "prometheus" / "rules", REPOSITORY / "demo" / "rules")
-SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+__all__ = ["SEVERITY_COLORS", "Limit", "absences", "alert", "bucket", "burn_rates", "color", "error_objective",
+           "heartbeat", "limit", "record"]
 
-# A comparison with a number: `> 26 * 3600`, `< 0.10`, `> (14.4 * 0.01)`, `== 0`; not `> 2 * (series offset 1w)`.
-_ARITHMETIC = r"\d+(?:\.\d+)?(?:\s*[*/+-]\s*\d+(?:\.\d+)?)*"
-_COMPARISON = re.compile(
-    rf"(?P<op>>=|<=|==|!=|>|<)\s*(?P<number>\(\s*{_ARITHMETIC}\s*\)|{_ARITHMETIC})(?![\d.]|\s*[*/+-]\s*[\w(])")
-_OPERATORS = {ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Add: operator.add, ast.Sub: operator.sub}
-
-
-@dataclass(frozen=True)
-class Limit:
-    """Where one alert fires: `op value`, and how loud (its severity)."""
-
-    alert: str
-    severity: str
-    op: str
-    value: float
-
-    @property
-    def color(self) -> str:
-        return SEVERITY_COLORS[self.severity]
-
-
-def _arithmetic(text: str) -> float:
-    def evaluate(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise ValueError(f"not a plain number: {text!r}")
-
-    return round(evaluate(ast.parse(text.strip(), mode="eval").body), 9)
+# The demo's rules, which the demo's board reads its numbers from, beside the kit's.
+DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules"
 
 
 @lru_cache(maxsize=1)
-def _rules() -> tuple[dict, ...]:
-    found = []
-    for path in sorted(path for folder in RULES for path in folder.glob("*.rules.yml")):
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            found.extend(group["rules"])
-    return tuple(found)
+def shipped() -> Rules:
+    """The kit's rules and the demo's, read once."""
+    return Rules(thresholds.RULES, DEMO_RULES)
 
 
 def alert(name: str, severity: str | None = None) -> dict:
     """The one alerting rule with this name (and severity, where the name has two)."""
-    matches = [r for r in _rules() if r.get("alert") == name
-               and (severity is None or r["labels"]["severity"] == severity)]
-    if len(matches) != 1:
-        raise LookupError(f"{len(matches)} alert rules named {name} (severity {severity}) in {RULES}")
-    return matches[0]
+    return shipped().alert(name, severity)
 
 
 def record(name: str) -> str:
     """The expression of a recording rule."""
-    for rule in _rules():
-        if rule.get("record") == name:
-            return rule["expr"]
-    raise LookupError(f"no recording rule {name} in {RULES}")
+    return shipped().record(name)
 
 
 def limit(name: str, severity: str | None = None, where: str | None = None) -> Limit:
     """The number `name` compares with; `where` picks the line of the expression that holds it."""
-    rule = alert(name, severity)
-    lines = [line for line in rule["expr"].splitlines() if where is None or where in line]
-    found = [m for line in lines for m in _COMPARISON.finditer(line)]
-    if not found:
-        raise LookupError(f"no comparison with a number in {name} ({where or 'any line'})")
-    first = found[0]
-    return Limit(name, rule["labels"]["severity"], first["op"], _arithmetic(first["number"]))
+    return shipped().limit(name, severity, where)
 
 
 def error_objective() -> float:
@@ -97,7 +50,7 @@ def burn_rates() -> dict[float, str]:
     """Each burn rate the SLO alerts fire at (14.4, 6, 3, 1), with the severity of its alert."""
     objective = error_objective()
     rates: dict[float, str] = {}
-    for rule in _rules():
+    for rule in shipped().all:
         if rule.get("alert", "").startswith("OpsmonErrorBudgetBurn"):
             for factor, ratio in re.findall(r"\(\s*(\d+(?:\.\d+)?)\s*\*\s*(\d+(?:\.\d+)?)\s*\)", rule["expr"]):
                 if float(ratio) != objective:
@@ -118,7 +71,7 @@ def bucket(name: str) -> float:
 
 def heartbeat() -> str:
     """The alert that always fires (`vector(1)`), so its silence says the pipeline is broken: no one acts on it."""
-    names = [r["alert"] for r in _rules() if "alert" in r and r["expr"].strip() == "vector(1)"]
+    names = [r["alert"] for r in shipped().all if "alert" in r and r["expr"].strip() == "vector(1)"]
     if len(names) != 1:
         raise LookupError(f"expected one always-firing heartbeat alert, found {names}")
     return names[0]
@@ -133,7 +86,7 @@ def absences() -> list[tuple[str, str]]:
     """(alert, selector) of each alert on a series gone missing (named ...Absent), the blind spots: the series in
     `absent(selector)`, or in `... unless on (host) selector` where the alert names the host that lost it."""
     found = []
-    for rule in _rules():
+    for rule in shipped().all:
         name = rule.get("alert", "")
         if not name.endswith("Absent"):
             continue
