@@ -53,9 +53,9 @@ class Rules:
     """The alerting and recording rules of folders of *.rules.yml (the kit's, and an app's own)."""
 
     def __init__(self, *directories: Path):
-        directories = tuple(dict.fromkeys(Path(d) for d in directories or (RULES,)))
-        self.directory = ", ".join(map(str, directories))
-        paths = sorted(path for directory in directories for path in directory.glob("*.rules.yml"))
+        self.directories = tuple(dict.fromkeys(Path(d) for d in directories or (RULES,)))
+        self.directory = ", ".join(map(str, self.directories))  # for messages
+        paths = sorted(path for directory in self.directories for path in directory.glob("*.rules.yml"))
         if not paths:  # installed without the kit's data files: say so, rather than mark nothing
             raise FileNotFoundError(f"no alert rules (*.rules.yml) in {self.directory}: {INCOMPLETE}")
         self.all = tuple(rule for path in paths for group in yaml.safe_load(path.read_text())["groups"]

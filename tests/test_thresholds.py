@@ -80,7 +80,7 @@ def test_an_install_without_the_rules_is_named_with_the_folder_it_looked_in(tmp_
 
 def test_the_kit_s_rules_are_the_clone_s_wherever_the_process_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert Rules().directory == REPO / "prometheus" / "rules"
+    assert Rules().directories == (REPO / "prometheus" / "rules",)
     assert Rules().alert("OpsmonBackupStale", "critical")["labels"]["severity"] == "critical"
 
 
