@@ -81,7 +81,7 @@ NOT_MARKED = {
     "OpsmonLitestreamSyncErrors": "Litestream's own metrics; the replica's lag shows the effect",
     "OpsmonLitestreamNotSyncing": "Litestream's own metrics; the replica's lag shows the effect",
     "OpsmonBackupThreeTwoOneUnsatisfied": "a standing gap in most kits (the demo's: one disk, no bucket), which the "
-                                          "copies' lines name; opsmon.copies counts it for the exporter",
+                                          "copies' lines name; opsmon.three_two_one counts it for the exporter",
 }
 
 
