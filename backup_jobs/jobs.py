@@ -11,7 +11,6 @@ from pathlib import Path
 from backup_jobs import copies, integrity
 from opsmon import catalog
 from opsmon.catalog import TIERS, to_iso
-from opsmon.exits import Failure
 from backup_jobs.drills import DrillFailed, DrillResult, Drills
 from backup_jobs.humanize import age_text
 from backup_jobs.inputs import RestoreRequest
@@ -20,6 +19,7 @@ from backup_jobs.locks import job_lock
 from backup_jobs.restore import BadRequest, Report, Restorer, RestoreFailed
 from backup_jobs.store import BackupRecord, BackupStore
 from opsmon.config import BackupsConfig, OpsmonConfig
+from opsmon.exits import Failure
 
 log = logging.getLogger(__name__)
 
