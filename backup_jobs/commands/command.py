@@ -20,7 +20,7 @@ class Command:
     name: str
     run: Callable[[argparse.Namespace, Jobs], int]  # returns the exit status; raises a Failure
     help: str  # one line in `opsmon-backup --help`
-    examples: tuple[tuple[str, str], ...]  # (command line, what it does): under the command's --help
+    examples: tuple[tuple[str, str], ...]  # (command line, what it does): in its --help; the first in the top one
     arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
     locked: bool = False  # runs under the job lock, as every job that writes backups or the database does
 
