@@ -10,6 +10,7 @@ from pathlib import Path
 
 from opsmon import files
 from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, BackupRecord, Catalog, own_file_name
+from opsmon.config import OffsiteConfig
 from backup_jobs.gzipfile import CHUNK
 from backup_jobs.humanize import progress_bar
 
@@ -79,7 +80,7 @@ class BucketCopies:
         self.prefix = prefix.strip("/")
 
     @classmethod
-    def from_config(cls, offsite) -> BucketCopies:
+    def from_config(cls, offsite: OffsiteConfig) -> BucketCopies:
         import boto3  # only a kit with an offsite bucket pays for importing it
 
         credentials = {}
@@ -132,7 +133,10 @@ def _copied_by_opsmon(key: str) -> bool:
     return tier in TIERS and own_file_name(tier, name)
 
 
-def sync(location, current: Catalog) -> tuple[int, int]:
+Location = FolderCopies | BucketCopies  # where copies of the backups are kept
+
+
+def sync(location: Location, current: Catalog) -> tuple[int, int]:
     """Make `location` hold exactly the verified scheduled backups of the catalog.
 
     Missing copies are uploaded and read back; copies of backups the catalog no longer has are

@@ -20,12 +20,17 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backup_jobs import gzipfile, identity, sqlitefile
+from backup_jobs.copies import Location
 from backup_jobs.humanize import age_text, progress_bar
 from backup_jobs.identity import TABLE
 from opsmon import catalog
 from opsmon.catalog import BACKUP_SUFFIX, MANIFEST_SUFFIX, TIERS, to_iso
+
+if TYPE_CHECKING:  # jobs.py imports this module
+    from backup_jobs.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ def read_canary(database: Path) -> float | None:
 
 
 class Drills:
-    def __init__(self, jobs):
+    def __init__(self, jobs: Jobs):
         self.jobs = jobs
         self.store = jobs.store
         self.clock = jobs.clock
@@ -127,7 +132,7 @@ class Drills:
             raise DrillFailed(str(err)) from None
         return target, f"backup {record.id}", record.started_at, record.manifest.database
 
-    def _copy(self, location, work: Path):
+    def _copy(self, location: Location, work: Path):
         keys = location.keys()
         manifests = sorted((k for k in keys if k.endswith(MANIFEST_SUFFIX) and k.split("/")[0] in TIERS),
                            key=lambda k: k.split("/")[-1], reverse=True)  # ids begin with their UTC time

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from opsmon.catalog import ID_PATTERN, TIERS, to_iso
+from opsmon.exits import EXIT_USAGE, Failure
 
 
-class UsageError(ValueError):
+class UsageError(Failure):
     """The request cannot be carried out as asked; the message names the argument and says why."""
+
+    exit_status = EXIT_USAGE
 
 
 def parse_moment(text: object, name: str = "--at", clock=time.time) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +11,12 @@ from pathlib import Path
 from backup_jobs import sqlitefile
 from opsmon import catalog
 from opsmon.catalog import SAFETY, IntegrityStatus
+from opsmon.config import IntegrityRule
+from opsmon.exits import Failure
 from backup_jobs.store import BackupStore
 
 
-class FixFailed(Exception):
+class FixFailed(Failure):
     """The fixes were not applied (rolled back); the message says why."""
 
 
@@ -41,11 +44,12 @@ class CheckResult:
                 "fixed": self.fixed, "safety_backup": self.safety_backup}
 
 
-def _violations(connection: sqlite3.Connection, rule) -> int:
+def _violations(connection: sqlite3.Connection, rule: IntegrityRule) -> int:
     return len(connection.execute(rule.query).fetchall())
 
 
-def check(database: Path, rules, quick: bool = False, clock=None) -> CheckResult:
+def check(database: Path, rules: list[IntegrityRule], quick: bool = False,
+          clock: Callable[[], float] | None = None) -> CheckResult:
     """Run every check on the live database, read-only. A check that cannot run (a damaged database,
     a rule whose query fails) is itself a problem found: recorded, never raised."""
     with closing(sqlitefile.open_readonly(database)) as connection:
@@ -65,7 +69,7 @@ def check(database: Path, rules, quick: bool = False, clock=None) -> CheckResult
                        foreign_key_problems=broken, rule_violations=violations)
 
 
-def fix(store: BackupStore, rules, found: CheckResult) -> dict[str, int]:
+def fix(store: BackupStore, rules: list[IntegrityRule], found: CheckResult) -> dict[str, int]:
     """Apply the fix of each fixable rule that has violations, after a safety backup, in one transaction.
 
     Each fixed rule must have no violations left, and no foreign key may break, before the commit;

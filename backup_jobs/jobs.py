@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from backup_jobs import copies, integrity
 from opsmon import catalog
@@ -17,16 +18,20 @@ from backup_jobs.litestream import Litestream
 from backup_jobs.locks import job_lock
 from backup_jobs.restore import BadRequest, Report, Restorer, RestoreFailed
 from backup_jobs.store import BackupRecord, BackupStore
+from opsmon.config import BackupsConfig, OpsmonConfig
+from opsmon.exits import Failure
 
 log = logging.getLogger(__name__)
 
 
-class Refused(Exception):
+class Refused(Failure):
     """The job would break a promise the catalog keeps (the last verified backup of a tier stays)."""
 
 
 class Jobs:
-    def __init__(self, config, clock=time.time, locations=None, config_file: str | None = None):
+    def __init__(self, config: OpsmonConfig, clock: Callable[[], float] = time.time,
+                 locations: list[copies.Location] | None = None, config_file: str | None = None):
+        assert config.backups is not None, "the command line and the service refuse a config without backups"
         backups = config.backups
         self.config = config
         self.config_file = config_file  # recorded with each job's outcome: which config ran it
@@ -39,8 +44,8 @@ class Jobs:
                      if backups.litestream.enabled else None)
 
     @staticmethod
-    def _locations(backups) -> list:
-        found = []
+    def _locations(backups: BackupsConfig) -> list[copies.Location]:
+        found: list[copies.Location] = []
         if backups.secondary_directory:
             found.append(copies.FolderCopies(backups.secondary_directory))
         if backups.offsite:
@@ -48,7 +53,7 @@ class Jobs:
         return found
 
     @property
-    def directory(self):
+    def directory(self) -> Path:
         return self.store.directory
 
     @contextlib.contextmanager
@@ -148,7 +153,8 @@ class Jobs:
         raise BadRequest(f"{self.store.missing_database()}: a restore would create it; to do so on purpose: "
                          "--create-database (console API: \"create_database\": true); nothing was changed")
 
-    def restore_backup(self, backup_id: str, tables=None, dry_run=False, allow_other=False) -> Report:
+    def restore_backup(self, backup_id: str, tables: list[str] | None = None, dry_run: bool = False,
+                       allow_other: bool = False) -> Report:
         record = self.store.find(backup_id)
         candidate = self.restorer.verified_copy(record)
         age = age_text(self.clock() - record.started_at)
@@ -162,7 +168,8 @@ class Jobs:
                                    **self.recorded)
         return report
 
-    def restore_moment(self, moment: float, tables=None, dry_run=False, allow_other=False) -> Report:
+    def restore_moment(self, moment: float, tables: list[str] | None = None, dry_run: bool = False,
+                       allow_other: bool = False) -> Report:
         """The database as it was at `moment`, from the source whose newest point at or before it is the
         nearest: the Litestream replica or a verified backup. A source holding nothing at or before
         the moment is never used."""

@@ -19,6 +19,7 @@ import psutil
 import yaml
 
 from opsmon.catalog import read_status, to_iso, to_timestamp
+from opsmon.config import LitestreamConfig, OffsiteConfig
 from opsmon.files import sqlite_uri
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ LTX_WAL_SALTS = slice(64, 72)  # an LTX file header's salts of the WAL it was co
 
 
 class Litestream:
-    def __init__(self, settings, database: Path, work_directory: Path, offsite=None):
+    def __init__(self, settings: LitestreamConfig, database: Path, work_directory: Path,
+                 offsite: OffsiteConfig | None = None):
         self.settings = settings
         self.database = Path(database).absolute()
         self.config_path = Path(work_directory) / CONFIG_FILE

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Iterator
 
 from opsmon import files
+from opsmon.exits import EXIT_BUSY, Failure
 
 LOCK_FILE = ".job.lock"
 
 
-class LockHeld(Exception):
+class LockHeld(Failure):
     """Another job holds the lock; the message says which, since when, and its pid."""
+
+    exit_status = EXIT_BUSY
 
 
 def _holder(fd: int) -> str:

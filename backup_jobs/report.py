@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,10 @@ from croniter import croniter
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_jobs.humanize import age_text, ago_text, moment_text, plural, seconds_text, size_text
+from backup_jobs.jobs import Jobs
 from opsmon.catalog import TIERS, Catalog, LocationDrill, future_dated, to_iso, to_timestamp
 from opsmon.thresholds import Limit, Rules, shipped
+from opsmon.config import BackupsConfig, OpsmonConfig
 
 OK, WARNING, PROBLEM, OFF, INFO = "ok", "warning", "problem", "off", "info"
 _RANK = {INFO: 0, OFF: 0, OK: 0, WARNING: 1, PROBLEM: 2}
@@ -100,7 +103,7 @@ NOT_MARKED = {
     "OpsmonLitestreamSyncErrors": "Litestream's own metrics; the replica's lag shows the effect",
     "OpsmonLitestreamNotSyncing": "Litestream's own metrics; the replica's lag shows the effect",
     "OpsmonBackupThreeTwoOneUnsatisfied": "a standing gap in most kits (the demo's: one disk, no bucket), which the "
-                                          "copies' lines name; opsmon.copies counts it for the exporter",
+                                          "copies' lines name; opsmon.three_two_one counts it for the exporter",
 }
 
 
@@ -150,7 +153,8 @@ class StatusReport:
                 "lines": [line.as_json() for line in self.lines]}
 
 
-def build(jobs, ask=None, schedule=(), rules: Rules | None = None) -> StatusReport:
+def build(jobs: Jobs, ask: Callable[[str], ServiceAnswer] | None = None,
+          schedule: Iterable[tuple[str, str]] = (), rules: Rules | None = None) -> StatusReport:
     """The report of the config's database now.
 
     `ask(url)` is what the backup service says (ask_service: its /-/healthy and /metrics); without it
@@ -181,7 +185,7 @@ def build(jobs, ask=None, schedule=(), rules: Rules | None = None) -> StatusRepo
 
 # ---- sections ---------------------------------------------------------------------------------
 
-def _database(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _database(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     path = Path(config.database.path)
     parts = [p for p in (path, Path(f"{path}-wal")) if p.exists()]
     facts = {"path": str(path), "exists": path.exists(), "size_bytes": None, "wal_size_bytes": None,
@@ -207,7 +211,7 @@ def _database(report: StatusReport, config, current: Catalog, now: float, limits
         report.lines.append(Line("database", OK, text))
 
 
-def _tiers(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _tiers(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     backups = config.backups
     report.facts["tiers"] = {}
     for tier in TIERS:
@@ -264,7 +268,7 @@ def _shrunk(current: Catalog, share: float) -> int | None:
     return None
 
 
-def _verification(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _verification(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     failing = [b for b in current.scheduled if b.verified is False]
     unreadable = current.problems
     last = current.status.verify.last_success_at
@@ -294,7 +298,7 @@ def _verification(report: StatusReport, config, current: Catalog, now: float, li
         "unreadable_manifests": unreadable}
 
 
-def _copies(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _copies(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     backups = config.backups
     where = {}
     if backups.secondary_directory:
@@ -333,7 +337,7 @@ def _copies(report: StatusReport, config, current: Catalog, now: float, limits: 
                                         "last_error": error, "newest": held.id if held else None}
 
 
-def _pitr(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _pitr(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     litestream = config.backups.litestream
     pitr = current.status.pitr
     facts = {"enabled": litestream.enabled, "level": OFF, "earliest_at": None, "latest_at": None,
@@ -362,7 +366,7 @@ def _pitr(report: StatusReport, config, current: Catalog, now: float, limits: Li
                  latest_at=to_iso(pitr.last_replicated_at), lag_seconds=lag)
 
 
-def _exposure(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _exposure(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     """What a disaster now would cost: the time since the newest point a restore can bring back."""
     objective = config.backups.objectives.rpo_seconds
     points = [(b.started_at, f"backup {b.id}") for b in current.scheduled if b.verified]
@@ -386,7 +390,7 @@ def _exposure(report: StatusReport, config, current: Catalog, now: float, limits
     facts.update(level=level, seconds=exposure, newest_point_at=to_iso(at), source=source)
 
 
-def _drills(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _drills(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     backups, status = config.backups, current.status
     expected = ["local"] + [n for n, on in (("secondary", backups.secondary_directory), ("offsite", backups.offsite))
                             if on] + (["replica"] if backups.litestream.enabled else [])
@@ -443,7 +447,7 @@ def _drills(report: StatusReport, config, current: Catalog, now: float, limits: 
                                       "drilled_at": to_iso(best[2]) if best else None, "objective_seconds": objective}
 
 
-def _integrity(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _integrity(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     result = current.status.integrity
     if result is None:
         report.lines.append(Line("integrity", marked_at(limits.integrity_stale), "never checked",
@@ -476,14 +480,14 @@ def _integrity(report: StatusReport, config, current: Catalog, now: float, limit
         "checked_at": to_iso(result.checked_at)}
 
 
-def _catalog_files(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _catalog_files(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     problems = current.status.problems()
     if problems:
         report.lines.append(Line("status file", WARNING, "; ".join(problems[:3]),
                                  "the next job rewrites it without the bad part"))
 
 
-def _future_dated(report: StatusReport, config, current: Catalog, now: float, limits: Limits) -> None:
+def _future_dated(report: StatusReport, config: OpsmonConfig, current: Catalog, now: float, limits: Limits) -> None:
     """Backups stamped after now: a clock that ran ahead when they were taken (or runs behind now)."""
     ahead = sorted(future_dated(current.backups, now), key=lambda b: (b.started_at, b.id))
     if not ahead:
@@ -498,7 +502,8 @@ def _future_dated(report: StatusReport, config, current: Catalog, now: float, li
     report.facts["future_dated"] = [b.id for b in ahead]
 
 
-def _service(report: StatusReport, backups, database: Path, now: float, limits: Limits, ask, schedule) -> None:
+def _service(report: StatusReport, backups: BackupsConfig, database: Path, now: float, limits: Limits,
+             ask: Callable[[str], ServiceAnswer], schedule: Iterable[tuple[str, str]]) -> None:
     where = backups.listen_address
     answer = ask(service_url(backups))
     if answer.error is None and answer.database not in (None, str(database)):
@@ -559,7 +564,7 @@ class ServiceAnswer:
     database: str | None = None  # the path the service backs up; None from a service too old to say
 
 
-def service_url(backups) -> str:
+def service_url(backups: BackupsConfig) -> str:
     """The backup service as this machine reaches it (a wildcard address is loopback here)."""
     host, _, port = backups.listen_address.rpartition(":")
     host = host.strip("[]")

@@ -28,6 +28,7 @@ from pathlib import Path
 from backup_jobs import identity, sqlitefile
 from opsmon import files
 from opsmon.catalog import SAFETY, TIERS, DatabaseFacts, to_iso
+from opsmon.exits import EXIT_NOT_RESTORED, EXIT_USAGE, Failure
 from backup_jobs.store import BackupFailed, BackupRecord, BackupStore, VerifyFailed
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,16 @@ DAY = 86400
 DAMAGED_DIR = "damaged"  # live files SQLite could not read, kept as they were before a restore replaced them
 
 
-class RestoreFailed(Exception):
+class RestoreFailed(Failure):
     """The restore did not happen; the live database is as it was before (the message says why)."""
 
+    exit_status = EXIT_NOT_RESTORED
 
-class BadRequest(ValueError):
+
+class BadRequest(Failure):
     """The restore asked for something that does not exist (a table); nothing was changed."""
+
+    exit_status = EXIT_USAGE
 
 
 @dataclass

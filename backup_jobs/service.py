@@ -23,11 +23,15 @@ from croniter import croniter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from backup_jobs.console import create_app
+from backup_jobs.console.work import Audit
 from backup_jobs.drills import DrillFailed
+from backup_jobs.jobs import Jobs
+from backup_jobs.litestream import Litestream
 from backup_jobs.users import Users
 from opsmon import catalog, http
 from opsmon.catalog import TIERS
 from opsmon.checks import check_backup_folders, check_database
+from opsmon.config import OpsmonConfig
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class Worker:
             self._scheduler.run_one(self._queue.get(), self._run)
 
 
-def scheduled_jobs(jobs) -> list[Job]:
+def scheduled_jobs(jobs: Jobs) -> list[Job]:
     """The backup service's jobs, each with when it last ran, from the catalog."""
     backups = jobs.config.backups
     current = jobs.store.own_catalog()  # another database's backups on the folder are not this one's runs
@@ -146,7 +150,8 @@ def _passed(results) -> None:
 class ServiceCollector:
     """The service's own metrics, read from the scheduler (and the console's audit) at scrape time."""
 
-    def __init__(self, scheduler: Scheduler, database: Path, litestream=None, audit=None):
+    def __init__(self, scheduler: Scheduler, database: Path, litestream: Litestream | None = None,
+                 audit: Audit | None = None):
         self._scheduler = scheduler
         self._database = database
         self._litestream = litestream
@@ -198,7 +203,7 @@ def make_app(collector, console=None):
     return app
 
 
-def console_app(jobs):
+def console_app(jobs: Jobs):
     """The console's WSGI app when it is enabled, its audit, and TLS files; the first admin is made here."""
     settings = jobs.config.backups.console
     if not settings.enabled:
@@ -214,7 +219,7 @@ def console_app(jobs):
     return app, app.extensions["opsmon"]["audit"], tls
 
 
-def record_pitr(jobs) -> None:
+def record_pitr(jobs: Jobs) -> None:
     try:
         window = jobs.pitr.window()
     except Exception as err:  # noqa: BLE001 - the window is asked again at the next poll
@@ -224,14 +229,14 @@ def record_pitr(jobs) -> None:
         catalog.record_pitr(jobs.directory, *window, database=jobs.store.status_key)
 
 
-def report_findings(config, source: str) -> None:
+def report_findings(config: OpsmonConfig, source: str) -> None:
     """`opsmon check`'s findings on what this service uses, logged once at start. Logged, not fatal: a
     broken integrity rule must not stop the backups, and each check run reports it again as a problem."""
     for finding in [*check_database(config), *check_backup_folders(config)]:
         (log.warning if finding.warning else log.error)("%s", finding.line(source))
 
 
-def serve(jobs, stop: threading.Event | None = None, listen_address: str | None = None,
+def serve(jobs: Jobs, stop: threading.Event | None = None, listen_address: str | None = None,
           config_source: str = "config") -> int:
     """Run until SIGTERM or SIGINT (or `stop`, for tests)."""
     backups = jobs.config.backups

@@ -32,6 +32,7 @@ from backup_jobs.humanize import progress_bar
 from opsmon import catalog, files
 from opsmon.catalog import (BACKUP_SUFFIX, MANIFEST_SUFFIX, SAFETY, TIERS, BackupFile, BackupRecord, CatalogError,
                             DatabaseFacts, Manifest, Verification, to_iso)
+from opsmon.exits import EXIT_USAGE, Failure
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ MIB = 1 << 20
 NOTHING_KEPT = "nothing was kept, and the backups before it are as they were"
 
 
-class BackupFailed(Exception):
+class BackupFailed(Failure):
     """A backup could not be made; nothing was added to the catalog."""
 
 
@@ -54,8 +55,10 @@ class VerifyFailed(Exception):
     """A backup is damaged; the message names the backup and the problem."""
 
 
-class UnknownBackup(Exception):
-    pass
+class UnknownBackup(Failure):
+    """No backup in the catalog has the id asked for."""
+
+    exit_status = EXIT_USAGE
 
 
 class BackupStore:

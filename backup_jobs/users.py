@@ -58,9 +58,9 @@ class Users:
 
     def add(self, name: str, password: str, role: str) -> None:
         if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+            raise UsageError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if not name.isidentifier() or len(password) < 12:
-            raise ValueError("a user name is letters, digits and _; a password has 12 characters at least")
+            raise UsageError("a user name is letters, digits and _; a password has 12 characters at least")
         users = self._read()
         kept = users.get(name, {}).get("password_hash")
         if not (kept and check_password_hash(kept, password)):  # a new password, and only then, a new hash
@@ -72,7 +72,7 @@ class Users:
         """A new password for an existing user, who keeps their role; their other sessions end with the old one."""
         user = self._read().get(name)
         if user is None:
-            raise ValueError(f"no user {name!r} in {self.path}: add one with `opsmon-backup user add {name}`")
+            raise UsageError(f"no user {name!r} in {self.path}: add one with `opsmon-backup user add {name}`")
         self.add(name, password, user["role"])
 
     def ensure_admin(self) -> str | None:

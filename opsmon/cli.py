@@ -10,10 +10,9 @@ from pathlib import Path
 from opsmon import __version__
 from opsmon.checks import check_config
 from opsmon.config import DEFAULT_CONFIG_FILE, InvalidConfig, load_config
+from opsmon.exits import EXIT_OK, EXIT_USAGE
 from opsmon.render import CannotRender, render
 from opsmon.starter import CannotStart, write_starter
-
-EXIT_OK, EXIT_PROBLEMS = 0, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +43,7 @@ def init(args) -> int:
         write_starter(out, args.database, args.log, args.health_url)
     except CannotStart as err:
         print(f"opsmon init: {err}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     print(f"wrote {out}; next: opsmon --config.file {out} check")
     return EXIT_OK
 
@@ -55,12 +54,12 @@ def check(config_file: str) -> int:
         config = load_config(config_file)
     except InvalidConfig as err:
         print(err, file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     findings = check_config(config)
     for finding in findings:
         print(finding.line(config_file), file=sys.stderr)
     if any(not finding.warning for finding in findings):
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     print(f"{config_file}: valid")
     return EXIT_OK
 
@@ -70,10 +69,10 @@ def render_stack(config_file: str, out: Path) -> int:
         written = render(load_config(config_file), Path(config_file), out)
     except (InvalidConfig, CannotRender) as err:
         print(f"opsmon render: {err}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     except OSError as err:
         print(f"opsmon render: {err.filename}: {err.strerror}", file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_USAGE
     print(f"wrote {len(written)} files under {out}")
     return EXIT_OK
 

@@ -24,13 +24,17 @@ from pydantic import (
     model_validator,
 )
 
+from opsmon.exits import EXIT_USAGE, Failure
+
 DEFAULT_CONFIG_FILE = "opsmon.yml"
 METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
-class InvalidConfig(Exception):
+class InvalidConfig(Failure):
     """The config file cannot be used; `problems` lists every reason, each naming file and key."""
+
+    exit_status = EXIT_USAGE
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))

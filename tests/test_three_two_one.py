@@ -1,4 +1,4 @@
-"""The 3-2-1 rule (opsmon.copies), which the exporter publishes as opsmon_backup_rule_321_satisfied: three
+"""The 3-2-1 rule (opsmon.three_two_one), which the exporter publishes as opsmon_backup_rule_321_satisfied: three
 fresh copies (the live database among them), on two media, one offsite; a stale copy does not count."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from backup_jobs.jobs import Jobs
 from exporter.collectors.backup import BackupCollector
 from opsmon import catalog
 from opsmon.config import load_config
-from opsmon.copies import three_two_one
+from opsmon.three_two_one import three_two_one
 from tests.backup_helpers import demo_database
 from tests.conftest import exposition
 

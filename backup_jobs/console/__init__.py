@@ -16,11 +16,11 @@ from backup_jobs.console.pages import pages
 from backup_jobs.console.respond import fail
 from backup_jobs.console.work import Audit, Busy, JobRunner
 from backup_jobs.inputs import UsageError
-from backup_jobs.jobs import Refused
+from backup_jobs.jobs import Jobs, Refused
 from backup_jobs.locks import LockHeld
 from backup_jobs.restore import BadRequest
 from backup_jobs.store import UnknownBackup
-from backup_jobs.users import UsersFileInvalid
+from backup_jobs.users import Users, UsersFileInvalid
 from opsmon import files
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _secret_key(directory: Path) -> bytes:
     return path.read_bytes()
 
 
-def create_app(jobs, users, secure_cookies: bool = False) -> Flask:
+def create_app(jobs: Jobs, users: Users, secure_cookies: bool = False) -> Flask:
     console = jobs.config.backups.console
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config.update(SECRET_KEY=_secret_key(jobs.directory), SESSION_COOKIE_HTTPONLY=True,

@@ -14,7 +14,9 @@ from pathlib import Path
 from flask import has_request_context, request
 
 from backup_jobs import report, sqlitefile
+from backup_jobs.copies import Location
 from backup_jobs.humanize import ago_text, moment_text, size_text
+from backup_jobs.jobs import Jobs
 from opsmon.catalog import TIERS, to_iso, to_timestamp
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class Busy(Exception):
 class JobRunner:
     """Long actions in the background, one at a time through the job lock; one restore at a time."""
 
-    def __init__(self, jobs, audit: Audit):
+    def __init__(self, jobs: Jobs, audit: Audit):
         self.jobs = jobs
         self.audit = audit
         self._runs: dict[str, dict] = {}
@@ -149,7 +151,7 @@ class JobRunner:
         return {k: v for k, v in run.items() if k not in ("report", "asked")} if run else None
 
 
-def overview(jobs) -> dict:
+def overview(jobs: Jobs) -> dict:
     """What the console's front page shows: the marked lines of `opsmon-backup status` (the console is the
     service, so it is not asked about itself), per tier, per copy, drills, integrity, the PITR window,
     and every backup with its size and age for a person (exact bytes and times in the API)."""
@@ -198,7 +200,7 @@ def _timestamp(iso: str | None) -> float | None:
     return to_timestamp(iso) if iso else None
 
 
-def _location_keys(location) -> set[str]:
+def _location_keys(location: Location) -> set[str]:
     try:
         return location.keys()
     except Exception:  # noqa: BLE001 - a location that cannot be listed shows no copies

@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from opsmon.catalog import (FUTURE_TOLERANCE_SECONDS, TIERS, Catalog, CatalogError, LocationDrill, database_of,
                             future_dated, read_catalog)
-from opsmon.copies import three_two_one
+from opsmon.three_two_one import three_two_one
 
 COPY_LOCATIONS = ("secondary", "offsite")  # besides "local", the backup directory itself
 STATUS_SECTIONS = ("tiers", "verify", "copies", "drill", "drills", "restore", "pitr")  # what this collector reads

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsmon.catalog import Catalog
+from opsmon.config import OpsmonConfig
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class ThreeTwoOne:
                 f"{'medium' if self.media == 1 else 'media'}, {'one' if self.offsite else 'none'} offsite")
 
 
-def three_two_one(catalog: Catalog, config, now: float) -> ThreeTwoOne:
+def three_two_one(catalog: Catalog, config: OpsmonConfig, now: float) -> ThreeTwoOne:
     """The copies held now: the live database, the backup folder, the second folder, the bucket, the
     replica. Fresh: within the daily tier's age limit of the health check."""
     backups, max_age = config.backups, config.exporter.health.backup_max_age_seconds["daily"]
