@@ -7,6 +7,8 @@ import json
 from opsmon.config import BusinessQueryConfig
 
 UID, TITLE, TAG = "opsmon-business", "opsmon / Business", "opsmon"
+# The provisioned datasources' fixed uids, which the boards name: file provisioning never fills in ${DS_...}.
+PROMETHEUS_UID, LONG_TERM_UID, ALERTMANAGER_UID = "opsmon-prometheus", "opsmon-victoriametrics", "opsmon-alertmanager"
 # The board's datasource variable, defaulting to the provisioned Prometheus (render.grafana_datasources).
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 HOST = 'host=~"$host"'
@@ -17,7 +19,7 @@ WIDTH, HEIGHT = 12, 8
 def _variables() -> list[dict]:
     """The datasource and host variables every opsmon board offers (grafana/boards/panels.py makes the others')."""
     datasource = {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-                  "current": {"selected": True, "text": "Prometheus", "value": "opsmon-prometheus"},
+                  "current": {"selected": True, "text": "Prometheus", "value": PROMETHEUS_UID},
                   "includeAll": False, "multi": False, "skipUrlSync": False}
     host = {"type": "query", "name": "host", "label": "Host", "datasource": DATASOURCE,
             "query": {"query": 'label_values(up{job="opsmon-exporter"}, host)', "refId": "v"},

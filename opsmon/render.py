@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from opsmon.boards import business_board
+from opsmon.boards import ALERTMANAGER_UID, LONG_TERM_UID, PROMETHEUS_UID, business_board
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
@@ -29,8 +29,6 @@ BOARDS = KIT / "grafana" / "dashboards"
 # Where the boards rendered for the config go, under the output folder (apart from a clone's grafana/dashboards/,
 # should one render into the clone); the business board's file there.
 APP_BOARDS, BUSINESS_BOARD = "grafana/app-dashboards", "business.json"
-# The provisioned datasources' fixed uids, which the boards name: file provisioning never fills in ${DS_...}.
-PROMETHEUS_UID, LONG_TERM_UID, ALERTMANAGER_UID = "opsmon-prometheus", "opsmon-victoriametrics", "opsmon-alertmanager"
 # The dashboard links in the shipped rules, replaced by stack.grafana.url.
 SHIPPED_GRAFANA_URL = "http://localhost:3000"
 # The error budget slo.rules.yml is written for (a 99 % objective), replaced by stack.slo.objective's.

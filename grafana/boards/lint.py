@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from grafana.boards import rules
-from opsmon.render import LONG_TERM_UID, PROMETHEUS_UID
+from opsmon.boards import LONG_TERM_UID, PROMETHEUS_UID
 
 # The kit's boards' uids never change: alert rules' dashboard_url, bookmarks and links between boards name them.
 # A board of one's own (the demo's) keeps its own uid, and the overview's Hosts table does not lead to it.
