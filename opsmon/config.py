@@ -194,8 +194,8 @@ class BusinessQueryConfig(Strict):
     type: Literal["counter", "gauge"] = Field(
         "gauge", description=(
             "`gauge`: a state read with `query`. `counter`: an event the app increments itself (opsmon.instrument), "
-            "listed without a query so the business board shows it; a counter with a query is refused with the "
-            "reason."))
+            "listed without a query so the business board shows it (its name as the app gives it: `orders_placed` "
+            "is read as `orders_placed_total`); a counter with a query is refused with the reason."))
     query: Name | None = Field(
         None, description="SQL run on the app's database, opened read-only; each row is one sample. Gauges only.")
     labels: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field(

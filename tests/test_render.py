@@ -114,6 +114,8 @@ SHOP_BUSINESS = [
     {"name": "shop_customers", "help": "Customers with an account, by country.", "labels": ["country"],
      "query": "SELECT country, count(*) AS value FROM customers GROUP BY country"},
     {"name": "shop_orders_placed_total", "help": "Orders the shop took, counted by the app.", "type": "counter"},
+    # As the app names it, Counter("shop_refunds"): /metrics shows shop_refunds_total.
+    {"name": "shop_refunds", "help": "Refunds, counted by the app.", "type": "counter"},
 ]
 
 
@@ -132,6 +134,7 @@ def test_a_config_that_is_not_the_demo_gets_the_kit_s_rules_and_a_business_board
     exprs = [p["targets"][0]["expr"] for p in board["panels"]]
     assert exprs[1] == 'sum by (host, country) (shop_customers{host=~"$host"})'
     assert exprs[2].startswith('sum by (host) (rate(shop_orders_placed_total{host=~"$host"}[$__rate_interval]))')
+    assert exprs[3].startswith('sum by (host) (rate(shop_refunds_total{host=~"$host"}[$__rate_interval]))')
     # The board passes the dashboard lint beside the kit's boards, and Grafana is pointed at it.
     kit = {path.stem: json.loads(path.read_text()) for path in (REPO / "grafana/dashboards").glob("*.json")}
     problems = lint.lint({**kit, "business": board})
