@@ -538,7 +538,10 @@ def test_the_maintenance_window_mutes_the_warnings_of_every_team_not_the_pages(m
     post(url, *warnings)
     wait_for(lambda: len(requests.get(f"{url}/api/v2/alerts/groups", timeout=5).json()) >= 3,
              what="the warnings' groups")
-    post(url, {"alertname": "OpsmonSomething", "severity": "critical", "team": "ops", "host": "host-w",
+    # Another alert: the critical twin of a warning would hold it back, and no mute would be needed to pass.
+    post(url, {"alertname": "OpsmonSomethingElse", "severity": "critical", "team": "ops", "host": "host-w",
                "fault": "maintenance"})
+    for warning in warnings:
+        assert not inhibited(url, **warning), warning
     wait_for(lambda: notifications.about("maintenance"), what="the page")
     assert notifications.about("maintenance", "severity") == [("pager-ops", "firing", ["critical"])]
