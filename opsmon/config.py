@@ -137,6 +137,9 @@ class ProcessConfig(Strict):
     name: Name
     pidfile: Location | None = None
     match: Regex | None = None
+    # The probed services (exporter.probes) this process answers: its being down explains their checks failing,
+    # and `opsmon render` holds those back while it is.
+    serves: list[Name] = []
 
     @model_validator(mode="after")
     def _one_selector(self) -> ProcessConfig:
@@ -391,9 +394,22 @@ class StackPrometheus(Strict):
     app_address: HostPort | None = None
 
 
+class StackInhibitRule(Strict):
+    """An inhibition of one's own, in Alertmanager's terms, rendered after the kit's."""
+
+    source_matchers: Annotated[list[Name], Field(min_length=1)]
+    target_matchers: Annotated[list[Name], Field(min_length=1)]
+    equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
+
+
 class StackAlertmanager(Strict):
     address: HostPort = "127.0.0.1:9093"  # where Prometheus and Grafana reach it
     external_url: Url = "http://localhost:9093"
+    # The mount points holding the database and the backups, as the exporter labels them: a full one holds back
+    # the backup warnings. Default: found from database.path and backups.directory where `opsmon render` runs;
+    # name them when the services see other paths (a container's volumes).
+    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = None
+    inhibit_rules: list[StackInhibitRule] = []
 
 
 class StackGrafana(Strict):
@@ -493,6 +509,16 @@ class OpsmonConfig(Strict):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+        return self
+
+    @model_validator(mode="after")
+    def _served_services_are_probed(self) -> OpsmonConfig:
+        probed = {probe.service for probe in self.exporter.probes}
+        for number, process in enumerate(self.exporter.processes):
+            unknown = [service for service in process.serves if service not in probed]
+            if unknown:
+                raise ValueError(f"exporter.processes[{number}].serves: {', '.join(unknown)}: no such service "
+                                 "in exporter.probes")
         return self
 
 

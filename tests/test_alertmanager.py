@@ -216,7 +216,7 @@ def test_critical_inhibits_the_warning_of_the_same_alert_and_place(alertmanager)
 def test_full_disk_inhibits_backup_failures_on_that_host_only(alertmanager):
     exporter = {"job": "opsmon-exporter", "instance": "exporter:9877"}
     post(alertmanager, {"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "team": "ops", "host": "host-d",
-                        "mountpoint": "/", **exporter},
+                        "mountpoint": "/data", **exporter},
          *({"alertname": "OpsmonBackupFailing", "severity": "warning", "team": "ops", "host": host, "database": "demo",
             "tier": "daily", **exporter} for host in ("host-d", "host-e")),
          {"alertname": "OpsmonBackupVerificationFailing", "severity": "critical", "team": "ops", "host": "host-d",

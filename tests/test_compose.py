@@ -111,5 +111,5 @@ def test_the_compose_config_differs_from_opsmon_yml_only_in_paths_and_addresses(
         "backups.directory", "backups.secondary_directory", "backups.litestream.replica_directory",
         "backups.litestream.metrics_address", "backups.listen_address", "backups.console.users_file",
         "stack.hosts[0].exporter", "stack.hosts[0].backup", "stack.hosts[0].litestream", "stack.prometheus.address",
-        "stack.alertmanager.address", "stack.grafana.dashboards_directory", "stack.long_term.address",
+        "stack.alertmanager.address", "stack.alertmanager.data_mounts", "stack.grafana.dashboards_directory", "stack.long_term.address",
         "stack.receivers.smtp.smarthost", "stack.receivers.pager_url", "stack.receivers.heartbeat_url"])

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
 import venv
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 import yaml
 
+from opsmon.config import load_config
+from opsmon.render import data_mounts
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
+from tests.test_alertmanager import inhibited, post, run_alertmanager
 from tests.test_own_app import build_wheel, clone_of_repository
 
 BIN = Path(sys.executable).parent
@@ -76,11 +81,94 @@ def test_the_demo_s_teams_are_its_config_and_a_config_without_teams_routes_by_se
     config = yaml.safe_load(own.read_text())
     assert {r["name"] for r in config["receivers"]} == {"blackhole", "heartbeat", "pager-ops", "email-ops"}
     assert "app-team@localhost" not in own.read_text()
-    # The shipped grouping, inhibitions and maintenance window, whatever the receivers.
+    # The shipped grouping and maintenance window, whatever the receivers.
     shipped = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
-    for key in ("inhibit_rules", "time_intervals"):
-        assert config[key] == shipped[key], key
+    assert config["time_intervals"] == shipped["time_intervals"]
     assert config["route"]["group_by"] == shipped["route"]["group_by"]
+
+
+KIT_INHIBITIONS = yaml.safe_load((REPO / "alertmanager/inhibit_rules.yml").read_text())["inhibit_rules"]
+
+
+def mount_of(path: Path) -> str:
+    """The mount point holding a path, as util-linux finds it."""
+    return subprocess.run(["findmnt", "--noheadings", "--output", "TARGET", "--target", str(path)],
+                          check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+def shop_config(tmp_path: Path, processes: list[dict], stack: dict | None = None) -> Path:
+    """A shop of one's own: its database and backups in tmp_path, a checkout API and a payments API it probes."""
+    sqlite3.connect(tmp_path / "shop.db").close()
+    (tmp_path / "shop-backups").mkdir()
+    probes = [{"service": service, "url": f"http://127.0.0.1:1/{service}"} for service in ("checkout", "payments")]
+    return write_config(tmp_path / "shop.yml", {"database": {"path": "shop.db"},
+                                                "exporter": {"processes": processes, "probes": probes},
+                                                "backups": {"directory": "shop-backups"}, "stack": stack or {}})
+
+
+def test_a_config_without_relations_of_its_own_gets_the_kit_s_inhibitions_and_its_data_mount(tmp_path):
+    """No process that serves a service, no rules of its own: nothing of the demo's is left pointing at "demo"."""
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop"}])
+    rendered = render(config, tmp_path / "stack") / "alertmanager.yml"
+    checked = subprocess.run(["amtool", "check-config", str(rendered)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    mounts = "|".join(sorted({mount_of(tmp_path / "shop.db"), mount_of(tmp_path / "shop-backups")}))
+    assert yaml.safe_load(rendered.read_text())["inhibit_rules"] == [*KIT_INHIBITIONS, {
+        "source_matchers": ['alertname="OpsmonDiskSpaceLow"', 'severity="critical"', f'mountpoint=~"{mounts}"'],
+        "target_matchers": ['alertname=~"OpsmonBackup(Stale|Failing)|OpsmonRestoreDrillStale"', 'severity="warning"'],
+        "equal": ["host"]}]
+    assert "demo" not in rendered.read_text().lower()
+
+
+def test_the_data_mounts_are_the_longest_mounted_prefix_of_the_database_and_the_backups(tmp_path):
+    config = load_config(shop_config(tmp_path, []))
+    partitions = [SimpleNamespace(mountpoint=mount) for mount in ("/", "/boot", str(tmp_path), f"{tmp_path}/shop")]
+    # shop.db is under tmp_path, not under tmp_path/shop (a prefix of its name only).
+    assert data_mounts(config, lambda all: partitions) == [str(tmp_path)]
+    partitions.append(SimpleNamespace(mountpoint=f"{tmp_path}/shop-backups"))
+    assert data_mounts(config, lambda all: partitions) == sorted([str(tmp_path), f"{tmp_path}/shop-backups"])
+
+
+def test_a_served_service_is_named_among_the_probes(tmp_path):
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop", "serves": ["checkout", "search"]}])
+    result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"{config}: exporter.processes[0].serves: search: no such service in exporter.probes" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_shop_s_process_down_holds_back_its_own_service_and_a_full_disk_only_the_mount_of_its_data(tmp_path):
+    """On a real Alertmanager with the rendered shop config: the shop down explains its checkout API failing, not
+    the payments API; a full disk on the mount of the database explains a failing backup, another mount does not;
+    the shop's own rule holds back what it names."""
+    own = {"source_matchers": ['alertname="OpsmonProcessDown"', 'process="shop"'],
+           "target_matchers": ['alertname="ShopOrdersStalled"'], "equal": ["host"]}
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop", "serves": ["checkout"]},
+                                    {"name": "worker", "match": "worker"}],
+                         {"receivers": {"smtp": {"smarthost": f"127.0.0.1:{free_port()}"}},
+                          "alertmanager": {"inhibit_rules": [own]}})
+    out = render(config, tmp_path / "stack")
+    database_mount = mount_of(tmp_path / "shop.db")
+    other_mount = "/mnt/not-the-shop-s"
+    exporter = {"job": "opsmon-exporter", "team": "ops"}
+    for url in run_alertmanager(out, yaml.safe_load((out / "alertmanager.yml").read_text())):
+        post(url, *({"alertname": "OpsmonProcessDown", "severity": "critical", "host": host, "process": process,
+                     **exporter} for host, process in (("shop-1", "shop"), ("shop-2", "worker"))),
+             *({"alertname": "OpsmonExternalServiceDown", "severity": "critical", "host": host, "service": service,
+                **exporter} for host in ("shop-1", "shop-2") for service in ("checkout", "payments")),
+             *({"alertname": "ShopOrdersStalled", "severity": "critical", "host": host, **exporter}
+               for host in ("shop-1", "shop-2")),
+             *({"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "host": host, "mountpoint": mount,
+                **exporter} for host, mount in (("shop-1", database_mount), ("shop-2", other_mount))),
+             *({"alertname": "OpsmonBackupFailing", "severity": "warning", "host": host, "database": "shop",
+                "tier": "daily", **exporter} for host in ("shop-1", "shop-2")))
+        assert inhibited(url, "OpsmonExternalServiceDown", host="shop-1", service="checkout")
+        assert not inhibited(url, "OpsmonExternalServiceDown", host="shop-1", service="payments")
+        assert not inhibited(url, "OpsmonExternalServiceDown", host="shop-2", service="checkout")  # another process
+        assert inhibited(url, "ShopOrdersStalled", host="shop-1")
+        assert not inhibited(url, "ShopOrdersStalled", host="shop-2")
+        assert inhibited(url, "OpsmonBackupFailing", host="shop-1")
+        assert not inhibited(url, "OpsmonBackupFailing", host="shop-2")
 
 
 def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
