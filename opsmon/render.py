@@ -77,6 +77,9 @@ def prometheus_config(stack: StackConfig) -> dict:
     port = prometheus.address.rpartition(":")[2]
     jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{port}"]}]})
     jobs.append({"job_name": "alertmanager", "static_configs": [{"targets": [stack.alertmanager.address]}]})
+    if stack.long_term.enabled:
+        # Its own /metrics: remote_write's alerts need to know the store is up, and OpsmonLongTermStoreDown says so.
+        jobs.append({"job_name": "victoriametrics", "static_configs": [{"targets": [stack.long_term.address]}]})
     config = {
         "global": {"scrape_interval": prometheus.scrape_interval, "scrape_timeout": prometheus.scrape_timeout,
                    "evaluation_interval": prometheus.scrape_interval, "external_labels": {"stack": "opsmon"}},

@@ -28,7 +28,7 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 def test_config_passes_amtool():
     result = amtool("check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 inhibit rules" in result.stdout and "8 receivers" in result.stdout
+    assert "13 inhibit rules" in result.stdout and "8 receivers" in result.stdout
 
 
 def test_the_readme_counts_the_inhibition_rules_and_cases():
@@ -337,6 +337,19 @@ def test_only_a_stopped_backup_service_holds_back_litestream_and_on_its_own_host
     assert inhibited(alertmanager, "OpsmonLitestreamDown", host="host-s")
     assert not inhibited(alertmanager, "OpsmonLitestreamDown", host="host-t")
     assert not inhibited(alertmanager, "OpsmonLitestreamDown", host="host-u")
+
+
+def test_the_long_term_store_down_holds_back_remote_writing_to_it_not_prometheus_s_other_troubles(alertmanager):
+    prometheus = {"team": "ops", "job": "prometheus", "instance": "localhost:9090"}
+    remote = {"remote_name": "vm", "url": "http://victoriametrics:8428/api/v1/write", **prometheus}
+    post(alertmanager, {"alertname": "OpsmonLongTermStoreDown", "severity": "warning", "team": "ops",
+                        "job": "victoriametrics", "instance": "victoriametrics:8428"},
+         {"alertname": "OpsmonPrometheusRemoteWriteFailing", "severity": "warning", **remote},
+         {"alertname": "OpsmonPrometheusRemoteWriteBehind", "severity": "warning", **remote},
+         {"alertname": "OpsmonPrometheusErrorSendingAlerts", "severity": "critical", **prometheus})
+    assert inhibited(alertmanager, "OpsmonPrometheusRemoteWriteFailing")
+    assert inhibited(alertmanager, "OpsmonPrometheusRemoteWriteBehind")
+    assert not inhibited(alertmanager, "OpsmonPrometheusErrorSendingAlerts")
 
 
 class Notifications:

@@ -23,9 +23,12 @@ def test_the_long_term_store_is_a_profile_that_prometheus_writes_to_when_switche
     assert SERVICES["victoriametrics"]["profiles"] == ["long-term"]
     assert "profiles" not in SERVICES["prometheus"]
     start = SERVICES["prometheus"]["command"][0]
-    assert '"${OPSMON_LONG_TERM:-0}" = 1 ]; then cat /etc/prometheus/remote_write.yml' in start
-    remote = yaml.safe_load((REPO / "prometheus/remote_write.yml").read_text())["remote_write"]
-    assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in remote] == ["victoriametrics"]
+    assert '"${OPSMON_LONG_TERM:-0}" = 1 ]; then config=prometheus.long-term.yml; else config=prometheus.yml' in start
+    long_term = yaml.safe_load((REPO / "prometheus/prometheus.long-term.yml").read_text())
+    assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in long_term["remote_write"]] == [
+        "victoriametrics"]
+    assert {"job_name": "victoriametrics", "static_configs": [{"targets": ["victoriametrics:8428"]}]} in long_term[
+        "scrape_configs"]
 
 
 def test_the_demo_its_pager_and_the_smtp_sink_are_the_demo_profile_and_the_kit_starts_without_them():

@@ -174,6 +174,10 @@ def test_a_shop_s_process_down_holds_back_its_own_service_and_a_full_disk_only_t
 def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
     """The committed files compose mounts cannot drift from what the renderer makes of compose's config."""
     out = render(REPO / "opsmon.compose.yml", tmp_path / "compose")
+    long_term = render(REPO / "opsmon.compose.yml", tmp_path / "long-term", env={"OPSMON_LONG_TERM": "1"})
+    assert yaml.safe_load((REPO / "prometheus/prometheus.long-term.yml").read_text()) == yaml.safe_load(
+        (long_term / "prometheus.yml").read_text()), "prometheus/prometheus.long-term.yml differs from " \
+        "`OPSMON_LONG_TERM=1 opsmon --config.file opsmon.compose.yml render`: render it again"
     for committed, rendered in (("prometheus/prometheus.yml", "prometheus.yml"),
                                 ("prometheus/targets/local.yml", "targets/local.yml"),
                                 ("alertmanager/alertmanager.yml", "alertmanager.yml"),
@@ -221,6 +225,43 @@ def test_environment_settings_override_the_config_and_files_of_one_s_own_stay(tm
     alertmanager = yaml.safe_load((out / "alertmanager.yml").read_text())
     heartbeat = next(r for r in alertmanager["receivers"] if r["name"] == "heartbeat")
     assert heartbeat["webhook_configs"][0]["url"] == "https://hc-ping.com/0f3e2b7c"
+
+
+def long_term_store_down_case(job: str, instance: str) -> dict:
+    """The store's scrape failing for 6 minutes, from the rendered rules: a warning, not the page of OpsmonTargetDown."""
+    description = (f"VictoriaMetrics at {instance} has not answered Prometheus for 5 minutes: the samples written to "
+                   "it wait in Prometheus's WAL, for about 2 hours.")
+    annotations = {"summary": "The long-term store cannot be reached.", "description": description,
+                   "runbook_url": "https://github.com/opsmon/opsmon/blob/main/docs/runbooks.md#opsmonlongtermstoredown",
+                   "dashboard_url": "http://localhost:3000/d/opsmon-overview"}
+    return {"rule_files": ["rules/meta.rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "name": "the long-term store's scrape failing", "interval": "30s",
+        "input_series": [{"series": f'up{{job="{job}",instance="{instance}"}}', "values": "1x4 0x14"}],
+        "alert_rule_test": [
+            {"eval_time": "8m", "alertname": "OpsmonLongTermStoreDown", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "team": "ops", "job": job, "instance": instance},
+                "exp_annotations": annotations}]},
+            {"eval_time": "8m", "alertname": "OpsmonTargetDown", "exp_alerts": []}]}]}
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["off", "on"])
+def test_the_long_term_store_is_scraped_when_enabled_and_its_scrape_failing_raises_its_alert(tmp_path, enabled):
+    config = own_app_config(tmp_path, {"long_term": {"enabled": enabled, "address": "vm.shop.example:8428"}})
+    out = render(config, tmp_path / "stack")
+    checked = subprocess.run(["promtool", "check", "config", str(out / "prometheus.yml")], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    prometheus = yaml.safe_load((out / "prometheus.yml").read_text())
+    stores = [job for job in prometheus["scrape_configs"]
+              if job.get("static_configs", [{}])[0].get("targets") == ["vm.shop.example:8428"]]
+    assert len(stores) == enabled
+    assert ("remote_write" in prometheus) == enabled
+    if enabled:
+        write_config(out / "long-term.test.yml", long_term_store_down_case(stores[0]["job_name"],
+                                                                           "vm.shop.example:8428"))
+        tested = subprocess.run(["promtool", "test", "rules", "long-term.test.yml"], cwd=out, capture_output=True,
+                                text=True, timeout=60)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path):
