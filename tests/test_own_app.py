@@ -215,6 +215,20 @@ def test_the_page_takes_an_app_of_ones_own_from_install_to_metrics_and_a_verifie
     assert (folder / "clinic-backups").is_dir()
 
 
+def test_the_page_s_inhibitions_render_for_its_app_and_its_own_rule(tmp_path):
+    """The page's example: myapp down holds back the check of the `app` probe `opsmon init` wrote, and its own rule."""
+    example = yaml.safe_load(page_block("yaml", "serves:"))
+    example["exporter"]["probes"] = [{"service": "app", "url": "http://127.0.0.1:8000/health"}]
+    (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({"database": {"path": "myapp.db"}, **example}))
+    rendered = opsmon("opsmon", "--config.file", "opsmon.yml", "render", "--out", "stack", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    rules = yaml.safe_load((tmp_path / "stack/alertmanager.yml").read_text())["inhibit_rules"]
+    assert {"source_matchers": ['alertname="OpsmonProcessDown"', 'process="myapp"'],
+            "target_matchers": ['alertname=~"OpsmonExternalService(Down|Slow)"', 'service=~"app"'],
+            "equal": ["host"]} in rules
+    assert rules[-1] == example["stack"]["alertmanager"]["inhibit_rules"][0]
+
+
 @pytest.mark.slow
 def test_the_kit_installs_with_its_three_commands_and_the_library(dist):
     """The page's step 1: `pip install .` (or make dist's wheel) gives opsmon, opsmon-exporter and opsmon-backup,
