@@ -111,6 +111,8 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$")]
 Name = Annotated[str, Field(min_length=1)]
+# An Alertmanager matcher, its value quoted: alertname="OpsmonProcessDown", service=~"a|b".
+Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$')]
 
 
 def _both_or_neither(model, first: str, second: str) -> None:
@@ -397,8 +399,8 @@ class StackPrometheus(Strict):
 class StackInhibitRule(Strict):
     """An inhibition of one's own, in Alertmanager's terms, rendered after the kit's."""
 
-    source_matchers: Annotated[list[Name], Field(min_length=1)]
-    target_matchers: Annotated[list[Name], Field(min_length=1)]
+    source_matchers: Annotated[list[Matcher], Field(min_length=1)]
+    target_matchers: Annotated[list[Matcher], Field(min_length=1)]
     equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
 
 

@@ -171,6 +171,13 @@ def test_every_inhibition_and_group_keeps_hosts_apart():
     assert len(per_host) == len(config["inhibit_rules"]) - 1  # the fleet's burn-rate alert, below
 
 
+def test_a_critical_alert_holds_back_its_warning_twin_in_the_place_notifications_are_grouped_by():
+    """inhibit_rules.yml names the place again (a YAML anchor cannot reach across files): the two stay equal."""
+    config = yaml.safe_load(CONFIG.read_text())
+    [twin] = [rule for rule in config["inhibit_rules"] if rule["source_matchers"] == ['severity="critical"']]
+    assert twin["equal"] == config["route"]["group_by"]
+
+
 def test_a_host_burning_its_error_budget_holds_back_the_fleet_s_alert_of_that_job(alertmanager):
     fleet = {"alertname": "OpsmonErrorBudgetBurnFast", "severity": "critical", "team": "app"}
     post(alertmanager, {**fleet, "job": "app-1", "host": "host-f"}, {**fleet, "job": "app-1"}, {**fleet, "job": "app-2"})

@@ -266,9 +266,15 @@ def test_the_long_term_store_is_scraped_when_enabled_and_its_scrape_failing_rais
 
 def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path):
     config = own_app_config(tmp_path, {"receivers": {"email": {"critical": "not-an-address"},
-                                                     "smtp": {"pasword": "x"}}, "slo": {"objective": 99}})
+                                                     "smtp": {"pasword": "x"}}, "slo": {"objective": 99},
+                                       "alertmanager": {"inhibit_rules": [{"source_matchers": ["alertname=ShopDown"],
+                                                                           "target_matchers": []}]}})
     result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
+    assert f"{config}: stack.alertmanager.inhibit_rules[0].source_matchers[0]: String should match pattern" \
+        in result.stderr
+    assert f"{config}: stack.alertmanager.inhibit_rules[0].target_matchers: List should have at least 1 item" \
+        in result.stderr
     assert f"{config}: stack.receivers.email.critical:" in result.stderr
     assert f"{config}: stack.receivers.smtp.pasword: unknown key" in result.stderr
     assert f"{config}: stack.slo.objective: Input should be less than 1" in result.stderr
