@@ -139,9 +139,9 @@ class ProcessConfig(Strict):
     name: Name
     pidfile: Location | None = None
     match: Regex | None = None
-    # The probed services (exporter.probes) this process answers: its being down explains their checks failing,
-    # and `opsmon render` holds those back while it is.
-    serves: list[Name] = []
+    serves: list[Name] = Field([], description=(
+        "The services of exporter.probes this process answers: while it is down, `opsmon render`'s Alertmanager "
+        "holds back their checks failing (not another service's)."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> ProcessConfig:
@@ -399,19 +399,22 @@ class StackPrometheus(Strict):
 class StackInhibitRule(Strict):
     """An inhibition of one's own, in Alertmanager's terms, rendered after the kit's."""
 
-    source_matchers: Annotated[list[Matcher], Field(min_length=1)]
-    target_matchers: Annotated[list[Matcher], Field(min_length=1)]
-    equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = []
+    source_matchers: Annotated[list[Matcher], Field(min_length=1, description=(
+        'The alert that explains, as Alertmanager matchers with quoted values: alertname="OpsmonProcessDown".'))]
+    target_matchers: Annotated[list[Matcher], Field(min_length=1, description="The alerts it holds back.")]
+    equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field([], description=(
+        "Labels both must share (host: on the same machine only)."))
 
 
 class StackAlertmanager(Strict):
     address: HostPort = "127.0.0.1:9093"  # where Prometheus and Grafana reach it
     external_url: Url = "http://localhost:9093"
-    # The mount points holding the database and the backups, as the exporter labels them: a full one holds back
-    # the backup warnings. Default: found from database.path and backups.directory where `opsmon render` runs;
-    # name them when the services see other paths (a container's volumes).
-    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = None
-    inhibit_rules: list[StackInhibitRule] = []
+    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = Field(None, description=(
+        "The mount points holding the database and the backups, as the exporter labels them: a full one holds "
+        "back the backup warnings. Default: those of database.path and backups.directory where `opsmon render` "
+        "runs; name them when the services see other paths (a container's volumes)."))
+    inhibit_rules: list[StackInhibitRule] = Field([], description=(
+        "Inhibitions of one's own, rendered after the kit's and those made from the config."))
 
 
 class StackGrafana(Strict):
