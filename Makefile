@@ -103,5 +103,14 @@ soak: run-deps venv
 	$(MAKE) --no-print-directory native-configs RUN_DIR=.soak
 	$(BIN)/python bench/soak.py --duration $(or $(DURATION),30m) $(SOAK_FLAGS)
 
+# Wheels of the kit (opsmon: the three commands) and of the app's library (opsmon-instrument, whose only
+# dependency is prometheus-client) in dist/: `pip install dist/opsmon_instrument-*.whl` in the app's environment.
+# No sdists: the library's package is the repository's opsmon/instrument, outside instrument/, which an sdist
+# of instrument/ cannot hold.
+.PHONY: dist
+dist: venv
+	rm -rf dist
+	$(BIN)/pip wheel -q --no-deps -w dist . ./instrument
+
 clean:
 	rm -rf $(RUN_DIR)

@@ -83,7 +83,8 @@ def latencies(fleet: Fleet, store: str, expr: str, count: int) -> tuple[float, f
 def start(fleet: Fleet) -> None:
     work, ports = fleet.work, fleet.ports
     prometheus = prometheus_config(REPO / "prometheus/rules", work / "targets", ports, 15, 15)
-    prometheus["remote_write"] = yaml.safe_load((REPO / "prometheus/remote_write.yml").read_text())["remote_write"]
+    prometheus["remote_write"] = yaml.safe_load((REPO / "prometheus/prometheus.long-term.yml").read_text())[
+        "remote_write"]
     prometheus["remote_write"][0]["url"] = f"http://127.0.0.1:{ports['victoriametrics']}/api/v1/write"
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     for host in HOSTS:

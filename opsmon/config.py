@@ -115,6 +115,8 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$")]
 Name = Annotated[str, Field(min_length=1)]
+# An Alertmanager matcher, its value quoted: alertname="OpsmonProcessDown", service=~"a|b".
+Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$')]
 
 
 def _both_or_neither(model, first: str, second: str) -> None:
@@ -149,6 +151,9 @@ class ProcessConfig(Strict):
         None, description=(
             "A regular expression matched against each process's command line. Give exactly one of `pidfile` or "
             "`match`."))
+    serves: list[Name] = Field([], description=(
+        "The services of exporter.probes this process answers: while it is down, `opsmon render`'s Alertmanager "
+        "holds back their checks failing (not another service's)."))
 
     @model_validator(mode="after")
     def _one_selector(self) -> ProcessConfig:
@@ -474,11 +479,27 @@ class StackPrometheus(Strict):
             "the services that read this config elsewhere (a container) need not have them."))
 
 
+class StackInhibitRule(Strict):
+    """An inhibition of one's own, in Alertmanager's terms, rendered after the kit's."""
+
+    source_matchers: Annotated[list[Matcher], Field(min_length=1, description=(
+        'The alert that explains, as Alertmanager matchers with quoted values: alertname="OpsmonProcessDown".'))]
+    target_matchers: Annotated[list[Matcher], Field(min_length=1, description="The alerts it holds back.")]
+    equal: list[Annotated[str, Field(pattern=LABEL_NAME)]] = Field([], description=(
+        "Labels both must share (host: on the same machine only)."))
+
+
 class StackAlertmanager(Strict):
     address: HostPort = Field("127.0.0.1:9093", description="Where Prometheus and Grafana reach Alertmanager.")
     external_url: Url = Field(
         "http://localhost:9093", description=(
             "Alertmanager's `--web.external-url`: the \"Silence\" links and the footer of e-mails."))
+    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = Field(None, description=(
+        "The mount points holding the database and the backups, as the exporter labels them: a full one holds "
+        "back the backup warnings. Default: those of database.path and backups.directory where `opsmon render` "
+        "runs; name them when the services see other paths (a container's volumes)."))
+    inhibit_rules: list[StackInhibitRule] = Field([], description=(
+        "Inhibitions of one's own, rendered after the kit's and those made from the config."))
 
 
 class StackGrafana(Strict):
@@ -608,6 +629,16 @@ class OpsmonConfig(Strict):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
+        return self
+
+    @model_validator(mode="after")
+    def _served_services_are_probed(self) -> OpsmonConfig:
+        probed = {probe.service for probe in self.exporter.probes}
+        for number, process in enumerate(self.exporter.processes):
+            unknown = [service for service in process.serves if service not in probed]
+            if unknown:
+                raise ValueError(f"exporter.processes[{number}].serves: {', '.join(unknown)}: no such service "
+                                 "in exporter.probes")
         return self
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import psutil
 import yaml
 from pydantic import ValidationError
 
@@ -45,6 +47,9 @@ FLEET_JOBS = (("opsmon-exporter", "exporter"), ("opsmon-backup", "backup"), ("li
 # A target without a `host` label is named by its address, so every series of a host carries `host`.
 HOST_FROM_ADDRESS = {"source_labels": ["host", "__address__"], "regex": r";(\[[^\]]+\]|[^:]+)(?::\d+)?",
                      "target_label": "host"}
+# What a full disk that holds the database or backups explains: the warnings of failing backups and drills.
+# Never the critical OpsmonBackupStale (two missed runs page whatever the cause), nor the copies kept elsewhere.
+DISK_EXPLAINS = ['alertname=~"OpsmonBackup(Stale|Failing)|OpsmonRestoreDrillStale"', 'severity="warning"']
 EMAIL_TEMPLATES = {"headers": {"Subject": '{{ template "opsmon.email.subject" . }}'},
                    "html": '{{ template "opsmon.email.html" . }}', "text": '{{ template "opsmon.email.text" . }}'}
 
@@ -77,6 +82,9 @@ def prometheus_config(stack: StackConfig) -> dict:
     port = prometheus.address.rpartition(":")[2]
     jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"localhost:{port}"]}]})
     jobs.append({"job_name": "alertmanager", "static_configs": [{"targets": [stack.alertmanager.address]}]})
+    if stack.long_term.enabled:
+        # Its own /metrics: remote_write's alerts need to know the store is up, and OpsmonLongTermStoreDown says so.
+        jobs.append({"job_name": "victoriametrics", "static_configs": [{"targets": [stack.long_term.address]}]})
     config = {
         "global": {"scrape_interval": prometheus.scrape_interval, "scrape_timeout": prometheus.scrape_timeout,
                    "evaluation_interval": prometheus.scrape_interval, "external_labels": {"stack": "opsmon"}},
@@ -134,8 +142,48 @@ def _routes(stack: StackConfig, shipped: dict) -> list[dict]:
     return [heartbeat, {"receiver": "blackhole", "matchers": ['severity="info"']}, critical, warning]
 
 
-def alertmanager_config(stack: StackConfig) -> dict:
-    """The user's receivers; the grouping, inhibitions and maintenance window exactly as shipped."""
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _any_of(label: str, values: Iterable[str]) -> str:
+    """A matcher for any of the values, taken literally (Alertmanager anchors the regex)."""
+    literal = ("".join(f"\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in value) for value in values)
+    return f"{label}=~{_quoted('|'.join(literal))}"
+
+
+def data_mounts(config: OpsmonConfig, partitions: Callable = psutil.disk_partitions) -> list[str]:
+    """The mount points that hold the database and the backups folder here: the longest mounted prefix of each."""
+    mounted = [partition.mountpoint for partition in partitions(all=True)]
+    paths = [config.database.path, *([config.backups.directory] if config.backups else [])]
+    holding = set()
+    for path in paths:
+        real = os.path.realpath(path)
+        holding.add(max((mount for mount in mounted if real == mount or real.startswith(mount.rstrip("/") + "/")),
+                        key=len, default="/"))
+    return sorted(holding)
+
+
+def _inhibitions(config: OpsmonConfig, stack: StackConfig) -> list[dict]:
+    """The kit's inhibitions, then the config's: its data mounts, each process's services, its own rules."""
+    path = ALERTMANAGER / "inhibit_rules.yml"
+    try:
+        kit = yaml.safe_load(path.read_text(encoding="utf-8"))["inhibit_rules"]
+    except OSError as err:
+        raise CannotRender(f"{path}: {err.strerror} ({INCOMPLETE})") from None
+    mounts = stack.alertmanager.data_mounts if stack.alertmanager.data_mounts is not None else data_mounts(config)
+    full_disk = [{"source_matchers": ['alertname="OpsmonDiskSpaceLow"', 'severity="critical"',
+                                      _any_of("mountpoint", mounts)],
+                  "target_matchers": DISK_EXPLAINS, "equal": ["host"]}] if mounts else []
+    served = [{"source_matchers": ['alertname="OpsmonProcessDown"', f"process={_quoted(process.name)}"],
+               "target_matchers": ['alertname=~"OpsmonExternalService(Down|Slow)"', _any_of("service", process.serves)],
+               "equal": ["host"]} for process in config.exporter.processes if process.serves]
+    own = [rule.model_dump(exclude_defaults=True) for rule in stack.alertmanager.inhibit_rules]
+    return [*kit, *full_disk, *served, *own]
+
+
+def alertmanager_config(config: OpsmonConfig, stack: StackConfig) -> dict:
+    """The user's receivers and inhibitions; the grouping and maintenance window exactly as shipped."""
     shipped = _shipped_alertmanager()
     smtp = stack.receivers.smtp
     mail = {"resolve_timeout": shipped["global"]["resolve_timeout"], "smtp_smarthost": smtp.smarthost,
@@ -146,7 +194,7 @@ def alertmanager_config(stack: StackConfig) -> dict:
         mail["smtp_auth_password_file"] = str(smtp.password_file)
     route = {key: value for key, value in shipped["route"].items() if key != "routes"}
     return {"global": mail, "templates": shipped["templates"], "route": {**route, "routes": _routes(stack, shipped)},
-            "inhibit_rules": shipped["inhibit_rules"], "time_intervals": shipped["time_intervals"],
+            "inhibit_rules": _inhibitions(config, stack), "time_intervals": shipped["time_intervals"],
             "receivers": _receivers(stack)}
 
 
@@ -313,7 +361,7 @@ def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: 
         # Hosts added as files of their own in targets/ are read too, live.
         "targets/local.yml": _yaml(fleet_targets(stack), header),
         **_rules(stack),
-        "alertmanager.yml": _yaml(alertmanager_config(stack), header),
+        "alertmanager.yml": _yaml(alertmanager_config(config, stack), header),
         **{f"templates/{path.name}": path.read_text(encoding="utf-8")
            for path in sorted((ALERTMANAGER / "templates").glob("*.tmpl"))},
         "grafana/provisioning/datasources/datasources.yml": _yaml(grafana_datasources(stack), header),

@@ -135,7 +135,8 @@ def rendered_by_compose(tmp_path, env: dict) -> dict:
 @pytest.mark.parametrize("switch", ["", "1"], ids=["off", "on"])
 def test_the_fleet_file_and_the_long_term_store_natively_and_under_compose(tmp_path, switch):
     """The one-host target file is where each Prometheus looks, with its own addresses, and
-    OPSMON_LONG_TERM=1 (and only that) adds remote_write to VictoriaMetrics, and natively starts it."""
+    OPSMON_LONG_TERM=1 (and only that) adds remote_write to VictoriaMetrics and its scrape job, and natively
+    starts it."""
     run_dir = tmp_path / "run"
     subprocess.run(["make", "-s", "native-configs", f"RUN_DIR={run_dir}", f"OPSMON_LONG_TERM={switch}"], cwd=REPO,
                    check=True, capture_output=True, timeout=60)
@@ -148,6 +149,7 @@ def test_the_fleet_file_and_the_long_term_store_natively_and_under_compose(tmp_p
         store = "127.0.0.1" if folder == run_dir else "victoriametrics"
         expected = [f"http://{store}:8428/api/v1/write"] if switch else []
         assert [r["url"] for r in config.get("remote_write", [])] == expected
+        assert ("victoriametrics" in {job["job_name"] for job in config["scrape_configs"]}) == bool(switch)
     procfile = (run_dir / "Procfile").read_text()
     assert ("victoriametrics: exec victoria-metrics " in procfile) == bool(switch)
     if switch:

@@ -23,9 +23,12 @@ def test_the_long_term_store_is_a_profile_that_prometheus_writes_to_when_switche
     assert SERVICES["victoriametrics"]["profiles"] == ["long-term"]
     assert "profiles" not in SERVICES["prometheus"]
     start = SERVICES["prometheus"]["command"][0]
-    assert '"${OPSMON_LONG_TERM:-0}" = 1 ]; then cat /etc/prometheus/remote_write.yml' in start
-    remote = yaml.safe_load((REPO / "prometheus/remote_write.yml").read_text())["remote_write"]
-    assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in remote] == ["victoriametrics"]
+    assert '"${OPSMON_LONG_TERM:-0}" = 1 ]; then config=prometheus.long-term.yml; else config=prometheus.yml' in start
+    long_term = yaml.safe_load((REPO / "prometheus/prometheus.long-term.yml").read_text())
+    assert [re.match(r"http://(\w+):8428/", r["url"]).group(1) for r in long_term["remote_write"]] == [
+        "victoriametrics"]
+    assert {"job_name": "victoriametrics", "static_configs": [{"targets": ["victoriametrics:8428"]}]} in long_term[
+        "scrape_configs"]
 
 
 def test_the_demo_its_pager_and_the_smtp_sink_are_the_demo_profile_and_the_kit_starts_without_them():
@@ -111,6 +114,6 @@ def test_the_compose_config_differs_from_opsmon_yml_only_in_paths_and_addresses(
         "backups.directory", "backups.secondary_directory", "backups.litestream.replica_directory",
         "backups.litestream.metrics_address", "backups.listen_address", "backups.console.users_file",
         "stack.hosts[0].exporter", "stack.hosts[0].backup", "stack.hosts[0].litestream", "stack.prometheus.address",
-        "stack.alertmanager.address", "stack.grafana.dashboards_directory", "stack.grafana.app_dashboards_directory",
-        "stack.long_term.address",
+        "stack.alertmanager.address", "stack.alertmanager.data_mounts", "stack.grafana.dashboards_directory",
+        "stack.grafana.app_dashboards_directory", "stack.long_term.address",
         "stack.receivers.smtp.smarthost", "stack.receivers.pager_url", "stack.receivers.heartbeat_url"])

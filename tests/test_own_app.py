@@ -5,6 +5,7 @@ status."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -92,6 +93,17 @@ def clone_of_repository(tmp_path: Path) -> Path:
 def build_wheel(source: Path, wheels: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source],
                    check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    """`make dist` in a clone, with this venv's pip (its `venv` prerequisite taken as made): the wheels it builds."""
+    clone = clone_of_repository(tmp_path_factory.mktemp("dist"))
+    venv_directory = Path(sys.prefix)
+    made = subprocess.run(["make", "-s", "dist", f"VENV={venv_directory}", "-o", f"{venv_directory}/.installed"],
+                          cwd=clone, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return clone / "dist"
 
 
 def page_block(language: str, containing: str) -> str:
@@ -203,11 +215,25 @@ def test_the_page_takes_an_app_of_ones_own_from_install_to_metrics_and_a_verifie
     assert (folder / "clinic-backups").is_dir()
 
 
+def test_the_page_s_inhibitions_render_for_its_app_and_its_own_rule(tmp_path):
+    """The page's example: myapp down holds back the check of the `app` probe `opsmon init` wrote, and its own rule."""
+    example = yaml.safe_load(page_block("yaml", "serves:"))
+    example["exporter"]["probes"] = [{"service": "app", "url": "http://127.0.0.1:8000/health"}]
+    (tmp_path / "opsmon.yml").write_text(yaml.safe_dump({"database": {"path": "myapp.db"}, **example}))
+    rendered = opsmon("opsmon", "--config.file", "opsmon.yml", "render", "--out", "stack", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    rules = yaml.safe_load((tmp_path / "stack/alertmanager.yml").read_text())["inhibit_rules"]
+    assert {"source_matchers": ['alertname="OpsmonProcessDown"', 'process="myapp"'],
+            "target_matchers": ['alertname=~"OpsmonExternalService(Down|Slow)"', 'service=~"app"'],
+            "equal": ["host"]} in rules
+    assert rules[-1] == example["stack"]["alertmanager"]["inhibit_rules"][0]
+
+
 @pytest.mark.slow
-def test_the_kit_installs_with_its_three_commands_and_the_library(tmp_path):
-    """The page's step 1: `pip install .` gives opsmon, opsmon-exporter and opsmon-backup, and holds the library."""
-    build_wheel(clone_of_repository(tmp_path), tmp_path / "wheels")
-    [wheel] = (tmp_path / "wheels").glob("opsmon-*.whl")
+def test_the_kit_installs_with_its_three_commands_and_the_library(dist):
+    """The page's step 1: `pip install .` (or make dist's wheel) gives opsmon, opsmon-exporter and opsmon-backup,
+    and holds the library."""
+    [wheel] = dist.glob("opsmon-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
@@ -218,20 +244,21 @@ def test_the_kit_installs_with_its_three_commands_and_the_library(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_library_installs_alone_and_records_a_request(tmp_path):
-    """What an app's environment gets from the opsmon-instrument wheel: the library and prometheus-client only."""
-    wheels, app_env = tmp_path / "wheels", tmp_path / "app-env"
-    build_wheel(clone_of_repository(tmp_path) / "instrument", wheels)
+def test_the_library_installs_alone_and_records_a_request(tmp_path, dist):
+    """What an app's environment gets from make dist's opsmon-instrument wheel, its dependencies resolved by pip:
+    the library and prometheus-client only."""
+    app_env = tmp_path / "app-env"
     venv.create(app_env, with_pip=True)
-    pip = [app_env / "bin" / "python", "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "--no-deps", "prometheus-client", *wheels.glob("opsmon_instrument-*.whl")],
-                   check=True, capture_output=True, timeout=300)
+    [wheel] = dist.glob("opsmon_instrument-*.whl")
+    subprocess.run([app_env / "bin" / "python", "-m", "pip", "install", "-q", wheel], check=True,
+                   capture_output=True, timeout=300)
     app = (
-        "import importlib.util, prometheus_client\n"
+        "import importlib.metadata, importlib.util, prometheus_client\n"
         "from opsmon import instrument\n"
         "with instrument.track('checkout'):\n"
         "    pass\n"
         "print(prometheus_client.generate_latest().decode())\n"
+        "print(sorted(d.metadata['Name'].lower().replace('_', '-') for d in importlib.metadata.distributions()))\n"
         f"print([name for name in {NOT_IN_THE_APP!r} if importlib.util.find_spec(name)])\n"
     )
     # From a folder of its own, as an app runs: nothing of the repository on its path.
@@ -239,4 +266,7 @@ def test_the_library_installs_alone_and_records_a_request(tmp_path):
                             env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert 'app_requests_total{handler="checkout"} 1.0' in result.stdout
-    assert result.stdout.rstrip().endswith("[]"), result.stdout
+    installed, importable = result.stdout.rstrip().splitlines()[-2:]
+    # What venv puts in every environment (pip; setuptools too before Python 3.12), then the wheel's own.
+    assert set(ast.literal_eval(installed)) - {"pip", "setuptools"} == {"opsmon-instrument", "prometheus-client"}
+    assert importable == "[]", result.stdout

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
 import venv
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -19,7 +21,9 @@ import yaml
 
 from grafana.boards import lint
 from opsmon.config import load_config
+from opsmon.render import data_mounts
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
+from tests.test_alertmanager import inhibited, post, run_alertmanager
 from tests.test_own_app import build_wheel, clone_of_repository
 
 BIN = Path(sys.executable).parent
@@ -81,16 +85,103 @@ def test_the_demo_s_teams_are_its_config_and_a_config_without_teams_routes_by_se
     config = yaml.safe_load(own.read_text())
     assert {r["name"] for r in config["receivers"]} == {"blackhole", "heartbeat", "pager-ops", "email-ops"}
     assert "app-team@localhost" not in own.read_text()
-    # The shipped grouping, inhibitions and maintenance window, whatever the receivers.
+    # The shipped grouping and maintenance window, whatever the receivers.
     shipped = yaml.safe_load((REPO / "alertmanager/alertmanager.yml").read_text())
-    for key in ("inhibit_rules", "time_intervals"):
-        assert config[key] == shipped[key], key
+    assert config["time_intervals"] == shipped["time_intervals"]
     assert config["route"]["group_by"] == shipped["route"]["group_by"]
+
+
+KIT_INHIBITIONS = yaml.safe_load((REPO / "alertmanager/inhibit_rules.yml").read_text())["inhibit_rules"]
+
+
+def mount_of(path: Path) -> str:
+    """The mount point holding a path, as util-linux finds it."""
+    return subprocess.run(["findmnt", "--noheadings", "--output", "TARGET", "--target", str(path)],
+                          check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+def shop_config(tmp_path: Path, processes: list[dict], stack: dict | None = None) -> Path:
+    """A shop of one's own: its database and backups in tmp_path, a checkout API and a payments API it probes."""
+    sqlite3.connect(tmp_path / "shop.db").close()
+    (tmp_path / "shop-backups").mkdir()
+    probes = [{"service": service, "url": f"http://127.0.0.1:1/{service}"} for service in ("checkout", "payments")]
+    return write_config(tmp_path / "shop.yml", {"database": {"path": "shop.db"},
+                                                "exporter": {"processes": processes, "probes": probes},
+                                                "backups": {"directory": "shop-backups"}, "stack": stack or {}})
+
+
+def test_a_config_without_relations_of_its_own_gets_the_kit_s_inhibitions_and_its_data_mount(tmp_path):
+    """No process that serves a service, no rules of its own: nothing of the demo's is left pointing at "demo"."""
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop"}])
+    rendered = render(config, tmp_path / "stack") / "alertmanager.yml"
+    checked = subprocess.run(["amtool", "check-config", str(rendered)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    mounts = "|".join(sorted({mount_of(tmp_path / "shop.db"), mount_of(tmp_path / "shop-backups")}))
+    assert yaml.safe_load(rendered.read_text())["inhibit_rules"] == [*KIT_INHIBITIONS, {
+        "source_matchers": ['alertname="OpsmonDiskSpaceLow"', 'severity="critical"', f'mountpoint=~"{mounts}"'],
+        "target_matchers": ['alertname=~"OpsmonBackup(Stale|Failing)|OpsmonRestoreDrillStale"', 'severity="warning"'],
+        "equal": ["host"]}]
+    assert "demo" not in rendered.read_text().lower()
+
+
+def test_the_data_mounts_are_the_longest_mounted_prefix_of_the_database_and_the_backups(tmp_path):
+    config = load_config(shop_config(tmp_path, []))
+    partitions = [SimpleNamespace(mountpoint=mount) for mount in ("/", "/boot", str(tmp_path), f"{tmp_path}/shop")]
+    # shop.db is under tmp_path, not under tmp_path/shop (a prefix of its name only).
+    assert data_mounts(config, lambda all: partitions) == [str(tmp_path)]
+    partitions.append(SimpleNamespace(mountpoint=f"{tmp_path}/shop-backups"))
+    assert data_mounts(config, lambda all: partitions) == sorted([str(tmp_path), f"{tmp_path}/shop-backups"])
+
+
+def test_a_served_service_is_named_among_the_probes(tmp_path):
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop", "serves": ["checkout", "search"]}])
+    result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"{config}: exporter.processes[0].serves: search: no such service in exporter.probes" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_shop_s_process_down_holds_back_its_own_service_and_a_full_disk_only_the_mount_of_its_data(tmp_path):
+    """On a real Alertmanager with the rendered shop config: the shop down explains its checkout API failing, not
+    the payments API; a full disk on the mount of the database explains a failing backup, another mount does not;
+    the shop's own rule holds back what it names."""
+    own = {"source_matchers": ['alertname="OpsmonProcessDown"', 'process="shop"'],
+           "target_matchers": ['alertname="ShopOrdersStalled"'], "equal": ["host"]}
+    config = shop_config(tmp_path, [{"name": "shop", "match": "shop", "serves": ["checkout"]},
+                                    {"name": "worker", "match": "worker"}],
+                         {"receivers": {"smtp": {"smarthost": f"127.0.0.1:{free_port()}"}},
+                          "alertmanager": {"inhibit_rules": [own]}})
+    out = render(config, tmp_path / "stack")
+    database_mount = mount_of(tmp_path / "shop.db")
+    other_mount = "/mnt/not-the-shop-s"
+    exporter = {"job": "opsmon-exporter", "team": "ops"}
+    for url in run_alertmanager(out, yaml.safe_load((out / "alertmanager.yml").read_text())):
+        post(url, *({"alertname": "OpsmonProcessDown", "severity": "critical", "host": host, "process": process,
+                     **exporter} for host, process in (("shop-1", "shop"), ("shop-2", "worker"))),
+             *({"alertname": "OpsmonExternalServiceDown", "severity": "critical", "host": host, "service": service,
+                **exporter} for host in ("shop-1", "shop-2") for service in ("checkout", "payments")),
+             *({"alertname": "ShopOrdersStalled", "severity": "critical", "host": host, **exporter}
+               for host in ("shop-1", "shop-2")),
+             *({"alertname": "OpsmonDiskSpaceLow", "severity": "critical", "host": host, "mountpoint": mount,
+                **exporter} for host, mount in (("shop-1", database_mount), ("shop-2", other_mount))),
+             *({"alertname": "OpsmonBackupFailing", "severity": "warning", "host": host, "database": "shop",
+                "tier": "daily", **exporter} for host in ("shop-1", "shop-2")))
+        assert inhibited(url, "OpsmonExternalServiceDown", host="shop-1", service="checkout")
+        assert not inhibited(url, "OpsmonExternalServiceDown", host="shop-1", service="payments")
+        assert not inhibited(url, "OpsmonExternalServiceDown", host="shop-2", service="checkout")  # another process
+        assert inhibited(url, "ShopOrdersStalled", host="shop-1")
+        assert not inhibited(url, "ShopOrdersStalled", host="shop-2")
+        assert inhibited(url, "OpsmonBackupFailing", host="shop-1")
+        assert not inhibited(url, "OpsmonBackupFailing", host="shop-2")
 
 
 def test_compose_mounts_a_render_of_opsmon_compose_yml(tmp_path):
     """The committed files compose mounts cannot drift from what the renderer makes of compose's config."""
     out = render(REPO / "opsmon.compose.yml", tmp_path / "compose")
+    long_term = render(REPO / "opsmon.compose.yml", tmp_path / "long-term", env={"OPSMON_LONG_TERM": "1"})
+    assert yaml.safe_load((REPO / "prometheus/prometheus.long-term.yml").read_text()) == yaml.safe_load(
+        (long_term / "prometheus.yml").read_text()), "prometheus/prometheus.long-term.yml differs from " \
+        "`OPSMON_LONG_TERM=1 opsmon --config.file opsmon.compose.yml render`: render it again"
     for committed, rendered in (("prometheus/prometheus.yml", "prometheus.yml"),
                                 ("prometheus/targets/local.yml", "targets/local.yml"),
                                 ("alertmanager/alertmanager.yml", "alertmanager.yml"),
@@ -226,11 +317,54 @@ def test_environment_settings_override_the_config_and_files_of_one_s_own_stay(tm
     assert heartbeat["webhook_configs"][0]["url"] == "https://hc-ping.com/0f3e2b7c"
 
 
+def long_term_store_down_case(job: str, instance: str) -> dict:
+    """The store's scrape failing for 6 minutes, from the rendered rules: a warning, not the page of OpsmonTargetDown."""
+    description = (f"VictoriaMetrics at {instance} has not answered Prometheus for 5 minutes: the samples written to "
+                   "it wait in Prometheus's WAL, for about 2 hours.")
+    annotations = {"summary": "The long-term store cannot be reached.", "description": description,
+                   "runbook_url": "https://github.com/opsmon/opsmon/blob/main/docs/runbooks.md#opsmonlongtermstoredown",
+                   "dashboard_url": "http://localhost:3000/d/opsmon-overview"}
+    return {"rule_files": ["rules/meta.rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "name": "the long-term store's scrape failing", "interval": "30s",
+        "input_series": [{"series": f'up{{job="{job}",instance="{instance}"}}', "values": "1x4 0x14"}],
+        "alert_rule_test": [
+            {"eval_time": "8m", "alertname": "OpsmonLongTermStoreDown", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "team": "ops", "job": job, "instance": instance},
+                "exp_annotations": annotations}]},
+            {"eval_time": "8m", "alertname": "OpsmonTargetDown", "exp_alerts": []}]}]}
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["off", "on"])
+def test_the_long_term_store_is_scraped_when_enabled_and_its_scrape_failing_raises_its_alert(tmp_path, enabled):
+    config = own_app_config(tmp_path, {"long_term": {"enabled": enabled, "address": "vm.shop.example:8428"}})
+    out = render(config, tmp_path / "stack")
+    checked = subprocess.run(["promtool", "check", "config", str(out / "prometheus.yml")], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    prometheus = yaml.safe_load((out / "prometheus.yml").read_text())
+    stores = [job for job in prometheus["scrape_configs"]
+              if job.get("static_configs", [{}])[0].get("targets") == ["vm.shop.example:8428"]]
+    assert len(stores) == enabled
+    assert ("remote_write" in prometheus) == enabled
+    if enabled:
+        write_config(out / "long-term.test.yml", long_term_store_down_case(stores[0]["job_name"],
+                                                                           "vm.shop.example:8428"))
+        tested = subprocess.run(["promtool", "test", "rules", "long-term.test.yml"], cwd=out, capture_output=True,
+                                text=True, timeout=60)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
 def test_a_bad_stack_key_is_named_with_its_file_and_nothing_is_written(tmp_path):
     config = own_app_config(tmp_path, {"receivers": {"email": {"critical": "not-an-address"},
-                                                     "smtp": {"pasword": "x"}}, "slo": {"objective": 99}})
+                                                     "smtp": {"pasword": "x"}}, "slo": {"objective": 99},
+                                       "alertmanager": {"inhibit_rules": [{"source_matchers": ["alertname=ShopDown"],
+                                                                           "target_matchers": []}]}})
     result = opsmon("--config.file", str(config), "render", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
+    assert f"{config}: stack.alertmanager.inhibit_rules[0].source_matchers[0]: String should match pattern" \
+        in result.stderr
+    assert f"{config}: stack.alertmanager.inhibit_rules[0].target_matchers: List should have at least 1 item" \
+        in result.stderr
     assert f"{config}: stack.receivers.email.critical:" in result.stderr
     assert f"{config}: stack.receivers.smtp.pasword: unknown key" in result.stderr
     assert f"{config}: stack.slo.objective: Input should be less than 1" in result.stderr
