@@ -30,7 +30,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, wait_for
-from tests.fleet import prometheus_config, write_host_file
+from bench.fleet import prometheus_config, write_host_file
 from tests.test_e2e import Receiver, Stack
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import REPO
 
-FORBIDDEN = {"opsmon": {"exporter", "backup_jobs", "demo"}, "exporter": {"backup_jobs"}, "backup_jobs": {"exporter"}}
+FORBIDDEN = {"opsmon": {"exporter", "backup_jobs", "demo"}, "exporter": {"backup_jobs"}, "backup_jobs": {"exporter"},
+             "bench": {"tests"}}
 # What opsmon.instrument may import besides itself: it runs inside the app's processes and environment.
 LIBRARY_MAY_IMPORT = set(sys.stdlib_module_names) | {"prometheus_client"}
 
