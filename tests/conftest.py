@@ -86,6 +86,17 @@ def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
 
 
 @pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A config's folder for the property tests: a database file, a backups folder and a readable file exist;
+    the rest does not."""
+    root = tmp_path_factory.mktemp("properties")
+    (root / "app.db").write_bytes(b"")
+    (root / "backups").mkdir()
+    (root / "secret").write_text("s3cret\n")
+    return root
+
+
+@pytest.fixture(scope="module")
 def s3():
     """moto's S3 server, a real HTTP server on 127.0.0.1."""
     port = free_port()

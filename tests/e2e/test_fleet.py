@@ -17,7 +17,7 @@ import yaml
 
 from tests.conftest import free_port, wait_for
 from bench.fleet import HOSTS, Fleet, prometheus_config, write_host_file
-from tests.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
+from tests.e2e.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
                             write_scaled_rules)
 
 pytestmark = pytest.mark.slow

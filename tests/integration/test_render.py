@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
-from tests.test_own_app import build_wheel, clone_of_repository
+from tests.e2e.test_own_app import build_wheel, clone_of_repository
 
 BIN = Path(sys.executable).parent
 DEBIAN_UNITS = Path("/lib/systemd/system")
