@@ -14,7 +14,6 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.boards.lint import HOSTLESS_JOBS
 from grafana.boards.rules import Limit
 
 # The provisioned datasources' fixed uids (grafana/provisioning/datasources/datasources.yml): file provisioning
