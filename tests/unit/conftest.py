@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -15,10 +16,12 @@ NETWORK_FAMILIES = {socket.AF_INET, socket.AF_INET6}
 
 # What the running unit test did so far; None outside a unit test (the hook stays for the whole session).
 _seen: list[str] | None = None
+# Threads that were running before the test began: what an earlier test left behind is not this test's doing.
+_earlier: set[int] = set()
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _seen is None:
+    if _seen is None or threading.get_ident() in _earlier:
         return
     if event in PROCESS_EVENTS:
         _seen.append(f"{event} {args[:2]!r}")
@@ -31,7 +34,8 @@ sys.addaudithook(_audit)
 
 @pytest.fixture(autouse=True)
 def no_process_and_no_network():
-    global _seen
+    global _seen, _earlier
+    _earlier = {thread.ident for thread in threading.enumerate()} - {threading.get_ident()}
     _seen = []
     try:
         yield
