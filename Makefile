@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_DIR := .run
 
-.PHONY: run test venv run-deps test-deps native-configs bench clean
+.PHONY: run test test-fast lint venv run-deps test-deps native-configs bench clean
 
 # Debian's packages: Prometheus and Alertmanager for the stack and its tests (promtool, amtool and
 # the binaries), and for the tests also the browser the console's test drives. Each is installed
@@ -42,8 +42,18 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: test-deps venv
+# Everything, as CI runs it: the lint first, then every tier (tests/unit, tests/integration, tests/e2e).
+test: test-deps venv lint
 	$(BIN)/pytest -q
+
+# The inner loop: the unit tier only (no process, no network), in under two minutes.
+test-fast: venv
+	$(BIN)/pytest -q tests/unit
+
+# Settings in pyproject.toml: ruff over the whole tree, mypy over opsmon/, exporter/ and backup_jobs/.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The native stack: `opsmon render` writes the demo's config (opsmon.yml, its stack: section) under .run/,
 # with one Procfile (Grafana only when it is installed).

@@ -65,11 +65,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.chaos_services import HttpService, hung_service  # noqa: E402
 from bench.chaos_tools import FAULTS, Children, FaultProxy, free_bytes, tmpfs  # noqa: E402
+from bench.harness import fingerprint, free_port  # noqa: E402
 from demo.db import seed  # noqa: E402
 from exporter.collectors import REGISTRY  # noqa: E402
 from opsmon import catalog  # noqa: E402
-from tests.backup_helpers import fingerprint  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 
 SCENARIOS = ("kill", "full-disk", "s3", "litestream", "load", "hostile", "hung-service", "slow-query")
 # Shares of the time budget; a scenario that reaches its share stops after the run in progress.

@@ -27,8 +27,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.harness import free_port  # noqa: E402
 from bench.seeded import database  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 
 BASELINE = """
 import sys, time

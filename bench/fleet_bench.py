@@ -33,8 +33,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import wait_for  # noqa: E402
-from tests.fleet import HOST_JOBS, HOSTS, Fleet, prometheus_config, write_host_file  # noqa: E402
+from bench.fleet import HOST_JOBS, HOSTS, Fleet, prometheus_config, write_host_file  # noqa: E402
+from bench.harness import wait_for  # noqa: E402
 
 # The error budget left over 30 days: the recording rule's expression, and the same from raw counters.
 BUDGET_QUERIES = {

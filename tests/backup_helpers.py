@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
+from bench.harness import fingerprint as fingerprint  # the backup tests compare databases by it
 from demo.db import seed
 from opsmon.config import parse_config
 
@@ -21,16 +20,6 @@ def backups_config(tmp_path: Path, database: Path, **backups) -> object:
     document = {"database": {"path": str(database)},
                 "backups": {"directory": str(tmp_path / "backups"), **backups}}
     return parse_config(document, "test.yml", tmp_path)
-
-
-def fingerprint(database: Path) -> dict:
-    """Row count and id sum per table: enough to tell two states of the demo database apart. opsmon's own
-    table (its identity, the drill canary) is not the app's data and is left out."""
-    with closing(sqlite3.connect(database)) as connection:
-        tables = [r[0] for r in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_opsmon' "
-            "ORDER BY name")]
-        return {t: tuple(connection.execute(f'SELECT count(*), total(rowid) FROM "{t}"').fetchone()) for t in tables}
 
 
 def opsmon_backup(*args, cwd: Path | None = None, check: bool = False, timeout: float = 120):
@@ -47,7 +36,7 @@ def start_console(work: Path, database: Path, users_file: Path, tls: tuple[Path,
     import requests
     import yaml
 
-    from tests.conftest import free_port, wait_for
+    from bench.harness import free_port, wait_for
 
     port = free_port()
     console = {"enabled": True, "users_file": str(users_file)}

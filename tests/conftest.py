@@ -1,14 +1,12 @@
-"""Shared helpers: free loopback ports, config files, polling with a deadline, golden comparison, and a
-real S3-compatible server (moto) on loopback."""
+"""Shared test helpers: config files, golden comparison, child processes, and a real S3-compatible server
+(moto) on loopback; free ports, polling and stopping come from bench/harness.py, which the benchmarks share."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -17,32 +15,10 @@ import requests
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.harness import REPO, free_port, stop, wait_for
+
 GOLDEN = Path(__file__).resolve().parent / "golden"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    """Poll until condition() is truthy, and return it; fail with `what` (text, or a function giving
-    it at the time of failure) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except Exception as err:  # noqa: BLE001 - not ready yet (connection refused, missing file...)
-            result, last_error = None, err
-        if result:
-            return result
-        time.sleep(interval)
-    what = what() if callable(what) else what
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
 
 
 def write_config(path: Path, document: dict) -> Path:
@@ -89,16 +65,6 @@ def start(args: list[str], env: dict, cwd: Path = REPO, log: Path | None = None)
     return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
     """The real exporter process on a config of `document` (a state folder added) with only `collector` on;
@@ -117,6 +83,17 @@ def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
         yield url, process
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A config's folder for the property tests: a database file, a backups folder and a readable file exist;
+    the rest does not."""
+    root = tmp_path_factory.mktemp("properties")
+    (root / "app.db").write_bytes(b"")
+    (root / "backups").mkdir()
+    (root / "secret").write_text("s3cret\n")
+    return root
 
 
 @pytest.fixture(scope="module")

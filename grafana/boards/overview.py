@@ -7,13 +7,14 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.boards import panels as p
 from grafana.boards import rules
+from grafana.boards.lint import HOSTLESS_JOBS
 
 UID = "opsmon-overview"
 FILE = "overview"
 # No alert watches the budget that is left; below a quarter of it a person should spend it with care.
 BUDGET_LOW = 0.25
 H = p.on_hosts()
-MONITORING_JOBS = "|".join(p.HOSTLESS_JOBS)
+MONITORING_JOBS = "|".join(HOSTLESS_JOBS)
 NEWEST_DAILY = "opsmon_backup_last_success_timestamp_seconds" + p.on_hosts('tier="daily"')
 # The boards a row of the Hosts table leads to, each for that row's host.
 HOST_BOARDS = (("System", "opsmon-system"), ("Application", "opsmon-application"), ("Logs", "opsmon-logs"),

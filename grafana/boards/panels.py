@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.boards.lint import DATASOURCE, DATASOURCE_REF, HOSTLESS_JOBS, PROMETHEUS_UID
+from grafana.boards.lint import DATASOURCE, DATASOURCE_REF, PROMETHEUS_UID
 from opsmon.thresholds import Limit
 
 # Every Prometheus query reads the board's `datasource` variable, so one board shows Prometheus's 35 days or the

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, wait_for
-from tests.fleet import HOSTS, Fleet, prometheus_config, write_host_file
-from tests.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
+from bench.fleet import HOSTS, Fleet, prometheus_config, write_host_file
+from tests.e2e.test_e2e import (EMPTY_WHEN_HEALTHY, EXPORTER_SCRAPE, SCRAPE, filled, panels, scaled_alertmanager,
                             write_scaled_rules)
 
 pytestmark = pytest.mark.slow

@@ -30,8 +30,8 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, wait_for
-from tests.fleet import prometheus_config, write_host_file
-from tests.test_e2e import Receiver, Stack
+from bench.fleet import prometheus_config, write_host_file
+from tests.e2e.test_e2e import Receiver, Stack
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,8 @@ from backup_jobs.users import Users
 from tests.backup_helpers import demo_database, fingerprint, start_console
 from tests.conftest import stop
 
+pytestmark = pytest.mark.browser
+
 PASSWORD = "a long password for the browser"
 
 

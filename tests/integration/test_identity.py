@@ -18,7 +18,7 @@ from backup_jobs.jobs import Jobs
 from opsmon import catalog
 from tests.backup_helpers import backups_config, demo_database, fingerprint, opsmon_backup, start_console
 from tests.conftest import free_port, wait_for
-from tests.test_pitr import next_second, replicated_past
+from tests.integration.test_pitr import next_second, replicated_past
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,7 @@ def test_a_typo_in_the_database_path_never_adopts_the_backups_of_the_file_meant(
 def test_the_console_api_refuses_to_create_a_missing_database_unless_asked(tmp_path):
     from backup_jobs.users import Users
     from tests.conftest import stop
-    from tests.test_console import login
+    from tests.integration.test_console import login
 
     db = demo_database(tmp_path / "live.db")
     Users(tmp_path / "users.json").add("root", "a very long admin password", "admin")

@@ -14,8 +14,6 @@ import os
 import shutil
 import sqlite3
 import string
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import closing, contextmanager
@@ -36,7 +34,6 @@ from opsmon import catalog
 from opsmon.catalog import ID_PATTERN, CatalogError, read_catalog, read_manifest, read_status, to_iso, update_status
 from opsmon.config import InvalidConfig, OpsmonConfig, load_config, parse_config
 from opsmon.http import Families
-from tests.conftest import REPO
 
 EXPLORE = os.environ.get("OPSMON_PROPERTY_EXPLORE") == "1"
 
@@ -47,16 +44,6 @@ def examples(count: int):
 
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc).timestamp()
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """A config's folder: a database file, a backups folder and a readable file exist; the rest does not."""
-    root = tmp_path_factory.mktemp("properties")
-    (root / "app.db").write_bytes(b"")
-    (root / "backups").mkdir()
-    (root / "secret").write_text("s3cret\n")
-    return root
 
 
 @contextmanager
@@ -200,20 +187,6 @@ def test_any_utf8_file_loads_as_a_config_or_invalid_config_naming_the_file(workd
         load_config(path)
     except InvalidConfig as err:
         assert_named(err.problems, str(path), None)
-
-
-@examples(6)
-@given(yaml_texts)
-def test_config_check_exits_0_or_2_and_never_shows_a_traceback(workdir, text):
-    path = workdir / "check.yml"
-    path.write_text(text, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "exporter", "--config.check", "--config.file", str(path)],
-                            capture_output=True, text=True, timeout=60, cwd=workdir,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode in (0, 2), result.stderr
-    assert "Traceback" not in result.stderr
-    if result.returncode == 2:
-        assert str(path) in result.stderr
 
 
 # Faults the properties above found, kept as plain examples.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -97,19 +94,3 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
 def test_shipped_config_is_valid():
     config = load_config(REPO / "opsmon.yml")
     assert [q.name for q in config.business_queries] == ["business_videos_queued"]  # events are counted by the app
-
-
-def run_check(path):
-    return subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(path), "--config.check"],
-                          capture_output=True, text=True, timeout=60)
-
-
-def test_config_check_flag(tmp_path):
-    connection = sqlite3.connect(tmp_path / "app.db")
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
-    good = run_check(write_config(tmp_path / "good.yml", {"database": {"path": "app.db"}}))
-    assert (good.returncode, good.stdout.strip()) == (0, f"{tmp_path}/good.yml: valid")
-    bad = run_check(write_config(tmp_path / "bad.yml", {"database": {"path": "a.db"}, "exportr": {}}))
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == f"{tmp_path}/bad.yml: exportr: unknown key"

@@ -1,6 +1,6 @@
 """Grafana, tested without Grafana (it cannot run here): provisioning, dashboard JSON generated from
 grafana/boards and committed, and every panel's PromQL parsed by a real Prometheus and checked against
-the metrics opsmon publishes. The dashboard lint is tests/test_dashboard_lint.py."""
+the metrics opsmon publishes. The dashboard lint is tests/unit/test_dashboard_lint.py."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def filled(expr: str) -> str:
 
 
 def e2e_filled(expr: str) -> str:
-    """What tests/test_e2e.py's test_9 sends for a panel: only `=~"$var"` and $__rate_interval are filled."""
+    """What tests/e2e/test_e2e.py's test_9 sends for a panel: only `=~"$var"` and $__rate_interval are filled."""
     return re.sub(r'=~"\$\w+"', '=~".*"', expr).replace("$__rate_interval", "1m")
 
 
@@ -183,7 +183,7 @@ def test_the_committed_json_is_what_the_generator_writes():
 
 def test_the_end_to_end_suite_can_read_every_board():
     """test_e2e.py's test_9 reads each top-level panel's targets and fills only `=~"$var"` and $__rate_interval."""
-    from tests.test_e2e import EMPTY_WHEN_HEALTHY
+    from tests.e2e.test_e2e import EMPTY_WHEN_HEALTHY
 
     titles = set()
     for path in DASHBOARDS:

@@ -14,7 +14,7 @@ from backup_jobs.jobs import Jobs
 from backup_jobs.sqlitefile import file_integrity
 from tests.backup_helpers import backups_config, demo_database, fingerprint
 from tests.conftest import free_port, wait_for
-from tests.test_pitr import next_second
+from tests.integration.test_pitr import next_second
 
 pytestmark = pytest.mark.slow
 

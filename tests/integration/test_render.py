@@ -23,8 +23,8 @@ from grafana.boards import lint
 from opsmon.config import load_config
 from opsmon.render import data_mounts
 from tests.conftest import REPO, free_port, stop, wait_for, write_config
-from tests.test_alertmanager import inhibited, post, run_alertmanager
-from tests.test_own_app import build_wheel, clone_of_repository
+from tests.e2e.test_own_app import build_wheel, clone_of_repository
+from tests.integration.test_alertmanager import inhibited, post, run_alertmanager
 
 BIN = Path(sys.executable).parent
 DEBIAN_UNITS = Path("/lib/systemd/system")

@@ -25,7 +25,7 @@ import requests
 import yaml
 
 from tests.conftest import REPO, free_port, stop, wait_for
-from tests.fleet import prometheus_config, write_host_config, write_host_file
+from bench.fleet import prometheus_config, write_host_config, write_host_file
 
 pytestmark = pytest.mark.slow
 

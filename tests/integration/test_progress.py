@@ -20,7 +20,7 @@ import yaml
 
 from tests.backup_helpers import demo_database, opsmon_backup
 from tests.conftest import new_bucket
-from tests.test_pitr import next_second
+from tests.integration.test_pitr import next_second
 
 ID = r"\d{8}T\d{6}Z-(?:daily|weekly|monthly|safety)(?:-\d+)?"
 # tqdm's bar: "backup 20261126T020000Z-daily:  40%|████      | 1.20M/3.00M [00:01<00:01, 1.05MB/s]"

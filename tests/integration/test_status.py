@@ -530,7 +530,7 @@ def test_two_configs_on_one_backup_folder_each_see_only_their_own_database(tmp_p
     from exporter.collectors.backup import BackupCollector
     from exporter.collectors.database import DatabaseCollector
     from tests.conftest import exposition
-    from tests.test_identity import ledger
+    from tests.integration.test_identity import ledger
 
     shop, book = demo_database(tmp_path / "shop.db"), ledger(tmp_path / "ledger.db")
     configs = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, stop, wait_for
+from bench.harness import REPO, free_port, stop, wait_for
 
 HOSTS = ("alpha", "bravo", "charlie")
 
