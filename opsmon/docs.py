@@ -23,7 +23,7 @@ METRICS_PAGE = DOCS / "metrics.md"
 # Everything above this line of a page is written by hand and kept; everything below it is generated.
 MARKER = "<!-- Generated below this line by `{command}`: do not edit by hand. -->"
 CONFIG_COMMAND = "python -m opsmon.docs config"
-METRICS_COMMAND = "UPDATE_DOCS=1 pytest tests/test_docs.py"
+METRICS_COMMAND = "UPDATE_DOCS=1 pytest tests/integration/test_docs.py"
 
 # The config's validators of a plain str or Path, by the name of the type they make of it for a user.
 VALIDATED = {
