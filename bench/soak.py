@@ -17,11 +17,13 @@ import threading
 import time
 from contextlib import nullcontext
 from functools import partial
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import requests
 import yaml
+from croniter import croniter
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -32,6 +34,7 @@ from bench.soak_judge import (Row, alert_problems, cpu_per_scrape_rises, error_r
 from bench.soak_sampler import Sampler, plot, read_samples  # noqa: E402
 from exporter.collectors.footprint import folder_bytes  # noqa: E402
 from opsmon.catalog import read_catalog  # noqa: E402
+from opsmon.config import Retention, StackPrometheus  # noqa: E402
 
 DEMO = "http://127.0.0.1:8080"
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -48,14 +51,15 @@ ERROR_RATE = 0.005
 PROBE_FAULT_SECONDS = 180.0
 RESOLVE_SECONDS = 16 * 60.0
 SHORTEST_JUDGED = 30 * 60.0
+LITESTREAM_RETENTION_HOURS = 24.0  # Litestream's default: the kit sets no retention of its own
 
 
 def duration(text: str) -> float:
-    """'30m', '3h', '90s' or plain seconds."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
+    """'30m', '3h', '35d', '90s' or plain seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"DURATION {text!r}: give e.g. 5m, 30m or 3h")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 class Stack:
@@ -254,12 +258,27 @@ def alert_episodes(start: float, end: float) -> list[tuple[str, bool]]:
     return episodes
 
 
-def judge(csv_path: Path, problems: list[str]) -> tuple[str, bool]:
+def retention_horizons(document: dict) -> dict[str, float]:
+    """Hours until retention removes as much as each folder gains: the backups' longest-kept tier (its count
+    times its scaled interval), Litestream's default 24 h of WAL, Prometheus's retention time."""
+    retention = Retention(**document["backups"].get("retention", {}))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    backups = max(getattr(retention, tier) * (croniter(cron, start).get_next(float) - croniter(cron, start).get_prev(float))
+                  for tier, cron in SCALED_SCHEDULES["schedule"].items()) / 3600
+    tsdb = duration(document.get("stack", {}).get("prometheus", {}).get("retention", StackPrometheus().retention))
+    return {"backups": backups, "secondary": backups, "catalog": backups, "replica": LITESTREAM_RETENTION_HOURS,
+            "tsdb": tsdb / 3600}
+
+
+def judge(csv_path: Path, problems: list[str], horizons: dict[str, float]) -> tuple[str, bool]:
     samples = read_samples(csv_path)
+    disk = shutil.disk_usage(csv_path.parent).total
     rows: list[tuple[str, Row]] = []
     for (kind, name), (times, values) in sorted(samples.items()):
         if kind != "cpu":
-            rows.append((kind, judge_series(f"{name} {kind}", kind, times, values)))
+            horizon = horizons.get(name) if kind == "bytes" else None
+            rows.append((kind, judge_series(f"{name} {kind}", kind, times, values, horizon_hours=horizon,
+                                            disk_bytes=disk)))
     if ("cpu", "exporter") in samples:
         times, cpu = samples[("cpu", "exporter")]
         scrapes = [(t - times[0]) / SCRAPE_SECONDS for t in times]
@@ -325,7 +344,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("soak: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
-    table, passed = judge(root / "samples.csv", problems)
+    table, passed = judge(root / "samples.csv", problems, retention_horizons(document))
     plot(read_samples(root / "samples.csv"), root / "plots")
     (root / "report.md").write_text(table + "\n")
     print(table)

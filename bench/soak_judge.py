@@ -27,6 +27,7 @@ class Row:
     stderr_per_hour: float
     projected_30d: float
     verdict: str  # "flat", "bounded" or "GROWS"
+    horizon_hours: float | None = None  # a folder's retention horizon, when the run ended before it
 
     @property
     def passed(self) -> bool:
@@ -84,11 +85,24 @@ def grows(times: list[float], values: list[float], kind: str) -> bool:
 
 
 def judge_series(series: str, kind: str, times: list[float], values: list[float],
-                 warm_up: float = WARM_UP_FRACTION) -> Row:
-    """One process metric or folder: its slope after the warm-up and the verdict."""
+                 warm_up: float = WARM_UP_FRACTION, horizon_hours: float | None = None,
+                 disk_bytes: float | None = None) -> Row:
+    """One process metric or folder: its slope after the warm-up and the verdict.
+
+    `horizon_hours`: for a folder its retention bounds, how long until retention removes as much as is
+    added (12 monthly backups taken hourly: 12 h; Prometheus: its retention time). Within that time the
+    folder grows as it must, so it is judged by its size at the horizon, which must fit `disk_bytes`;
+    past it, only the samples after the horizon count, and they must not grow."""
+    elapsed_hours = (times[-1] - times[0]) / HOUR if len(times) > 1 else 0.0
+    if horizon_hours is not None and elapsed_hours >= horizon_hours:
+        warm_up = max(warm_up, horizon_hours / elapsed_hours)
     kept_t, kept_v = after_warm_up(times, values, warm_up)
     slope, stderr = least_squares(kept_t, kept_v)
     start, end = (values[0], values[-1]) if values else (0.0, 0.0)
+    if horizon_hours is not None and elapsed_hours < horizon_hours:
+        filled = end + max(slope, 0.0) * HOUR * (min(horizon_hours, MONTH_HOURS) - elapsed_hours)
+        verdict = "bounded" if disk_bytes is None or filled <= disk_bytes else "GROWS"
+        return Row(series, start, end, slope * HOUR, stderr * HOUR, filled, verdict, horizon_hours)
     failing = bool(kept_v) and grows(kept_t, kept_v, kind)
     verdict = "GROWS" if failing else ("bounded" if kind == "bytes" else "flat")
     return Row(series, start, end, slope * HOUR, stderr * HOUR, end + slope * HOUR * MONTH_HOURS, verdict)
@@ -143,6 +157,12 @@ def _human(value: float, kind: str) -> str:
     return f"{value:.3g}"
 
 
+def _verdict(row: Row) -> str:
+    if row.horizon_hours is None:
+        return row.verdict
+    return f"{row.verdict} (retention fills in {row.horizon_hours:g} h: judged by its size then)"
+
+
 def markdown(rows: list[tuple[str, Row]]) -> str:
     """The table: (kind, row) pairs, one line each."""
     lines = ["| series | start | end | slope/h (± s.e.) | 30-day projection | verdict |",
@@ -150,5 +170,5 @@ def markdown(rows: list[tuple[str, Row]]) -> str:
     for kind, row in rows:
         lines.append(f"| {row.series} | {_human(row.start, kind)} | {_human(row.end, kind)} | "
                      f"{_human(row.slope_per_hour, kind)} ± {_human(row.stderr_per_hour, kind)} | "
-                     f"{_human(row.projected_30d, kind)} | {row.verdict} |")
+                     f"{_human(row.projected_30d, kind)} | {_verdict(row)} |")
     return "\n".join(lines)

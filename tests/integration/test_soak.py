@@ -44,6 +44,28 @@ def test_a_folder_that_only_grows_fails():
     assert judge_series("replica", "bytes", THREE_HOURS, values).verdict == "GROWS"
 
 
+def test_a_folder_still_filling_its_retention_is_judged_by_its_size_when_retention_catches_up():
+    """12 monthly backups taken hourly: in a 3-hour run the folder only grows, as it must; what counts is
+    whether its size at 12 hours fits the disk."""
+    values = [5 * MIB * t / 3600 for t in THREE_HOURS]  # 5 MiB an hour, 15 MiB at the end
+    row = judge_series("backups", "bytes", THREE_HOURS, values, horizon_hours=12, disk_bytes=1024 * MIB)
+    assert row.verdict == "bounded" and row.horizon_hours == 12
+    assert abs(row.projected_30d - 60 * MIB) < MIB  # full at 12 h, and no larger after
+    assert "retention fills in 12 h" in markdown([("bytes", row)])
+    assert judge_series("backups", "bytes", THREE_HOURS, values, horizon_hours=12,
+                        disk_bytes=50 * MIB).verdict == "GROWS"
+
+
+def test_a_folder_growing_past_its_retention_horizon_fails():
+    """Daily backups kept 7 at 5-minute intervals: past 35 minutes the folder must stop growing."""
+    values = [5 * MIB * t / 3600 for t in THREE_HOURS]
+    assert judge_series("backups", "bytes", THREE_HOURS, values, horizon_hours=35 / 60,
+                        disk_bytes=1024**4).verdict == "GROWS"
+    sawtooth = [MIB * min(t, 2100) / 2100 + MIB * (t % 300) / 300 / 7 for t in THREE_HOURS]
+    assert judge_series("backups", "bytes", THREE_HOURS, sawtooth, horizon_hours=35 / 60,
+                        disk_bytes=1024**4).verdict == "bounded"
+
+
 def test_exporter_cpu_per_scrape_rising_is_caught_and_steady_is_not():
     scrapes = [2.0 * i for i in range(len(THREE_HOURS))]  # two scrapes a sample
     steady = [0.02 * n for n in scrapes]
