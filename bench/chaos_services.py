@@ -1,4 +1,4 @@
-"""Stand-in services on loopback for the chaos suite's probe faults: healthy, silent, trickling, flapping."""
+"""Loopback stand-ins for probe faults (the chaos suite, the scrape tests): healthy, silent, trickling, flapping."""
 
 from __future__ import annotations
 
