@@ -109,10 +109,15 @@ class Stack:
         self.start("mail", [str(maildump), "--smtp-port", str(self.ports["smtp"]), "--http-port",
                             str(self.ports["mail"]), "-f"])
 
+    def start_pager(self) -> None:
+        """The stand-in pager Alertmanager's webhooks post to."""
+        self.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{self.ports['pager']}")
+
     def start_demo(self, rate: float) -> None:
         """The demo app on a fresh database, queueing `rate` videos a second, its log in work/logs; returns
         once it answers."""
         work = self.work
+        (work / "logs").mkdir()
         self.python("demo", "-m", "demo", "serve", "--db", str(work / "demo.db"), "--listen",
                     f"127.0.0.1:{self.ports['demo']}", "--metrics-dir", str(work / "app-metrics"), "--log-file",
                     str(work / "logs/demo.jsonl"), "--pidfile", str(work / "demo.pid"), "--rate", str(rate))
@@ -203,11 +208,9 @@ def scaled_alertmanager(pager: str, smtp_port: int) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("e2e"))
-    work, ports = stack.work, stack.ports
-    (work / "logs").mkdir()
     write_configs(stack)
     stack.start_mail()
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
+    stack.start_pager()
     stack.start_demo(rate=20)
     wait_for(lambda: requests.get(f"{stack.url('pager')}/webhook/pager", timeout=1).ok, what="the pager")
     stack.python("backup", "-m", "backup_jobs", "--config.file", str(stack.config), "serve")

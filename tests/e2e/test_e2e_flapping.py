@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, wait_for
 from bench.fleet import prometheus_config, write_host_file
 from bench.harness import LoopbackServer, QuietHandler
 from tests.e2e.test_e2e import Receiver, Stack
@@ -104,14 +104,11 @@ def write_configs(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("e2e-flapping"))
-    stack.ports["pager"] = free_port()
     tap = Receiver()
     stack.tap_url, stack.tap = f"{tap.url}/", tap
-    work, ports = stack.work, stack.ports
-    (work / "logs").mkdir()
     write_configs(stack)
     stack.start_mail()
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
+    stack.start_pager()
     stack.start_demo(rate=10)
     stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config))
     stack.start_alerting()
@@ -205,7 +202,7 @@ def flaky_stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("e2e-flaky-scrapes"))
     tap = Receiver()
     stack.tap_url, stack.tap = f"{tap.url}/", tap
-    work, ports = stack.work, stack.ports
+    work = stack.work
     write_configs(stack)
     proxy = FlakyScrapes(stack.url("exporter"))
     write_host_file(work / "targets", "demo", {"exporter": proxy.port})
@@ -215,7 +212,7 @@ def flaky_stack(tmp_path_factory):
     exporter_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "opsmon-exporter")
     exporter_job.update({"scrape_interval": interval, "scrape_timeout": interval})
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
+    stack.start_pager()
     stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config),
                  *(f"--no-collector.{name}" for name in ("process", "gpu", "probes", "logs", "database", "backup",
                                                          "business", "app")))
