@@ -1,14 +1,15 @@
-"""Stand-in services on loopback for the chaos suite's probe faults: healthy, silent, trickling, flapping."""
+"""Loopback stand-ins for probe faults (the chaos suite, the scrape tests): healthy, silent, trickling, flapping."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from bench.harness import LoopbackServer, QuietHandler
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self):
         service = self.server.service
         if service.hanging.is_set():
@@ -18,9 +19,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"ok\n")
 
-    def log_message(self, *args):
-        pass
-
 
 class HttpService:
     """Answers 200 at once; while `hanging` is set it accepts and answers nothing (the flapping fault)."""
@@ -28,11 +26,9 @@ class HttpService:
     def __init__(self):
         self.hanging = threading.Event()
         self.released = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.service = self
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, name="chaos-http", daemon=True).start()
+        self._server = LoopbackServer(_Handler)
+        self._server.server.service = self  # where the handler reads the fault from
+        self.url = f"{self._server.url}/"
 
     def hang(self, hanging: bool) -> None:
         if hanging:
@@ -44,8 +40,7 @@ class HttpService:
 
     def close(self) -> None:
         self.hang(False)
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
 class TcpService:

@@ -1,13 +1,15 @@
 """What the benchmarks and the tests both use: free loopback ports, polling with a deadline, stopping a
-child process, and a fingerprint of the demo database."""
+child process, an HTTP server on loopback, and a fingerprint of the demo database."""
 
 from __future__ import annotations
 
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +46,28 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that writes no access log: a stand-in's requests would bury a test's own output."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class LoopbackServer:
+    """`handler` served on a free loopback port from a thread of its own, until close()."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def fingerprint(database: Path) -> dict:

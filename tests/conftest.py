@@ -66,6 +66,16 @@ def start(args: list[str], env: dict, cwd: Path = REPO, log: Path | None = None)
 
 
 @contextlib.contextmanager
+def running(process: subprocess.Popen, ready_url: str, what: str):
+    """`process` once `ready_url` answers 2xx; stopped at the end, also when it never got ready."""
+    try:
+        wait_for(lambda: requests.get(ready_url, timeout=1).ok, what=what)
+        yield process
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
 def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
     """The real exporter process on a config of `document` (a state folder added) with only `collector` on;
     yields its URL and process, stopped at the end."""
@@ -77,12 +87,9 @@ def exporter_with(tmp_path: Path, env: dict, document: dict, collector: str):
     others = [f"--no-collector.{name}" for name in REGISTRY if name != collector]
     process = start(["-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
                      *others], env, log=tmp_path / "exporter.out")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, what="the exporter")
+    url = f"http://127.0.0.1:{port}"
+    with running(process, f"{url}/-/ready", "the exporter"):
         yield url, process
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import yaml
 
 from tests.conftest import REPO, free_port, stop, wait_for
 from bench.fleet import prometheus_config, write_host_config, write_host_file
+from bench.harness import LoopbackServer, QuietHandler
 
 pytestmark = pytest.mark.slow
 
@@ -95,8 +96,42 @@ class Stack:
         else:
             stop(process)
 
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
     def python(self, name: str, *args: str) -> None:
         self.start(name, [sys.executable, *args])
+
+    def start_mail(self) -> None:
+        """The SMTP sink Alertmanager mails to; its messages are read over HTTP."""
+        maildump = Path(sys.executable).parent / "maildump"
+        self.start("mail", [str(maildump), "--smtp-port", str(self.ports["smtp"]), "--http-port",
+                            str(self.ports["mail"]), "-f"])
+
+    def start_pager(self) -> None:
+        """The stand-in pager Alertmanager's webhooks post to."""
+        self.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{self.ports['pager']}")
+
+    def start_demo(self, rate: float) -> None:
+        """The demo app on a fresh database, queueing `rate` videos a second, its log in work/logs; returns
+        once it answers."""
+        work = self.work
+        (work / "logs").mkdir()
+        self.python("demo", "-m", "demo", "serve", "--db", str(work / "demo.db"), "--listen",
+                    f"127.0.0.1:{self.ports['demo']}", "--metrics-dir", str(work / "app-metrics"), "--log-file",
+                    str(work / "logs/demo.jsonl"), "--pidfile", str(work / "demo.pid"), "--rate", str(rate))
+        wait_for(lambda: requests.get(f"{self.url('demo')}/health", timeout=1).ok, what="the demo app")
+
+    def start_alerting(self) -> None:
+        """Prometheus and Alertmanager on the work folder's prometheus.yml and alertmanager.yml."""
+        work, ports = self.work, self.ports
+        self.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
+                                  f"--storage.tsdb.path={work / 'prometheus'}",
+                                  f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+        self.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
+                                    f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
+                                    f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
 
     def backup_cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "backup_jobs", "--config.file", str(self.config), *args],
@@ -173,26 +208,14 @@ def scaled_alertmanager(pager: str, smtp_port: int) -> dict:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("e2e"))
-    work, ports = stack.work, stack.ports
-    (work / "logs").mkdir()
     write_configs(stack)
-    venv_bin = Path(sys.executable).parent
-    stack.start("mail", [str(venv_bin / "maildump"), "--smtp-port", str(ports["smtp"]), "--http-port",
-                         str(ports["mail"]), "-f"])
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
-    stack.python("demo", "-m", "demo", "serve", "--db", str(work / "demo.db"), "--listen",
-                 f"127.0.0.1:{ports['demo']}", "--metrics-dir", str(work / "app-metrics"), "--log-file",
-                 str(work / "logs/demo.jsonl"), "--pidfile", str(work / "demo.pid"), "--rate", "20")
-    wait_for(lambda: requests.get(f"{stack.url('demo')}/health", timeout=1).ok, what="the demo app")
+    stack.start_mail()
+    stack.start_pager()
+    stack.start_demo(rate=20)
     wait_for(lambda: requests.get(f"{stack.url('pager')}/webhook/pager", timeout=1).ok, what="the pager")
     stack.python("backup", "-m", "backup_jobs", "--config.file", str(stack.config), "serve")
     stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config))
-    stack.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'prometheus'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
-    stack.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
-                                 f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
-                                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
+    stack.start_alerting()
     wait_for(lambda: requests.get(f"{stack.url('mail')}/messages/", timeout=1).ok, what="the SMTP sink")
     # The backup service catches up at start: a backup of every tier, verify, drill, check.
     wait_for(lambda: len(stack.query('opsmon_backup_last_success_timestamp_seconds > 0')) == 3, timeout=90,
@@ -201,8 +224,7 @@ def stack(tmp_path_factory):
         f"{stack.url('prometheus')}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]),
         timeout=60, what="every target up")
     yield stack
-    for name in list(stack.processes):
-        stack.stop(name)
+    stack.stop_all()
     print("\nfault to notification (scaled stack):")
     for scenario, took, expected in TIMINGS:
         print(f"  {scenario:58} {took:6.1f} s  (bound {expected:.0f} s)")
@@ -441,18 +463,13 @@ def test_10_a_restore_while_the_app_writes(stack):
              what="the restore in the metrics")
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A webhook receiver and a scrape target on loopback: keeps POSTs, answers GET /metrics."""
 
     def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         posts = self.posts = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -463,13 +480,7 @@ class Receiver:
                 self.send_response(200)
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def firing(self, alertname: str) -> list[dict]:
         return [a for post in self.posts if post["status"] == "firing" for a in post["alerts"]

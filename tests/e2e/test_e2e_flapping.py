@@ -18,19 +18,16 @@ disk pages once, the failing scrapes are an e-mail, and the target is never call
 from __future__ import annotations
 
 import re
-import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, wait_for
 from bench.fleet import prometheus_config, write_host_file
+from bench.harness import LoopbackServer, QuietHandler
 from tests.e2e.test_e2e import Receiver, Stack
 
 pytestmark = pytest.mark.slow
@@ -107,33 +104,19 @@ def write_configs(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("e2e-flapping"))
-    stack.ports["pager"] = free_port()
     tap = Receiver()
-    stack.tap_url, stack.tap = f"http://127.0.0.1:{tap.port}/", tap
-    work, ports = stack.work, stack.ports
-    (work / "logs").mkdir()
+    stack.tap_url, stack.tap = f"{tap.url}/", tap
     write_configs(stack)
-    venv_bin = Path(sys.executable).parent
-    stack.start("mail", [str(venv_bin / "maildump"), "--smtp-port", str(ports["smtp"]), "--http-port",
-                         str(ports["mail"]), "-f"])
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
-    stack.python("demo", "-m", "demo", "serve", "--db", str(work / "demo.db"), "--listen",
-                 f"127.0.0.1:{ports['demo']}", "--metrics-dir", str(work / "app-metrics"), "--log-file",
-                 str(work / "logs/demo.jsonl"), "--pidfile", str(work / "demo.pid"), "--rate", "10")
-    wait_for(lambda: requests.get(f"{stack.url('demo')}/health", timeout=1).ok, what="the demo app")
+    stack.start_mail()
+    stack.start_pager()
+    stack.start_demo(rate=10)
     stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config))
-    stack.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'prometheus'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
-    stack.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
-                                 f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
-                                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
+    stack.start_alerting()
     wait_for(lambda: requests.get(f"{stack.url('pager')}/webhook/pager", timeout=1).ok, what="the pager")
     wait_for(lambda: stack.query('opsmon_probe_success{service="external-api"} == 1'), timeout=60, interval=0.5,
              what="the external API's checks passing")
     yield stack
-    for name in list(stack.processes):
-        stack.stop(name)
+    stack.stop_all()
     tap.close()
 
 
@@ -180,17 +163,14 @@ def test_a_fault_that_comes_and_goes_is_one_page_and_one_resolution(stack):
         ("pager-app", "firing"), ("pager-app", "resolved")]
 
 
-class FlakyScrapes:
+class FlakyScrapes(LoopbackServer):
     """Between Prometheus and the exporter: every fifth scrape fails (503), and the others report the root
     filesystem 99 % full, the disk this machine cannot be made to fill. Everything else is the exporter's."""
 
     def __init__(self, exporter: str):
         scrapes = iter(range(1, 10**9))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 if next(scrapes) % 5 == 0:
                     self.send_response(503)
@@ -203,13 +183,7 @@ class FlakyScrapes:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def full_root(exposition: str) -> str:
@@ -227,8 +201,8 @@ def flaky_stack(tmp_path_factory):
     every 15 s, scaled."""
     stack = Stack(tmp_path_factory.mktemp("e2e-flaky-scrapes"))
     tap = Receiver()
-    stack.tap_url, stack.tap = f"http://127.0.0.1:{tap.port}/", tap
-    work, ports = stack.work, stack.ports
+    stack.tap_url, stack.tap = f"{tap.url}/", tap
+    work = stack.work
     write_configs(stack)
     proxy = FlakyScrapes(stack.url("exporter"))
     write_host_file(work / "targets", "demo", {"exporter": proxy.port})
@@ -238,22 +212,16 @@ def flaky_stack(tmp_path_factory):
     exporter_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "opsmon-exporter")
     exporter_job.update({"scrape_interval": interval, "scrape_timeout": interval})
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
-    stack.python("pager", "-m", "demo.pager", "--listen", f"127.0.0.1:{ports['pager']}")
+    stack.start_pager()
     stack.python("exporter", "-m", "exporter", "--config.file", str(stack.config),
                  *(f"--no-collector.{name}" for name in ("process", "gpu", "probes", "logs", "database", "backup",
                                                          "business", "app")))
     wait_for(lambda: requests.get(f"{stack.url('exporter')}/metrics", timeout=1).ok, what="the exporter")
-    stack.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'prometheus'}",
-                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
-    stack.start("alertmanager", ["prometheus-alertmanager", f"--config.file={work / 'alertmanager.yml'}",
-                                 f"--storage.path={work / 'alertmanager'}", "--cluster.listen-address=",
-                                 f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
+    stack.start_alerting()
     wait_for(lambda: requests.get(f"{stack.url('pager')}/webhook/pager", timeout=1).ok, what="the pager")
     yield stack
     proxy.close()
-    for name in list(stack.processes):
-        stack.stop(name)
+    stack.stop_all()
     tap.close()
 
 

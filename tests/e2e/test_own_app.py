@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import REPO, free_port, stop, wait_for
+from tests.conftest import REPO, free_port, running, stop, wait_for
 
 PAGE = REPO / "docs" / "own-app.md"
 BIN = Path(sys.executable).parent
@@ -123,11 +123,8 @@ def clinic(tmp_path, python_env):
     env = {**python_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     (tmp_path / "clinic.py").write_text(CLINIC)
     app = subprocess.Popen([sys.executable, "clinic.py", "clinic.db", str(port), "clinic.log"], cwd=tmp_path, env=env)
-    try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok, what="the clinic app")
+    with running(app, f"http://127.0.0.1:{port}/health", "the clinic app"):
         yield tmp_path, port
-    finally:
-        stop(app)
 
 
 @pytest.mark.slow

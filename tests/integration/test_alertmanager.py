@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from bench.harness import LoopbackServer, QuietHandler
 from tests.conftest import REPO, free_port, wait_for
 
 ALERTMANAGER = REPO / "alertmanager"
@@ -359,37 +359,26 @@ def test_the_long_term_store_down_holds_back_remote_writing_to_it_not_prometheus
     assert not inhibited(alertmanager, "OpsmonPrometheusErrorSendingAlerts")
 
 
-class Notifications:
+class Notifications(LoopbackServer):
     """Every receiver of the shipped config turned into a webhook to here: what a person would get."""
 
     def __init__(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         received = self.received = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 received.append((self.path.strip("/"), body))
                 self.send_response(200)
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
     def about(self, fault: str, label: str = "alertname") -> list[tuple[str, str, list[str]]]:
         """(receiver, status, the alerts' values of label) of each notification whose alerts carry fault=..."""
         return [(receiver, body["status"], sorted(a["labels"].get(label, "") for a in body["alerts"]))
                 for receiver, body in list(self.received)
                 if any(a["labels"].get("fault") == fault for a in body["alerts"])]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def notifying_config(notifications: Notifications) -> dict:

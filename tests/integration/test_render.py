@@ -22,7 +22,7 @@ import yaml
 from grafana.boards import lint
 from opsmon.config import load_config
 from opsmon.render import data_mounts
-from tests.conftest import REPO, free_port, stop, wait_for, write_config
+from tests.conftest import REPO, free_port, running, stop, wait_for, write_config
 from tests.e2e.test_own_app import build_wheel, clone_of_repository
 from tests.integration.test_alertmanager import inhibited, post, run_alertmanager
 
@@ -383,11 +383,8 @@ def smtp_sink(tmp_path):
     sink = subprocess.Popen([BIN / "maildump", "--smtp-ip", "127.0.0.1", "--smtp-port", str(smtp), "--http-ip",
                              "127.0.0.1", "--http-port", str(web), "--db", str(tmp_path / "mail.db"), "-f"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{web}/messages/", timeout=1).ok, what="the SMTP sink")
+    with running(sink, f"http://127.0.0.1:{web}/messages/", "the SMTP sink"):
         yield smtp, web
-    finally:
-        stop(sink)
 
 
 @pytest.mark.slow

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.chaos_services import HttpService, TcpService
 from exporter.collectors.probes import ProbesCollector
 from opsmon.config import ProbeConfig
 from exporter.scrape import Scraper
@@ -51,70 +49,29 @@ def samples(families) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-@contextlib.contextmanager
-def tcp_server(trickle: bool):
-    """A loopback TCP server that accepts connections and never answers, or sends a byte to each every
-    tenth of a second and never finishes (a read timeout never fires on it)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(128)
-    server.settimeout(0.1)
-    accepted = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                pass
-            for connection in accepted if trickle else ():
-                with contextlib.suppress(OSError):
-                    connection.send(b"H")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for connection in accepted:
-            connection.close()
-        server.close()
-
-
 @pytest.fixture
 def silent_server():
-    with tcp_server(trickle=False) as port:
-        yield port
+    """The URL of a loopback server that accepts connections and never answers."""
+    service = TcpService(trickle=False)
+    yield service.url
+    service.close()
 
 
 @pytest.fixture
 def trickling_server():
-    with tcp_server(trickle=True) as port:
-        yield port
+    """The URL of a loopback server that sends a byte to each connection every tenth of a second and never
+    finishes (a read timeout never fires on it)."""
+    service = TcpService(trickle=True)
+    yield service.url
+    service.close()
 
 
 @pytest.fixture
 def healthy_server():
-    """A loopback HTTP server that answers 200 at once."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"ok\n")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """The URL of a loopback HTTP server that answers 200 at once."""
+    service = HttpService()
+    yield service.url
+    service.close()
 
 
 def test_raising_and_hanging_collectors_do_not_fail_the_scrape():
@@ -142,7 +99,7 @@ def test_raising_and_hanging_collectors_do_not_fail_the_scrape():
 
 
 def test_probe_target_that_never_answers(silent_server):
-    probes = [ProbeConfig(service="silent", url=f"http://127.0.0.1:{silent_server}/", timeout_seconds=30)]
+    probes = [ProbeConfig(service="silent", url=silent_server, timeout_seconds=30)]
     scraper = Scraper([ProbesCollector(probes), Fine()])
     started = time.monotonic()
     got = samples(scraper.scrape(timeout=1.0))
@@ -169,7 +126,7 @@ def probe_threads() -> int:
 
 
 def test_a_service_that_trickles_its_answer_holds_one_thread_not_one_per_scrape(trickling_server):
-    probes = [ProbeConfig(service=f"trickling-{n}", url=f"http://127.0.0.1:{trickling_server}/", timeout_seconds=1)
+    probes = [ProbeConfig(service=f"trickling-{n}", url=trickling_server, timeout_seconds=1)
               for n in range(5)]
     scraper = Scraper([ProbesCollector(probes)])
     for _ in range(4):
@@ -189,8 +146,8 @@ def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_pat
                                                                            healthy_server):
     """Prometheus's scrape timeout cuts the checks short: the hung services are down and counted as timed
     out, the healthy ones up, and the probes collector itself succeeds."""
-    hung = [{"service": f"hung-{n}", "url": f"http://127.0.0.1:{silent_server}/"} for n in range(120)]
-    healthy = [{"service": f"healthy-{n}", "url": f"http://127.0.0.1:{healthy_server}/"} for n in range(3)]
+    hung = [{"service": f"hung-{n}", "url": silent_server} for n in range(120)]
+    healthy = [{"service": f"healthy-{n}", "url": healthy_server} for n in range(3)]
     with probes_exporter(tmp_path, python_env, hung + healthy) as (url, _):
         for scrape in range(1, 4):
             started = time.monotonic()
@@ -206,7 +163,7 @@ def test_every_probe_is_reported_when_a_hundred_and_twenty_services_hang(tmp_pat
 
 
 def test_sigterm_stops_the_exporter_at_once_while_a_service_trickles(tmp_path, python_env, trickling_server):
-    probes = [{"service": "trickling", "url": f"http://127.0.0.1:{trickling_server}/", "timeout_seconds": 1}]
+    probes = [{"service": "trickling", "url": trickling_server, "timeout_seconds": 1}]
     with probes_exporter(tmp_path, python_env, probes) as (url, exporter):
         answer = requests.get(f"{url}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=10)
         assert 'opsmon_probe_success{service="trickling"} 0.0' in answer.text

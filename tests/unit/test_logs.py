@@ -10,8 +10,6 @@ import pytest
 
 from exporter.collectors.logs import LogsCollector
 from opsmon.config import InvalidConfig, LogSourceConfig, parse_config
-from tests.conftest import assert_golden, exposition
-from tests.fakes import FakeClock
 
 
 def counts(collector) -> dict:
@@ -280,20 +278,6 @@ def test_a_broken_state_file_means_starting_fresh_never_a_crash(tmp_path, state,
     append(tmp_path / "app.log", "INFO a\nERROR b\n")
     assert counts(make(tmp_path, "text")) == {"info": 1, "error": 1}
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
-
-
-def test_the_golden_case_with_a_pinned_clock(tmp_path):
-    """tests/golden/logs.prom (promtool checks every golden file): the same input as test_golden.py's logs case,
-    first-seen times pinned."""
-    (tmp_path / "app.jsonl").write_text(
-        '{"level": "INFO", "message": "started"}\n{"level": "warn", "message": "slow"}\n'
-        '{"levelname": "ERROR", "message": "failed"}\nnot json at all\n{"level": "INFO", "message": "part')
-    (tmp_path / "app.log").write_text(
-        "2026-11-26 10:00:00 INFO started\n2026-11-26 10:00:01 ERROR disk failed\n"
-        "ts=1 level=warning msg=slow\nthe info word in prose is no level\nFATAL out of memory\n")
-    sources = [LogSourceConfig(source="json-app", path=tmp_path / "app.jsonl", format="json"),
-               LogSourceConfig(source="text-app", path=tmp_path / "app.log", format="text")]
-    assert_golden("logs", exposition(LogsCollector(sources, tmp_path / "state.json", clock=FakeClock())))
 
 
 def test_a_backlog_is_worked_off_over_several_scrapes_without_losing_a_line(tmp_path):
