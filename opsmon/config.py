@@ -29,6 +29,10 @@ from opsmon.exits import EXIT_USAGE, Failure
 DEFAULT_CONFIG_FILE = "opsmon.yml"
 METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# The namespaces of the kit's metrics (the exporter's and the instrumentation library's), and the labels
+# Prometheus puts on every target (host: the kit's relabeling).
+KIT_NAMESPACES = ("opsmon_", "app_")
+TARGET_LABELS = ("host", "job", "instance")
 
 
 class InvalidConfig(Failure):
@@ -115,8 +119,20 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$")]
 Name = Annotated[str, Field(min_length=1)]
+REGEX_MATCHER = re.compile(r'^[A-Za-z0-9_]+[=!]~"(.*)"$')
+
+
+def _matcher_regex_compiles(value: str) -> str:
+    """A regex matcher's value must compile: Alertmanager refuses the whole file otherwise."""
+    quoted = REGEX_MATCHER.match(value)
+    if quoted:
+        _regex(re.sub(r"\\(.)", r"\1", quoted[1]))
+    return value
+
+
 # An Alertmanager matcher, its value quoted: alertname="OpsmonProcessDown", service=~"a|b".
-Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$')]
+Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$'),
+                    AfterValidator(_matcher_regex_compiles)]
 
 
 def _both_or_neither(model, first: str, second: str) -> None:
@@ -223,6 +239,19 @@ class BusinessQueryConfig(Strict):
                 "states such as a backlog here as gauges")
         if self.type == "gauge" and self.query is None:
             raise ValueError(f"{self.name}: a gauge needs a query (a counter the app increments is type counter)")
+        return self
+
+    @model_validator(mode="after")
+    def _names_of_its_own(self) -> BusinessQueryConfig:
+        # A name in the kit's namespaces publishes a second family of a kit metric, and Prometheus refuses the
+        # exporter's whole scrape; a target label is renamed exported_<label> by Prometheus, out of the board's sight.
+        if self.name.startswith(KIT_NAMESPACES):
+            raise ValueError(f"{self.name}: the prefixes {', '.join(KIT_NAMESPACES)} are the kit's own metrics: "
+                             "give the business metric a prefix of its own (shop_orders_pending)")
+        taken = [label for label in self.labels if label in TARGET_LABELS]
+        if taken:
+            raise ValueError(f"{self.name}: labels {', '.join(taken)}: Prometheus sets these on every series it "
+                             "scrapes and would rename the query's; name the column otherwise")
         return self
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from opsmon.boards import ALERTMANAGER_UID, LONG_TERM_UID, PROMETHEUS_UID, business_board
+from opsmon.boards import UID as BUSINESS_UID
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
@@ -298,6 +299,13 @@ def _own_file(key: str, path: Path, parse, holds: str) -> str:
     return text
 
 
+def _rule_groups(groups: object) -> bool:
+    """Whether a rules file's groups have the shape Prometheus loads: it refuses every file for one that has not."""
+    return isinstance(groups, list) and all(
+        isinstance(group, dict) and isinstance(group.get("name"), str) and isinstance(group.get("rules", []), list)
+        for group in groups)
+
+
 def _rules(stack: StackConfig) -> dict[str, str]:
     """The kit's rules, and the config's own rule files beside them (the same folder: prometheus.yml reads one)."""
     rules = sorted(RULES.glob("*.rules.yml"))
@@ -313,17 +321,41 @@ def _rules(stack: StackConfig) -> dict[str, str]:
         if path.name in texts:
             raise CannotRender(f"stack.{key}: {path}: a rules file named {path.name} is rendered already")
         texts[path.name] = _own_file(key, path, yaml.safe_load, "groups")
+        if not _rule_groups(yaml.safe_load(texts[path.name])["groups"]):
+            raise CannotRender(f"stack.{key}: {path}: groups must be a list of groups, each with a name and a list "
+                               "of rules")
     return {f"rules/{name}": text.replace(SHIPPED_GRAFANA_URL, stack.grafana.url) for name, text in texts.items()}
+
+
+def _provisioned_uids(stack: StackConfig) -> dict[str, str]:
+    """The uid of each board provisioned beside one's own, and what has it."""
+    uids = {BUSINESS_UID: "the business board"}
+    for path in sorted((stack.grafana.dashboards_directory or BOARDS).glob("*.json")):
+        try:
+            board = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a board Grafana cannot read either takes no uid
+        if isinstance(board, dict) and isinstance(board.get("uid"), str):
+            uids[board["uid"]] = str(path)
+    return uids
 
 
 def _boards(config: OpsmonConfig, stack: StackConfig) -> dict[str, str]:
     """The business board of the config's business metrics, and the config's own boards beside it."""
     boards = {BUSINESS_BOARD: business_board(config.business)}
+    # Grafana provisions one board per uid and leaves the other out with a line in its log.
+    uids = _provisioned_uids(stack)
     for number, path in enumerate(stack.grafana.dashboard_files):
         key = f"grafana.dashboard_files[{number}]"
         if path.name in boards:
             raise CannotRender(f"stack.{key}: {path}: a board file named {path.name} is provisioned already")
         boards[path.name] = _own_file(key, path, json.loads, "uid")
+        uid = json.loads(boards[path.name])["uid"]
+        if not isinstance(uid, str) or not uid:
+            raise CannotRender(f"stack.{key}: {path}: uid {uid!r}: Grafana needs a string")
+        if uid in uids:
+            raise CannotRender(f"stack.{key}: {path}: uid {uid!r} is {uids[uid]}'s: give the board a uid of its own")
+        uids[uid] = str(path)
     return {f"{APP_BOARDS}/{name}": text for name, text in boards.items()}
 
 
@@ -372,10 +404,27 @@ def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: 
     return files
 
 
+def _refuse_writing_over_sources(stack: StackConfig, out: Path, names: Iterable[str]) -> None:
+    """An output folder inside the kit (a clone's prometheus/) or holding one's own rules and boards would have
+    the shipped files rewritten by the render (the next render reads them) and others left out deleted."""
+    folders = [folder.resolve() for folder in (RULES, ALERTMANAGER, BOARDS)]
+    own = {path.resolve() for path in (*stack.prometheus.rule_files, *stack.grafana.dashboard_files)}
+    for name in names:
+        real = (out / name).resolve()
+        if real in own:
+            raise CannotRender(f"--out {out}: it would write over {real}, one of the config's own files: render "
+                               "into a folder of its own")
+        kit = next((folder for folder in folders if real.is_relative_to(folder)), None)
+        if kit:
+            raise CannotRender(f"--out {out}: it would write {real} into the kit's {kit}: render into a folder of "
+                               "its own")
+
+
 def render(config: OpsmonConfig, config_file: Path, out: Path, environ: dict | None = None) -> list[Path]:
     """Write the stack's files under `out`; files of one's own there (more hosts in targets/) are left alone."""
     out = out.resolve()
     files = rendered_files(config, config_file.resolve(), out, os.environ if environ is None else environ)
+    _refuse_writing_over_sources(config.stack, out, files)
     # Rules and boards no longer rendered would still be loaded by rules/*.rules.yml and Grafana's provider.
     for stale in {*(out / "rules").glob("*.rules.yml"), *(out / APP_BOARDS).glob("*.json")} - {
             out / name for name in files}:
