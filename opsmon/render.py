@@ -384,9 +384,23 @@ def hosts_where_config_listens(config: OpsmonConfig) -> StackConfig:
     return config.stack.model_copy(update={"hosts": hosts})
 
 
+def _one_host_per_address(stack: StackConfig) -> None:
+    """Two hosts at one address would be one service scraped twice, its figures under both hosts' names, and the
+    other's never scraped: a second machine that names none of its own gets this file's listen address."""
+    for job, service in FLEET_JOBS:
+        first_at: dict[str, str] = {}
+        for host in stack.hosts:
+            address = getattr(host, service)
+            if address is not None and first_at.setdefault(address, host.name) != host.name:
+                raise CannotRender(f"stack.hosts: {first_at[address]} and {host.name} both have {service} at "
+                                   f"{address}: give each host the address Prometheus reaches its {job} at "
+                                   "(null: none runs there)")
+
+
 def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: dict) -> dict[str, str]:
     """Every file `render` writes, by its path under the output folder."""
     stack = with_environment(hosts_where_config_listens(config), environ)
+    _one_host_per_address(stack)
     header = f"Rendered by `opsmon render` from {config_file}: change its stack: section and render again."
     files = {
         "prometheus.yml": _yaml(prometheus_config(stack), header),

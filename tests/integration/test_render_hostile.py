@@ -152,3 +152,17 @@ def test_render_over_one_s_own_rules_is_refused_and_leaves_them_alone(tmp_path):
     assert result.returncode == 2 and f"it would write over {rules / 'shop.rules.yml'}" in result.stderr
     assert sorted(path.name for path in rules.iterdir()) == ["draft.rules.yml", "shop.rules.yml"]
     assert yaml.safe_load((rules / "shop.rules.yml").read_text()) == own
+
+
+def test_a_second_host_left_at_this_machine_s_listen_address_is_refused_as_one_service_scraped_twice(tmp_path):
+    # The second machine names only its exporter: its backup service would be this machine's, scraped as its own.
+    config = shop(tmp_path, backups={"directory": "backups"},
+                  stack={"hosts": [{"name": "here"}, {"name": "there", "exporter": "there.lan:9877"}]})
+    assert "stack.hosts: here and there both have backup at 127.0.0.1:9878" in refused(config, tmp_path / "out")
+    named = shop(tmp_path, backups={"directory": "backups"},
+                 stack={"hosts": [{"name": "here"}, {"name": "there", "exporter": "there.lan:9877",
+                                                     "backup": "there.lan:9878", "litestream": None}]})
+    targets = yaml.safe_load((render(named, tmp_path / "out") / "targets/local.yml").read_text())
+    assert [(group["labels"]["host"], group["targets"]) for group in targets] == [
+        ("here", ["127.0.0.1:9877"]), ("here", ["127.0.0.1:9878"]), ("there", ["there.lan:9877"]),
+        ("there", ["there.lan:9878"])]
