@@ -130,6 +130,8 @@ def _matcher_regex_compiles(value: str) -> str:
     return value
 
 
+# A mount point as the exporter labels it: /data/ would match no alert's mountpoint="/data".
+MountPoint = Annotated[str, Field(pattern=r"^/"), AfterValidator(os.path.normpath)]
 # An Alertmanager matcher, its value quoted: alertname="OpsmonProcessDown", service=~"a|b".
 Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$'),
                     AfterValidator(_matcher_regex_compiles)]
@@ -489,6 +491,16 @@ class StackHost(Strict):
     labels: dict[Annotated[str, Field(pattern=LABEL_NAME)], str] = Field(
         {}, description="Labels on every series scraped from the host (env, role...), for one's own queries.")
 
+    @model_validator(mode="after")
+    def _labels_of_its_own(self) -> StackHost:
+        # The target file carries them beside job and host: job would have the target dropped by its job's keep,
+        # and Prometheus reads __ names as settings (__address__ is where it scrapes).
+        taken = [label for label in self.labels if label in TARGET_LABELS or label.startswith("__")]
+        if taken:
+            raise ValueError(f"labels {', '.join(taken)}: set by Prometheus and the kit for every target; name the "
+                             "label otherwise")
+        return self
+
 
 class StackPrometheus(Strict):
     address: HostPort = Field(
@@ -523,7 +535,7 @@ class StackAlertmanager(Strict):
     external_url: Url = Field(
         "http://localhost:9093", description=(
             "Alertmanager's `--web.external-url`: the \"Silence\" links and the footer of e-mails."))
-    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = Field(None, description=(
+    data_mounts: list[MountPoint] | None = Field(None, description=(
         "The mount points holding the database and the backups, as the exporter labels them: a full one holds "
         "back the backup warnings. Default: those of database.path and backups.directory where `opsmon render` "
         "runs; name them when the services see other paths (a container's volumes)."))

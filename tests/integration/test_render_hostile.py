@@ -166,3 +166,19 @@ def test_a_second_host_left_at_this_machine_s_listen_address_is_refused_as_one_s
     assert [(group["labels"]["host"], group["targets"]) for group in targets] == [
         ("here", ["127.0.0.1:9877"]), ("here", ["127.0.0.1:9878"]), ("there", ["there.lan:9877"]),
         ("there", ["there.lan:9878"])]
+
+
+def test_a_host_label_that_prometheus_or_the_kit_sets_on_every_target_is_refused(tmp_path):
+    # job would have the exporter's target dropped by its job's keep, __address__ scrape somewhere else.
+    config = shop(tmp_path, stack={"hosts": [{"name": "web1", "labels": {"env": "prod", "job": "web",
+                                                                         "__address__": "elsewhere:1"}}]})
+    assert f"{config}: stack.hosts[0]: labels job, __address__: set by Prometheus and the kit" \
+        in refused(config, tmp_path / "out")
+
+
+def test_data_mounts_written_with_a_trailing_slash_match_the_mountpoint_the_exporter_labels(tmp_path):
+    config = shop(tmp_path, stack={"alertmanager": {"data_mounts": ["/data/", "/srv/./backups"]}})
+    out = render(config, tmp_path / "out")
+    [full_disk] = [rule for rule in yaml.safe_load((out / "alertmanager.yml").read_text())["inhibit_rules"]
+                   if 'alertname="OpsmonDiskSpaceLow"' in rule["source_matchers"]]
+    assert 'mountpoint=~"/data|/srv/backups"' in full_disk["source_matchers"]
