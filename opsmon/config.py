@@ -243,6 +243,11 @@ class BusinessQueryConfig(Strict):
             raise ValueError(f"{self.name}: a gauge needs a query (a counter the app increments is type counter)")
         return self
 
+    @property
+    def series(self) -> str:
+        """The name Prometheus reads: prometheus_client publishes Counter("orders_placed") as orders_placed_total."""
+        return self.name if self.type == "gauge" or self.name.endswith("_total") else f"{self.name}_total"
+
     @model_validator(mode="after")
     def _names_of_its_own(self) -> BusinessQueryConfig:
         # A name in the kit's namespaces publishes a second family of a kit metric, and Prometheus refuses the
@@ -664,7 +669,8 @@ class OpsmonConfig(Strict):
             ("exporter.probes service", [p.service for p in self.exporter.probes]),
             ("exporter.processes name", [p.name for p in self.exporter.processes]),
             ("exporter.logs source", [s.source for s in self.exporter.logs]),
-            ("business name", [q.name for q in self.business]),
+            # The exporter serves the app's counters beside the gauges: one series name twice fails its scrape.
+            ("business name (as Prometheus reads it: a counter's with _total)", [q.series for q in self.business]),
             ("integrity.rules name", [r.name for r in self.integrity.rules]),
         ):
             repeated = sorted({n for n in names if names.count(n) > 1})

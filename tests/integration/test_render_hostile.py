@@ -182,3 +182,11 @@ def test_data_mounts_written_with_a_trailing_slash_match_the_mountpoint_the_expo
     [full_disk] = [rule for rule in yaml.safe_load((out / "alertmanager.yml").read_text())["inhibit_rules"]
                    if 'alertname="OpsmonDiskSpaceLow"' in rule["source_matchers"]]
     assert 'mountpoint=~"/data|/srv/backups"' in full_disk["source_matchers"]
+
+
+def test_a_business_gauge_named_as_a_business_counter_is_read_is_refused(tmp_path):
+    # The exporter serves the app's shop_orders_total beside the gauge: a second family fails its whole scrape.
+    business = [{"name": "shop_orders", "help": "Orders placed.", "type": "counter"},
+                {"name": "shop_orders_total", "help": "Orders in the table.", "query": "SELECT 1 AS value"}]
+    assert "business name (as Prometheus reads it: a counter's with _total) must be unique, repeated: " \
+           "shop_orders_total" in refused(shop(tmp_path, business=business), tmp_path / "out")
