@@ -4,12 +4,15 @@ every error exits with its status and a message naming what is wrong, never a tr
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 
 import pytest
+import requests
 
-from opsmon.exits import EXIT_USAGE
+from opsmon.exits import EXIT_FAILED, EXIT_USAGE
 from tests.backup_helpers import demo_database, fingerprint, opsmon_backup
-from tests.conftest import write_config
+from tests.conftest import free_port, stop, wait_for, write_config
 
 COMMAND_LINES = ["create --tier daily", "list", "list --json", "verify --all", "verify ID", "restore ID",
                  "restore --at 2026-11-26T10:00:00Z", "delete ID", "prune", "check", "check --json", "drill",
@@ -43,3 +46,23 @@ def test_ids_and_moments_that_are_none_are_named_and_the_database_is_left_alone(
     assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert fingerprint(database) == before
+
+
+def test_a_second_app_s_service_on_the_first_s_port_names_the_address_and_exits(tmp_path):
+    port = free_port()
+    configs = {}
+    for app in ("shop", "blog"):
+        (tmp_path / app).mkdir()
+        demo_database(tmp_path / app / "live.db", videos=5)
+        configs[app] = write_config(tmp_path / app / "opsmon.yml", {
+            "database": {"path": "live.db"}, "backups": {"directory": "backups", "listen_address": f"127.0.0.1:{port}"}})
+    first = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(configs["shop"]), "serve"],
+                             cwd=tmp_path / "shop", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2).ok, what="the first service")
+        second = opsmon_backup("--config.file", configs["blog"], "serve", cwd=tmp_path / "blog", timeout=60)
+    finally:
+        stop(first)
+    assert second.returncode == EXIT_FAILED, second.stderr
+    assert second.stderr.endswith(f"opsmon-backup: backups.listen_address 127.0.0.1:{port}: cannot listen: Address "
+                                  "already in use (a second app on this machine needs a port of its own)\n")
