@@ -79,6 +79,13 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _same_socket(first: str, second: str) -> bool:
+    """Whether two listen addresses take one port: the same host, or either on every interface."""
+    (host_a, _, port_a), (host_b, _, port_b) = first.rpartition(":"), second.rpartition(":")
+    everywhere = ("", "0.0.0.0", "[::]")
+    return port_a == port_b and (host_a == host_b or host_a in everywhere or host_b in everywhere)
+
+
 def _cron(value: str) -> str:
     if not croniter.is_valid(value):
         raise ValueError(f"not a cron expression (minute hour day month weekday): {value!r}")
@@ -686,6 +693,19 @@ class OpsmonConfig(Strict):
             if unknown:
                 raise ValueError(f"exporter.processes[{number}].serves: {', '.join(unknown)}: no such service "
                                  "in exporter.probes")
+        return self
+
+    @model_validator(mode="after")
+    def _one_port_per_service(self) -> OpsmonConfig:
+        backups = self.backups
+        addresses = [("exporter.listen_address", self.exporter.listen_address),
+                     *([("backups.listen_address", backups.listen_address)] if backups else []),
+                     *([("backups.litestream.metrics_address", backups.litestream.metrics_address)]
+                       if backups and backups.litestream.enabled else [])]
+        for number, (key, address) in enumerate(addresses):
+            for earlier, other in addresses[:number]:
+                if _same_socket(address, other):
+                    raise ValueError(f"{key} {address}: {earlier} {other} listens there: give each service its port")
         return self
 
 

@@ -190,3 +190,12 @@ def test_a_business_gauge_named_as_a_business_counter_is_read_is_refused(tmp_pat
                 {"name": "shop_orders_total", "help": "Orders in the table.", "query": "SELECT 1 AS value"}]
     assert "business name (as Prometheus reads it: a counter's with _total) must be unique, repeated: " \
            "shop_orders_total" in refused(shop(tmp_path, business=business), tmp_path / "out")
+
+
+@pytest.mark.parametrize("exporter, litestream", [("127.0.0.1:19878", "127.0.0.1:19879"), (":19877", "127.0.0.1:19877")])
+def test_two_services_of_one_config_on_one_port_are_refused(tmp_path, exporter, litestream):
+    config = shop(tmp_path, exporter={"listen_address": exporter}, backups={
+        "directory": "backups", "listen_address": "127.0.0.1:19878",
+        "litestream": {"enabled": True, "replica_directory": "replica", "metrics_address": litestream}})
+    complaint = refused(config, tmp_path / "out")
+    assert f": exporter.listen_address {exporter} listens there: give each service its port" in complaint
