@@ -51,6 +51,8 @@ HOST_FROM_ADDRESS = {"source_labels": ["host", "__address__"], "regex": r";(\[[^
 # What a full disk that holds the database or backups explains: the warnings of failing backups and drills.
 # Never the critical OpsmonBackupStale (two missed runs page whatever the cause), nor the copies kept elsewhere.
 DISK_EXPLAINS = ['alertname=~"OpsmonBackup(Stale|Failing)|OpsmonRestoreDrillStale"', 'severity="warning"']
+# What Go's filepath.Glob reads as a pattern: in the output folder's path, it breaks or widens Prometheus's globs.
+GLOB_CHARACTERS = "*?[\\"
 EMAIL_TEMPLATES = {"headers": {"Subject": '{{ template "opsmon.email.subject" . }}'},
                    "html": '{{ template "opsmon.email.html" . }}', "text": '{{ template "opsmon.email.text" . }}'}
 
@@ -233,9 +235,12 @@ def _unit(description: str, exec_start: str, user: str | None) -> str:
 
 
 def _argument(value: object) -> str:
-    """One word of an ExecStart line: quoted when it holds a space, as systemd splits on them."""
-    text = str(value)
-    return f'"{text}"' if any(c.isspace() for c in text) else text
+    """One word of an ExecStart line as systemd reads it back: a literal % and $ doubled (a specifier and a
+    variable otherwise), and the word in double quotes, its own quotes and backslashes escaped, when it holds any."""
+    text = str(value).replace("%", "%%").replace("$", "$$")
+    if not any(c.isspace() or c in "\"'\\" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _drop_in(exec_start: str) -> str:
@@ -258,12 +263,12 @@ def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str,
         "prometheus.service.d/opsmon.conf": _drop_in(
             f"/usr/bin/prometheus --config.file={_argument(out / 'prometheus.yml')} "
             f"--storage.tsdb.path=/var/lib/prometheus/metrics2/ --storage.tsdb.retention.time={prometheus.retention} "
-            f"--web.listen-address={prometheus.address} --web.external-url={prometheus.external_url} "
+            f"--web.listen-address={prometheus.address} --web.external-url={_argument(prometheus.external_url)} "
             "--web.route-prefix=/"),
         "prometheus-alertmanager.service.d/opsmon.conf": _drop_in(
             f"/usr/bin/prometheus-alertmanager --config.file={_argument(out / 'alertmanager.yml')} "
             f"--storage.path=/var/lib/prometheus/alertmanager/ --web.listen-address={alertmanager.address} "
-            f"--web.external-url={alertmanager.external_url} --web.route-prefix=/ --cluster.listen-address="),
+            f"--web.external-url={_argument(alertmanager.external_url)} --web.route-prefix=/ --cluster.listen-address="),
     }
 
 
@@ -437,6 +442,10 @@ def _refuse_writing_over_sources(stack: StackConfig, out: Path, names: Iterable[
 def render(config: OpsmonConfig, config_file: Path, out: Path, environ: dict | None = None) -> list[Path]:
     """Write the stack's files under `out`; files of one's own there (more hosts in targets/) are left alone."""
     out = out.resolve()
+    if any(c in GLOB_CHARACTERS for c in str(out)):
+        raise CannotRender(f"--out {out}: Prometheus reads rules/*.rules.yml and targets/*.yml under it as patterns, "
+                           f"which its {', '.join(c for c in GLOB_CHARACTERS if c in str(out))} would change: render "
+                           "into a folder whose path has none")
     files = rendered_files(config, config_file.resolve(), out, os.environ if environ is None else environ)
     _refuse_writing_over_sources(config.stack, out, files)
     # Rules and boards no longer rendered would still be loaded by rules/*.rules.yml and Grafana's provider.

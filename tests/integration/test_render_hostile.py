@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ import yaml
 
 from tests.conftest import write_config
 from tests.e2e.test_own_app import clone_of_repository
-from tests.integration.test_render import opsmon, render
+from tests.integration.test_render import BIN, opsmon, render
 
-HOSTILE = "a dir with 'quotes\" ünïcödé: #not-a-comment & *star"
+HOSTILE = "a dir with 'quotes\" ünïcödé: #not-a-comment & *star 100% $HOME \\"
+# An output folder as hostile, but for what Prometheus reads as a pattern there (refused, as a test below shows).
+OUT = "out 'quotes\" ünïcödé: #not-a-comment & 100% $HOME"
 
 
 def refused(config: Path, out: Path) -> str:
@@ -38,22 +41,41 @@ def check(tool: list[str], path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_paths_and_names_with_quotes_unicode_and_yaml_characters_render_files_promtool_and_amtool_accept(tmp_path):
+def test_paths_and_names_with_quotes_unicode_and_yaml_characters_render_files_promtool_amtool_and_systemd_read(tmp_path):
     folder = tmp_path / HOSTILE
     folder.mkdir()
     config = write_config(folder / "shop.yml", {
         "database": {"path": "shop.db"}, "backups": {"directory": "back ups"},
         "exporter": {"probes": [{"service": "Shop", "url": "http://127.0.0.1:1/"},
                                 {"service": "shop.v2|(x)", "url": "http://127.0.0.1:2/"}],
-                     "processes": [{"name": 'we"ird\\proc', "match": "shop", "serves": ["Shop", "shop.v2|(x)"]}]}})
-    out = render(config, tmp_path / f"out {HOSTILE}")
+                     "processes": [{"name": 'we"ird\\proc', "match": "shop", "serves": ["Shop", "shop.v2|(x)"]}]},
+        "stack": {"prometheus": {"external_url": "http://prometheus.example/ops%20team$x"}}})
+    out = render(config, tmp_path / OUT)
     check(["promtool", "check", "config"], out / "prometheus.yml")
     check(["amtool", "check-config"], out / "alertmanager.yml")
     [served] = [rule for rule in yaml.safe_load((out / "alertmanager.yml").read_text())["inhibit_rules"]
                 if 'alertname="OpsmonProcessDown"' in rule["source_matchers"] and len(rule["source_matchers"]) == 2]
     assert served["source_matchers"][1] == 'process="we\\"ird\\\\proc"'
     assert served["target_matchers"][1] == 'service=~"Shop|shop\\\\.v2\\\\|\\\\(x\\\\)"'
-    assert f'--config.file "{config}"' in (out / "systemd" / "opsmon-exporter.service").read_text()
+    assert exec_start(out / "systemd/opsmon-exporter.service") == [str(BIN / "opsmon-exporter"), "--config.file",
+                                                                    str(config)]
+    prometheus = exec_start(out / "systemd/prometheus.service.d/opsmon.conf")
+    assert f"--config.file={out / 'prometheus.yml'}" in prometheus
+    assert "--web.external-url=http://prometheus.example/ops%20team$x" in prometheus
+
+
+def exec_start(unit: Path) -> list[str]:
+    """The words of a unit's last ExecStart= as systemd reads them: quoted and escaped as in a POSIX shell,
+    %% and $$ for a literal % and $."""
+    line = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")][-1]
+    return [word.replace("%%", "%").replace("$$", "$") for word in shlex.split(line.removeprefix("ExecStart="))]
+
+
+@pytest.mark.parametrize("folder", ["out*", "out [1]", "out?", "back\\slash"])
+def test_an_output_folder_whose_path_prometheus_would_read_as_a_pattern_is_refused(tmp_path, folder):
+    # rules/*.rules.yml under "out [1]" matches no file: Prometheus would load no rules, and say nothing.
+    assert f"--out {tmp_path / folder}: Prometheus reads rules/*.rules.yml and targets/*.yml under it as patterns" \
+        in refused(shop(tmp_path), tmp_path / folder)
 
 
 @pytest.mark.parametrize("uid, whose", [("opsmon-overview", "overview.json"), ("opsmon-business", "business board"),
