@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from opsmon.boards import ALERTMANAGER_UID, LONG_TERM_UID, PROMETHEUS_UID, business_board
-from opsmon.boards import UID as BUSINESS_UID
+from opsmon.boards import UID as BUSINESS_UID  # the rendered business board's, which one's own may not take
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
