@@ -44,10 +44,7 @@ def _gauge(metric: BusinessQueryConfig) -> tuple[str, str, str]:
 
 def _counter(metric: BusinessQueryConfig) -> tuple[str, str, str]:
     """(expression, unit, how it is read): events per hour, from the counter the app increments."""
-    # prometheus_client publishes Counter("orders_placed") as orders_placed_total: the name the app gave it
-    # is what a user writes here.
-    series = metric.name if metric.name.endswith("_total") else f"{metric.name}_total"
-    expr = f"sum by ({_grouping(metric)}) (rate({series}{{{HOST}}}[$__rate_interval])) * {PER_HOUR}"
+    expr = f"sum by ({_grouping(metric)}) (rate({metric.series}{{{HOST}}}[$__rate_interval])) * {PER_HOUR}"
     return expr, "suffix:/h", "Counted by the app where each happens; per hour, per host"
 
 

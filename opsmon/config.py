@@ -29,6 +29,10 @@ from opsmon.exits import EXIT_USAGE, Failure
 DEFAULT_CONFIG_FILE = "opsmon.yml"
 METRIC_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# The namespaces of the kit's metrics (the exporter's and the instrumentation library's), and the labels
+# Prometheus puts on every target (host: the kit's relabeling).
+KIT_NAMESPACES = ("opsmon_", "app_")
+TARGET_LABELS = ("host", "job", "instance")
 
 
 class InvalidConfig(Failure):
@@ -75,6 +79,13 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _same_socket(first: str, second: str) -> bool:
+    """Whether two listen addresses take one port: the same host, or either on every interface."""
+    (host_a, _, port_a), (host_b, _, port_b) = first.rpartition(":"), second.rpartition(":")
+    everywhere = ("", "0.0.0.0", "[::]")
+    return port_a == port_b and (host_a == host_b or host_a in everywhere or host_b in everywhere)
+
+
 def _cron(value: str) -> str:
     if not croniter.is_valid(value):
         raise ValueError(f"not a cron expression (minute hour day month weekday): {value!r}")
@@ -115,8 +126,22 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$")]
 Name = Annotated[str, Field(min_length=1)]
+REGEX_MATCHER = re.compile(r'^[A-Za-z0-9_]+[=!]~"(.*)"$')
+
+
+def _matcher_regex_compiles(value: str) -> str:
+    """A regex matcher's value must compile: Alertmanager refuses the whole file otherwise."""
+    quoted = REGEX_MATCHER.match(value)
+    if quoted:
+        _regex(re.sub(r"\\(.)", r"\1", quoted[1]))
+    return value
+
+
+# A mount point as the exporter labels it: /data/ would match no alert's mountpoint="/data".
+MountPoint = Annotated[str, Field(pattern=r"^/"), AfterValidator(os.path.normpath)]
 # An Alertmanager matcher, its value quoted: alertname="OpsmonProcessDown", service=~"a|b".
-Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$')]
+Matcher = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"([^"\\]|\\.)*"$'),
+                    AfterValidator(_matcher_regex_compiles)]
 
 
 def _both_or_neither(model, first: str, second: str) -> None:
@@ -223,6 +248,24 @@ class BusinessQueryConfig(Strict):
                 "states such as a backlog here as gauges")
         if self.type == "gauge" and self.query is None:
             raise ValueError(f"{self.name}: a gauge needs a query (a counter the app increments is type counter)")
+        return self
+
+    @property
+    def series(self) -> str:
+        """The name Prometheus reads: prometheus_client publishes Counter("orders_placed") as orders_placed_total."""
+        return self.name if self.type == "gauge" or self.name.endswith("_total") else f"{self.name}_total"
+
+    @model_validator(mode="after")
+    def _names_of_its_own(self) -> BusinessQueryConfig:
+        # A name in the kit's namespaces publishes a second family of a kit metric, and Prometheus refuses the
+        # exporter's whole scrape; a target label is renamed exported_<label> by Prometheus, out of the board's sight.
+        if self.name.startswith(KIT_NAMESPACES):
+            raise ValueError(f"{self.name}: the prefixes {', '.join(KIT_NAMESPACES)} are the kit's own metrics: "
+                             "give the business metric a prefix of its own (shop_orders_pending)")
+        taken = [label for label in self.labels if label in TARGET_LABELS]
+        if taken:
+            raise ValueError(f"{self.name}: labels {', '.join(taken)}: Prometheus sets these on every series it "
+                             "scrapes and would rename the query's; name the column otherwise")
         return self
 
 
@@ -460,6 +503,16 @@ class StackHost(Strict):
     labels: dict[Annotated[str, Field(pattern=LABEL_NAME)], str] = Field(
         {}, description="Labels on every series scraped from the host (env, role...), for one's own queries.")
 
+    @model_validator(mode="after")
+    def _labels_of_its_own(self) -> StackHost:
+        # The target file carries them beside job and host: job would have the target dropped by its job's keep,
+        # and Prometheus reads __ names as settings (__address__ is where it scrapes).
+        taken = [label for label in self.labels if label in TARGET_LABELS or label.startswith("__")]
+        if taken:
+            raise ValueError(f"labels {', '.join(taken)}: set by Prometheus and the kit for every target; name the "
+                             "label otherwise")
+        return self
+
 
 class StackPrometheus(Strict):
     address: HostPort = Field(
@@ -494,7 +547,7 @@ class StackAlertmanager(Strict):
     external_url: Url = Field(
         "http://localhost:9093", description=(
             "Alertmanager's `--web.external-url`: the \"Silence\" links and the footer of e-mails."))
-    data_mounts: list[Annotated[str, Field(pattern=r"^/")]] | None = Field(None, description=(
+    data_mounts: list[MountPoint] | None = Field(None, description=(
         "The mount points holding the database and the backups, as the exporter labels them: a full one holds "
         "back the backup warnings. Default: those of database.path and backups.directory where `opsmon render` "
         "runs; name them when the services see other paths (a container's volumes)."))
@@ -623,7 +676,8 @@ class OpsmonConfig(Strict):
             ("exporter.probes service", [p.service for p in self.exporter.probes]),
             ("exporter.processes name", [p.name for p in self.exporter.processes]),
             ("exporter.logs source", [s.source for s in self.exporter.logs]),
-            ("business name", [q.name for q in self.business]),
+            # The exporter serves the app's counters beside the gauges: one series name twice fails its scrape.
+            ("business name (as Prometheus reads it: a counter's with _total)", [q.series for q in self.business]),
             ("integrity.rules name", [r.name for r in self.integrity.rules]),
         ):
             repeated = sorted({n for n in names if names.count(n) > 1})
@@ -639,6 +693,19 @@ class OpsmonConfig(Strict):
             if unknown:
                 raise ValueError(f"exporter.processes[{number}].serves: {', '.join(unknown)}: no such service "
                                  "in exporter.probes")
+        return self
+
+    @model_validator(mode="after")
+    def _one_port_per_service(self) -> OpsmonConfig:
+        backups = self.backups
+        addresses = [("exporter.listen_address", self.exporter.listen_address),
+                     *([("backups.listen_address", backups.listen_address)] if backups else []),
+                     *([("backups.litestream.metrics_address", backups.litestream.metrics_address)]
+                       if backups and backups.litestream.enabled else [])]
+        for number, (key, address) in enumerate(addresses):
+            for earlier, other in addresses[:number]:
+                if _same_socket(address, other):
+                    raise ValueError(f"{key} {address}: {earlier} {other} listens there: give each service its port")
         return self
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from opsmon.boards import ALERTMANAGER_UID, LONG_TERM_UID, PROMETHEUS_UID, business_board
+from opsmon.boards import UID as BUSINESS_UID  # the rendered business board's, which one's own may not take
 from opsmon.config import OpsmonConfig, StackConfig
 from opsmon.files import write_atomically
 
@@ -50,6 +51,8 @@ HOST_FROM_ADDRESS = {"source_labels": ["host", "__address__"], "regex": r";(\[[^
 # What a full disk that holds the database or backups explains: the warnings of failing backups and drills.
 # Never the critical OpsmonBackupStale (two missed runs page whatever the cause), nor the copies kept elsewhere.
 DISK_EXPLAINS = ['alertname=~"OpsmonBackup(Stale|Failing)|OpsmonRestoreDrillStale"', 'severity="warning"']
+# What Go's filepath.Glob reads as a pattern: in the output folder's path, it breaks or widens Prometheus's globs.
+GLOB_CHARACTERS = "*?[\\"
 EMAIL_TEMPLATES = {"headers": {"Subject": '{{ template "opsmon.email.subject" . }}'},
                    "html": '{{ template "opsmon.email.html" . }}', "text": '{{ template "opsmon.email.text" . }}'}
 
@@ -232,9 +235,12 @@ def _unit(description: str, exec_start: str, user: str | None) -> str:
 
 
 def _argument(value: object) -> str:
-    """One word of an ExecStart line: quoted when it holds a space, as systemd splits on them."""
-    text = str(value)
-    return f'"{text}"' if any(c.isspace() for c in text) else text
+    """One word of an ExecStart line as systemd reads it back: a literal % and $ doubled (a specifier and a
+    variable otherwise), and the word in double quotes, its own quotes and backslashes escaped, when it holds any."""
+    text = str(value).replace("%", "%%").replace("$", "$$")
+    if not any(c.isspace() or c in "\"'\\" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _drop_in(exec_start: str) -> str:
@@ -257,12 +263,12 @@ def systemd_units(stack: StackConfig, config_file: Path, out: Path) -> dict[str,
         "prometheus.service.d/opsmon.conf": _drop_in(
             f"/usr/bin/prometheus --config.file={_argument(out / 'prometheus.yml')} "
             f"--storage.tsdb.path=/var/lib/prometheus/metrics2/ --storage.tsdb.retention.time={prometheus.retention} "
-            f"--web.listen-address={prometheus.address} --web.external-url={prometheus.external_url} "
+            f"--web.listen-address={prometheus.address} --web.external-url={_argument(prometheus.external_url)} "
             "--web.route-prefix=/"),
         "prometheus-alertmanager.service.d/opsmon.conf": _drop_in(
             f"/usr/bin/prometheus-alertmanager --config.file={_argument(out / 'alertmanager.yml')} "
             f"--storage.path=/var/lib/prometheus/alertmanager/ --web.listen-address={alertmanager.address} "
-            f"--web.external-url={alertmanager.external_url} --web.route-prefix=/ --cluster.listen-address="),
+            f"--web.external-url={_argument(alertmanager.external_url)} --web.route-prefix=/ --cluster.listen-address="),
     }
 
 
@@ -298,6 +304,13 @@ def _own_file(key: str, path: Path, parse, holds: str) -> str:
     return text
 
 
+def _rule_groups(groups: object) -> bool:
+    """Whether a rules file's groups have the shape Prometheus loads: it refuses every file for one that has not."""
+    return isinstance(groups, list) and all(
+        isinstance(group, dict) and isinstance(group.get("name"), str) and isinstance(group.get("rules", []), list)
+        for group in groups)
+
+
 def _rules(stack: StackConfig) -> dict[str, str]:
     """The kit's rules, and the config's own rule files beside them (the same folder: prometheus.yml reads one)."""
     rules = sorted(RULES.glob("*.rules.yml"))
@@ -313,17 +326,41 @@ def _rules(stack: StackConfig) -> dict[str, str]:
         if path.name in texts:
             raise CannotRender(f"stack.{key}: {path}: a rules file named {path.name} is rendered already")
         texts[path.name] = _own_file(key, path, yaml.safe_load, "groups")
+        if not _rule_groups(yaml.safe_load(texts[path.name])["groups"]):
+            raise CannotRender(f"stack.{key}: {path}: groups must be a list of groups, each with a name and a list "
+                               "of rules")
     return {f"rules/{name}": text.replace(SHIPPED_GRAFANA_URL, stack.grafana.url) for name, text in texts.items()}
+
+
+def _provisioned_uids(stack: StackConfig) -> dict[str, str]:
+    """The uid of each board provisioned beside one's own, and what has it."""
+    uids = {BUSINESS_UID: "the business board"}
+    for path in sorted((stack.grafana.dashboards_directory or BOARDS).glob("*.json")):
+        try:
+            board = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a board Grafana cannot read either takes no uid
+        if isinstance(board, dict) and isinstance(board.get("uid"), str):
+            uids[board["uid"]] = str(path)
+    return uids
 
 
 def _boards(config: OpsmonConfig, stack: StackConfig) -> dict[str, str]:
     """The business board of the config's business metrics, and the config's own boards beside it."""
     boards = {BUSINESS_BOARD: business_board(config.business)}
+    # Grafana provisions one board per uid and leaves the other out with a line in its log.
+    uids = _provisioned_uids(stack)
     for number, path in enumerate(stack.grafana.dashboard_files):
         key = f"grafana.dashboard_files[{number}]"
         if path.name in boards:
             raise CannotRender(f"stack.{key}: {path}: a board file named {path.name} is provisioned already")
         boards[path.name] = _own_file(key, path, json.loads, "uid")
+        uid = json.loads(boards[path.name])["uid"]
+        if not isinstance(uid, str) or not uid:
+            raise CannotRender(f"stack.{key}: {path}: uid {uid!r}: Grafana needs a string")
+        if uid in uids:
+            raise CannotRender(f"stack.{key}: {path}: uid {uid!r} is {uids[uid]}'s: give the board a uid of its own")
+        uids[uid] = str(path)
     return {f"{APP_BOARDS}/{name}": text for name, text in boards.items()}
 
 
@@ -352,9 +389,23 @@ def hosts_where_config_listens(config: OpsmonConfig) -> StackConfig:
     return config.stack.model_copy(update={"hosts": hosts})
 
 
+def _one_host_per_address(stack: StackConfig) -> None:
+    """Two hosts at one address would be one service scraped twice, its figures under both hosts' names, and the
+    other's never scraped: a second machine that names none of its own gets this file's listen address."""
+    for job, service in FLEET_JOBS:
+        first_at: dict[str, str] = {}
+        for host in stack.hosts:
+            address = getattr(host, service)
+            if address is not None and first_at.setdefault(address, host.name) != host.name:
+                raise CannotRender(f"stack.hosts: {first_at[address]} and {host.name} both have {service} at "
+                                   f"{address}: give each host the address Prometheus reaches its {job} at "
+                                   "(null: none runs there)")
+
+
 def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: dict) -> dict[str, str]:
     """Every file `render` writes, by its path under the output folder."""
     stack = with_environment(hosts_where_config_listens(config), environ)
+    _one_host_per_address(stack)
     header = f"Rendered by `opsmon render` from {config_file}: change its stack: section and render again."
     files = {
         "prometheus.yml": _yaml(prometheus_config(stack), header),
@@ -372,10 +423,31 @@ def rendered_files(config: OpsmonConfig, config_file: Path, out: Path, environ: 
     return files
 
 
+def _refuse_writing_over_sources(stack: StackConfig, out: Path, names: Iterable[str]) -> None:
+    """An output folder inside the kit (a clone's prometheus/) or holding one's own rules and boards would have
+    the shipped files rewritten by the render (the next render reads them) and others left out deleted."""
+    folders = [folder.resolve() for folder in (RULES, ALERTMANAGER, BOARDS)]
+    own = {path.resolve() for path in (*stack.prometheus.rule_files, *stack.grafana.dashboard_files)}
+    for name in names:
+        real = (out / name).resolve()
+        if real in own:
+            raise CannotRender(f"--out {out}: it would write over {real}, one of the config's own files: render "
+                               "into a folder of its own")
+        kit = next((folder for folder in folders if real.is_relative_to(folder)), None)
+        if kit:
+            raise CannotRender(f"--out {out}: it would write {real} into the kit's {kit}: render into a folder of "
+                               "its own")
+
+
 def render(config: OpsmonConfig, config_file: Path, out: Path, environ: dict | None = None) -> list[Path]:
     """Write the stack's files under `out`; files of one's own there (more hosts in targets/) are left alone."""
     out = out.resolve()
+    if any(c in GLOB_CHARACTERS for c in str(out)):
+        raise CannotRender(f"--out {out}: Prometheus reads rules/*.rules.yml and targets/*.yml under it as patterns, "
+                           f"which its {', '.join(c for c in GLOB_CHARACTERS if c in str(out))} would change: render "
+                           "into a folder whose path has none")
     files = rendered_files(config, config_file.resolve(), out, os.environ if environ is None else environ)
+    _refuse_writing_over_sources(config.stack, out, files)
     # Rules and boards no longer rendered would still be loaded by rules/*.rules.yml and Grafana's provider.
     for stale in {*(out / "rules").glob("*.rules.yml"), *(out / APP_BOARDS).glob("*.json")} - {
             out / name for name in files}:

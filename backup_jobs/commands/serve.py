@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 
 from backup_jobs.commands.command import Command, config_file_of
 from backup_jobs.jobs import Jobs
 from backup_jobs.service import serve
+from opsmon.exits import Failure
+
+# Errors only binding the service's address raises: a port another program holds, an address not of this machine.
+CANNOT_LISTEN = {errno.EADDRINUSE, errno.EADDRNOTAVAIL}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +20,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, jobs: Jobs) -> int:
-    return serve(jobs, listen_address=args.listen_address, config_source=config_file_of(args) or "command line")
+    try:
+        return serve(jobs, listen_address=args.listen_address, config_source=config_file_of(args) or "command line")
+    except OSError as err:
+        if err.errno not in CANNOT_LISTEN:
+            raise
+        where = (f"--web.listen-address {args.listen_address}" if args.listen_address
+                 else f"backups.listen_address {jobs.config.backups.listen_address}")
+        raise Failure(f"{where}: cannot listen: {err.strerror} (a second app on this machine needs a port of its "
+                      "own)") from None
 
 
 COMMAND = Command(
