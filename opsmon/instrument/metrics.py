@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from opsmon.instrument.errors import ConfigError, OpsmonError, Severity, classif
 log = logging.getLogger("opsmon.instrument")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The files prometheus_client's multiprocess mode writes (counter_123.db, gauge_livesum_123.db...): the only
+# ones prepare_multiprocess_dir() removes.
+METRIC_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_\d+\.db")
 # Names a LogRecord has already: track()'s fields must not shadow them.
 _RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 # Finer at the low end, where a healthy handler lives, and up to a minute for pipeline stages.
@@ -147,7 +151,12 @@ def prepare_multiprocess_dir() -> Path:
         raise ConfigError(f"set {MULTIPROC_ENV} before the app imports opsmon.instrument, or the app's "
                           "metrics stay inside each process and the exporter never sees them")
     path = Path(directory)
-    if path.exists():
+    if path.is_dir():
+        others = sorted(p.name for p in path.iterdir() if not (p.is_file() and METRIC_FILE.fullmatch(p.name)))
+        if others:  # the variable named the app's data folder, say: emptying it would delete the app's data
+            raise ConfigError(f"{MULTIPROC_ENV}={directory} holds files that are not prometheus_client's "
+                              f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): give the app's "
+                              "metrics a folder of their own")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path

@@ -321,3 +321,21 @@ def test_the_app_collector_reports_a_missing_folder_as_no_files(tmp_path):
     registry = CollectorRegistry()
     registry.register(AppCollector(tmp_path / "never-created"))
     assert registry.get_sample_value("opsmon_app_metric_files") == 0
+
+
+def test_preparing_a_multiprocess_folder_that_holds_other_files_leaves_them_and_says_so(tmp_path, python_env):
+    """PROMETHEUS_MULTIPROC_DIR set to the app's data folder by mistake: nothing of the app's is deleted."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "shop.db").write_bytes(b"the app's data")
+    (data / "counter_1.db").write_bytes(b"")
+    prepare = "from opsmon.instrument import prepare_multiprocess_dir\nprepare_multiprocess_dir()"
+    result = subprocess.run([sys.executable, "-c", prepare], env={**python_env, "PROMETHEUS_MULTIPROC_DIR": str(data)},
+                            capture_output=True, text=True, timeout=60)
+    assert (data / "shop.db").read_bytes() == b"the app's data"
+    assert result.returncode != 0 and f"PROMETHEUS_MULTIPROC_DIR={data} holds files that are not" in result.stderr
+    assert "shop.db" in result.stderr
+    (data / "shop.db").unlink()  # only prometheus_client's own files left: emptied as before
+    subprocess.run([sys.executable, "-c", prepare], env={**python_env, "PROMETHEUS_MULTIPROC_DIR": str(data)},
+                   check=True, timeout=60)
+    assert list(data.iterdir()) == []
