@@ -79,6 +79,8 @@ def load(args: argparse.Namespace) -> tuple[OpsmonConfig, str | None]:
     config = parse_config(document, source, base)
     if config.backups is None:
         raise UsageError(f"{source}: backups: required to run opsmon-backup (or give --backup-dir)")
+    if config.backups.directory.exists() and not config.backups.directory.is_dir():
+        raise UsageError(f"{source}: backups.directory: {config.backups.directory} is not a folder")
     return config, None if source == "command line" else str(Path(source).absolute())
 
 

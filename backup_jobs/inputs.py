@@ -26,7 +26,7 @@ def parse_moment(text: object, name: str = "--at", clock=time.time) -> float:
     except ValueError:
         raise UsageError(f"{name} {text!r}: not an ISO 8601 moment such as 2026-11-26T10:00:00Z") from None
     if moment.tzinfo is None:
-        raise UsageError(f"{name} {text!r}: give the time zone too, e.g. {text}Z for UTC")
+        raise UsageError(f"{name} {text!r}: give the time zone too, e.g. {moment.isoformat()}Z for UTC")
     try:
         to_iso(moment.timestamp())  # a moment before year 1 in UTC cannot even be shown
     except (ValueError, OverflowError, OSError):

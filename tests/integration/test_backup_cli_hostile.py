@@ -66,3 +66,40 @@ def test_a_second_app_s_service_on_the_first_s_port_names_the_address_and_exits(
     assert second.returncode == EXIT_FAILED, second.stderr
     assert second.stderr.endswith(f"opsmon-backup: backups.listen_address 127.0.0.1:{port}: cannot listen: Address "
                                   "already in use (a second app on this machine needs a port of its own)\n")
+
+
+def test_a_backup_folder_that_is_a_file_is_named_by_list_and_status(tmp_path):
+    database = demo_database(tmp_path / "shop.db", videos=5)
+    (tmp_path / "backups").write_text("not a folder")
+    for line in (["list"], ["status"], ["create", "--tier", "daily"]):
+        result = opsmon_backup("--database", database, "--backup-dir", tmp_path / "backups", *line, cwd=tmp_path)
+        assert result.returncode == EXIT_USAGE, (line, result.stdout, result.stderr)
+        assert f"{tmp_path / 'backups'} is not a folder" in result.stderr
+
+
+def test_restore_at_a_date_with_its_zone_suggests_a_moment_that_parses(tmp_path):
+    database = demo_database(tmp_path / "shop.db", videos=5)
+    result = opsmon_backup("--database", database, "--backup-dir", tmp_path / "backups", "restore", "--at",
+                           "2026-11-26Z", "--dry-run", cwd=tmp_path)
+    assert result.returncode == EXIT_USAGE and "2026-11-26ZZ" not in result.stderr
+    assert "e.g. 2026-11-26T00:00:00Z for UTC" in result.stderr
+
+
+def test_status_knows_its_own_service_through_a_symlinked_database_path(tmp_path):
+    database = demo_database(tmp_path / "shop.db", videos=5)
+    (tmp_path / "link.db").symlink_to(database)
+    port = free_port()
+    backups = {"directory": "backups", "listen_address": f"127.0.0.1:{port}"}
+    served = write_config(tmp_path / "served.yml", {"database": {"path": "link.db"}, "backups": backups})
+    asked = write_config(tmp_path / "asked.yml", {"database": {"path": "shop.db"}, "backups": backups})
+    service = subprocess.Popen([sys.executable, "-m", "backup_jobs", "--config.file", str(served), "serve"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "opsmon_backup_service_info" in requests.get(f"http://127.0.0.1:{port}/metrics",
+                                                                      timeout=2).text, what="the service")
+        result = opsmon_backup("--config.file", asked, "status", cwd=tmp_path)
+        assert "backs up another database" not in result.stdout, result.stdout
+    finally:
+        stop(service)
+
+
