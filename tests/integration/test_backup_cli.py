@@ -78,8 +78,8 @@ ERRORS = [
      "is the last verified daily backup: it stays"),
     ("a database SQLite cannot read", ["--database", "notes.txt", "--backup-dir", "backups", "create"], EXIT_FAILED,
      "notes.txt cannot be read by SQLite (file is not a database): no backup was kept"),
-    ("a backup folder that is a file", ["--database", "live.db", "--backup-dir", "notes.txt", "create"], EXIT_FAILED,
-     "File exists"),
+    ("a backup folder that is a file", ["--database", "live.db", "--backup-dir", "notes.txt", "create"], EXIT_USAGE,
+     "notes.txt is not a folder"),
 ]
 
 
