@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -311,6 +313,18 @@ def _rule_groups(groups: object) -> bool:
         for group in groups)
 
 
+def _promtool_objection(path: Path) -> str | None:
+    """What `promtool check rules` says against a rules file (a PromQL expression Prometheus cannot parse would
+    stop it loading every rule), where promtool is installed, as with Debian's prometheus."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return None
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    if result.returncode == 0:
+        return None
+    return " ".join((result.stderr or result.stdout).split())
+
+
 def _rules(stack: StackConfig) -> dict[str, str]:
     """The kit's rules, and the config's own rule files beside them (the same folder: prometheus.yml reads one)."""
     rules = sorted(RULES.glob("*.rules.yml"))
@@ -329,6 +343,9 @@ def _rules(stack: StackConfig) -> dict[str, str]:
         if not _rule_groups(yaml.safe_load(texts[path.name])["groups"]):
             raise CannotRender(f"stack.{key}: {path}: groups must be a list of groups, each with a name and a list "
                                "of rules")
+        objection = _promtool_objection(path)
+        if objection:
+            raise CannotRender(f"stack.{key}: {path}: promtool check rules: {objection}")
     return {f"rules/{name}": text.replace(SHIPPED_GRAFANA_URL, stack.grafana.url) for name, text in texts.items()}
 
 

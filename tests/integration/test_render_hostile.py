@@ -221,3 +221,11 @@ def test_two_services_of_one_config_on_one_port_are_refused(tmp_path, exporter, 
         "litestream": {"enabled": True, "replica_directory": "replica", "metrics_address": litestream}})
     complaint = refused(config, tmp_path / "out")
     assert f": exporter.listen_address {exporter} listens there: give each service its port" in complaint
+
+
+def test_a_rules_file_of_one_s_own_with_an_expression_prometheus_cannot_parse_is_refused(tmp_path):
+    (tmp_path / "shop.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "shop", "rules": [
+        {"alert": "ShopBroken", "expr": "sum(rate(shop_orders_total[5m]) by"}]}]}))
+    config = shop(tmp_path, stack={"prometheus": {"rule_files": ["shop.rules.yml"]}})
+    message = refused(config, tmp_path / "out")
+    assert "stack.prometheus.rule_files[0]: " in message and "could not parse expression" in message
