@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 import typing
@@ -145,21 +146,32 @@ def published_name(family) -> str:
     return f"{family.name}_total" if family.type == "counter" else family.name
 
 
-def metric_families(exposition: str) -> dict[str, tuple[str, list[str], str]]:
-    """Each family of a text exposition: its name, and its type, label names (as seen) and help."""
+def metric_families(exposition: str) -> dict[str, tuple[str, list[str] | None, str]]:
+    """Each family of a text exposition: its name, and its type, label names (as seen; None for a family
+    with no sample here, such as disk I/O on a machine whose kernel shows no disk) and help."""
     families = {}
     for family in text_string_to_metric_families(exposition):
-        labels = sorted({label for sample in family.samples for label in sample.labels} - {"le", "quantile"})
-        families[published_name(family)] = (family.type, labels, family.documentation)
+        seen = {label for sample in family.samples for label in sample.labels} - {"le", "quantile"}
+        families[published_name(family)] = (family.type, sorted(seen) if family.samples else None,
+                                             family.documentation)
     return families
 
 
-def metrics_reference(expositions: dict[str, str]) -> str:
-    """One table per service: every family its /metrics served, by name."""
+def labels_in_page(page: str) -> dict[str, list[str]]:
+    """The label names a reference page lists for each metric."""
+    rows = re.findall(r"^\| `([^`]+)` \| \w+ \| ([^|]*) \|", page, flags=re.MULTILINE)
+    return {name: re.findall(r"`([^`]+)`", labels) for name, labels in rows}
+
+
+def metrics_reference(expositions: dict[str, str], known: dict[str, list[str]] | None = None) -> str:
+    """One table per service: every family its /metrics served, by name; the labels of a family with no
+    sample on this machine are those `known` (the committed page's), so every machine writes one page."""
     lines = []
     for service, exposition in expositions.items():
         lines += ["", f"## {service}", "", "| metric | type | labels | help |", "|---|---|---|---|"]
         for name, (kind, labels, help_text) in sorted(metric_families(exposition).items()):
+            if labels is None:
+                labels = (known or {}).get(name, [])
             label_text = ", ".join(f"`{label}`" for label in labels)
             lines.append(f"| `{name}` | {kind} | {label_text} | {_cell(help_text)} |")
     return "\n".join(lines).lstrip("\n") + "\n"
@@ -201,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         except requests.RequestException as err:
             print(f"python -m opsmon.docs metrics: cannot scrape {service} at {url}: {err}", file=sys.stderr)
             return 1
-    print(metrics_reference(expositions), end="")
+    known = labels_in_page(METRICS_PAGE.read_text()) if METRICS_PAGE.exists() else None
+    print(metrics_reference(expositions, known), end="")
     return 0
 
 

@@ -145,7 +145,8 @@ def test_the_metrics_reference_is_what_the_running_services_publish(services):
 
     def generated_now():
         expositions = {service: docs.scrape(url) for service, url in services.items()}
-        latest["page"] = docs.with_generated(committed, docs.METRICS_COMMAND, docs.metrics_reference(expositions))
+        reference = docs.metrics_reference(expositions, docs.labels_in_page(committed))
+        latest["page"] = docs.with_generated(committed, docs.METRICS_COMMAND, reference)
         if os.environ.get("UPDATE_DOCS"):
             return EVENTUAL <= set(docs.metric_families(expositions["opsmon-exporter"]))
         return latest["page"] == committed
@@ -165,6 +166,16 @@ def test_the_metrics_command_prints_the_reference_of_any_running_services(servic
     assert printed.startswith("## opsmon-exporter\n")
     assert "| `opsmon_scrape_collector_success` | gauge | `collector` |" in printed
     assert "\n## opsmon-backup serve\n" in printed and "| `opsmon_litestream_up` | gauge |  |" in printed
+
+
+def test_a_family_without_samples_on_this_machine_keeps_the_labels_the_page_lists():
+    """A CI machine whose kernel shows no disk serves opsmon_disk_read_bytes_total without a sample."""
+    exposition = ("# HELP opsmon_disk_read_bytes_total Bytes read from the device.\n"
+                  "# TYPE opsmon_disk_read_bytes_total counter\n")
+    page = "| `opsmon_disk_read_bytes_total` | counter | `device` | Bytes read from the device. |\n"
+    assert docs.labels_in_page(page) == {"opsmon_disk_read_bytes_total": ["device"]}
+    assert page in docs.metrics_reference({"opsmon-exporter": exposition}, docs.labels_in_page(page))
+    assert "| counter |  |" in docs.metrics_reference({"opsmon-exporter": exposition})
 
 
 def test_the_metrics_command_names_a_service_it_cannot_scrape(capsys):
