@@ -3,14 +3,16 @@ samples written per second, disk bytes per sample, and the latency of the 30-day
 query from each; or (--rule-cost) the rule groups' evaluation time for a synthetic fleet.
 
     .venv/bin/python bench/fleet_bench.py [--minutes 10] [--queries 30]
-    .venv/bin/python bench/fleet_bench.py --rule-cost 100,300,1000 [--minutes 3]
+    .venv/bin/python bench/fleet_bench.py --rule-cost 100,300,1000 [--minutes 3] [--baseline RULES_DIR]
 
 The shipped prometheus.yml and rules at their real intervals (15 s); Prometheus cuts a block every
 5 minutes (instead of 2 hours) so that its compacted size can be measured within the run.
 --rule-cost runs one real host (demo app, exporter, backup service) for a minute, keeps each job's
 exposition, and serves it as that many hosts (one target per host and job, told apart by `host`);
 Prometheus scrapes them with the shipped rules for `--minutes` at each size, and
-prometheus_rule_group_last_duration_seconds gives each group's time.
+prometheus_rule_group_last_duration_seconds gives each group's time. --baseline names another rules
+folder (say main's, `git archive main prometheus/rules | tar -x -C /tmp/main`) measured on the same
+captured host right before the shipped one at each size, and the table gains each group's ratio.
 Everything runs on 127.0.0.1. Needs prometheus and victoria-metrics (make test installs both).
 """
 
@@ -209,12 +211,13 @@ def summarised(readings: list[dict], seconds: float) -> dict[tuple[str, str], fl
     return summary
 
 
-def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExposition], minutes: float) -> dict:
-    """Prometheus with the shipped rules over `hosts` synthetic hosts for `minutes`: its own figures."""
+def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExposition], minutes: float,
+                      rules: Path) -> dict:
+    """Prometheus with the `rules` folder over `hosts` synthetic hosts for `minutes`: its own figures."""
     fleet = Fleet(work)
     targets = work / "targets"
     write_synthetic_fleet(targets, hosts, servers)
-    prometheus = prometheus_config(REPO / "prometheus/rules", targets, fleet.ports, 15, 15, set(servers))
+    prometheus = prometheus_config(rules, targets, fleet.ports, 15, 15, set(servers))
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
                                f"--storage.tsdb.path={work / 'prometheus'}",
@@ -233,7 +236,10 @@ def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExpositio
         fleet.stop_all()
 
 
-def rule_cost(sizes: list[int], minutes: float) -> int:
+def rule_cost(sizes: list[int], minutes: float, baseline: Path | None) -> int:
+    rule_sets = {"shipped": REPO / "prometheus/rules"}
+    if baseline:
+        rule_sets = {"baseline": baseline, **rule_sets}  # the baseline first: neither always runs on a warmer machine
     with tempfile.TemporaryDirectory(prefix="opsmon-rule-cost-") as work:
         print("one real host, a minute of the demo's traffic ...", flush=True)
         captured = capture_host(Path(work) / "host", 60)
@@ -241,43 +247,101 @@ def rule_cost(sizes: list[int], minutes: float) -> int:
         series = {job: sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
                   for job, body in captured.items()}
         print(f"series per host: {series}", flush=True)
-        results = {}
+        results: dict[str, dict[int, dict]] = {name: {} for name in rule_sets}
         try:
             for hosts in sizes:
-                print(f"{hosts} hosts, {minutes:g} minutes ...", flush=True)
-                results[hosts] = measure_rule_cost(Path(work) / f"size-{hosts}", hosts, servers, minutes)
+                for name, rules in rule_sets.items():
+                    print(f"{hosts} hosts, {name} rules, {minutes:g} minutes ...", flush=True)
+                    results[name][hosts] = measure_rule_cost(Path(work) / f"size-{hosts}-{name}", hosts, servers,
+                                                             minutes, rules)
         finally:
             for server in servers.values():
                 server.close()
-    print_rule_cost(results, series)
+    print(f"\nseries per host: {sum(series.values())} ({', '.join(f'{j} {n}' for j, n in series.items())})")
+    for name, rules in rule_sets.items():
+        print(f"\n{name} rules ({rules})")
+        print_rule_cost(results[name])
+    if baseline:
+        print_ratios(results["baseline"], results["shipped"])
     return 0
 
 
-def print_rule_cost(results: dict[int, dict], series: dict[str, int]) -> None:
+def rule_groups(results: dict[int, dict]) -> list[str]:
+    return sorted({group for figures in results.values() for name, group in figures
+                   if name == "prometheus_rule_group_last_duration_seconds"})
+
+
+def duration(results: dict[int, dict], hosts: int, group: str) -> float:
+    return results[hosts].get(("prometheus_rule_group_last_duration_seconds", group), float("nan"))
+
+
+def interval(results: dict[int, dict], group: str) -> float:
+    return results[max(results)].get(("prometheus_rule_group_interval_seconds", group), float("nan"))
+
+
+def per_host(results: dict[int, dict], group: str) -> float:
+    """The cost of one more host, from the smallest and the largest size: what a group pays per host."""
+    small, large = min(results), max(results)
+    if large == small:
+        return duration(results, large, group) / large
+    return (duration(results, large, group) - duration(results, small, group)) / (large - small)
+
+
+def evaluation_load(results: dict[int, dict], hosts: int) -> float:
+    """The share of one core all groups together spend evaluating: each group's time over its interval."""
+    return sum(duration(results, hosts, group) / interval(results, group) for group in rule_groups(results))
+
+
+def hosts_at_half_interval(results: dict[int, dict]) -> float:
+    """Hosts at which the first group takes half its interval (the headroom to keep for a slow moment)."""
+    large = max(results)
+    limits = [large + (interval(results, group) / 2 - duration(results, large, group)) / per_host(results, group)
+              for group in rule_groups(results) if per_host(results, group) > 0]
+    return min(limits, default=float("inf"))
+
+
+def print_rule_cost(results: dict[int, dict]) -> None:
     sizes = sorted(results)
-    small, large = sizes[0], sizes[-1]
-    groups = sorted({group for figures in results.values() for name, group in figures
-                     if name == "prometheus_rule_group_last_duration_seconds"})
-
-    def duration(hosts: int, group: str) -> float:
-        return results[hosts].get(("prometheus_rule_group_last_duration_seconds", group), float("nan"))
-
-    print(f"\nseries per host: {sum(series.values())} ({', '.join(f'{j} {n}' for j, n in series.items())})")
+    large = sizes[-1]
     print(f"| rule group | interval s | {' | '.join(f'{n} hosts ms' for n in sizes)} | ms per host | "
           f"{HOST_TARGET:,} hosts s (extrapolated) |")
     print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|")
-    for group in groups:
-        interval = results[large].get(("prometheus_rule_group_interval_seconds", group), float("nan"))
-        # The cost of one more host, from the smallest and the largest size: what a group pays per host.
-        per_host = (duration(large, group) - duration(small, group)) / (large - small) if large > small else \
-            duration(large, group) / large
-        at_target = duration(large, group) + per_host * (HOST_TARGET - large)
-        cells = " | ".join(f"{duration(n, group) * 1000:.1f}" for n in sizes)
-        print(f"| {group} | {interval:g} | {cells} | {per_host * 1000:.3f} | {at_target:.1f} |")
+    for group in rule_groups(results):
+        at_target = duration(results, large, group) + per_host(results, group) * (HOST_TARGET - large)
+        cells = " | ".join(f"{duration(results, n, group) * 1000:.1f}" for n in sizes)
+        print(f"| {group} | {interval(results, group):g} | {cells} | {per_host(results, group) * 1000:.3f} | "
+              f"{at_target:.1f} |")
+    cells = " | ".join(f"{evaluation_load(results, n) * 100:.1f}" for n in sizes)
+    print(f"| (all groups, % of a core) | | {cells} | | |")
     for name, unit, scale in (("prometheus_tsdb_head_series", "head series", 1),
                               ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
         cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
         print(f"| ({unit}) | | {cells} | | |")
+    print(f"hosts at which the first group takes half its interval (straight line): {hosts_at_half_interval(results):,.0f}")
+
+
+def print_ratios(baseline: dict[int, dict], shipped: dict[int, dict]) -> None:
+    """Each group's time with the shipped rules over the baseline's, at each size (a group only one side
+    has is shown with a dash on the other)."""
+    sizes = sorted(shipped)
+    print(f"\n| rule group | {' | '.join(f'{n} hosts: baseline ms / shipped ms / ratio' for n in sizes)} |")
+    print(f"|---|{'---:|' * len(sizes)}")
+
+    def cell(results: dict[int, dict], hosts: int, group: str) -> str:
+        return f"{duration(results, hosts, group) * 1000:.1f}" if group in rule_groups(results) else "-"
+
+    for group in sorted(set(rule_groups(baseline)) | set(rule_groups(shipped))):
+        cells = []
+        for n in sizes:
+            both = group in rule_groups(baseline) and group in rule_groups(shipped)
+            ratio = f"{duration(shipped, n, group) / duration(baseline, n, group):.2f}" if both else "-"
+            cells.append(f"{cell(baseline, n, group)} / {cell(shipped, n, group)} / {ratio}")
+        print(f"| {group} | {' | '.join(cells)} |")
+    cells = [f"{evaluation_load(baseline, n) * 100:.1f} / {evaluation_load(shipped, n) * 100:.1f} / "
+             f"{evaluation_load(shipped, n) / evaluation_load(baseline, n):.2f}" for n in sizes]
+    print(f"| (all groups, % of a core) | {' | '.join(cells)} |")
+    print(f"hosts at which the first group takes half its interval: baseline {hosts_at_half_interval(baseline):,.0f}, "
+          f"shipped {hosts_at_half_interval(shipped):,.0f}")
 
 
 def main() -> int:
@@ -286,9 +350,13 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--rule-cost", metavar="SIZES",
                         help="comma-separated fleet sizes (hosts): measure the rule groups' evaluation time instead")
+    parser.add_argument("--baseline", metavar="RULES_DIR", type=Path,
+                        help="with --rule-cost: another rules folder measured alongside, for the ratio")
     args = parser.parse_args()
     if args.rule_cost:
-        return rule_cost([int(size) for size in args.rule_cost.split(",")], args.minutes)
+        if args.baseline and not sorted(args.baseline.glob("*.rules.yml")):
+            parser.error(f"--baseline {args.baseline}: no *.rules.yml in that folder")
+        return rule_cost([int(size) for size in args.rule_cost.split(",")], args.minutes, args.baseline)
     with tempfile.TemporaryDirectory(prefix="opsmon-fleet-bench-") as work:
         fleet = Fleet(Path(work))
         try:
