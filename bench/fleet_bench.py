@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -127,6 +128,9 @@ def measure(fleet: Fleet, minutes: float, queries: int) -> list[tuple[str, float
 # ---- --rule-cost: the rule groups' evaluation time for a synthetic fleet ---------------------
 
 HOST_TARGET = 10_000  # the fleet size the figures are extrapolated to
+SCRAPE_SECONDS = 15  # every job's scrape interval and the global evaluation interval in the bench
+RANGE_SELECTION = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?\s*\[(\d+)([smhdwy])\]")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def capture_host(work: Path, seconds: float) -> dict[str, bytes]:
@@ -202,6 +206,36 @@ def own_metrics(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
+def seconds(duration: str | None) -> float:
+    return int(duration[:-1]) * UNIT_SECONDS[duration[-1]] if duration else SCRAPE_SECONDS
+
+
+def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], float]:
+    """Each group's samples read per minute by its range selections once every window is full: the
+    series each selection matches now, times its window over the interval that series is written at
+    (a scrape, or the evaluation of the group recording it), times the group's evaluations a minute.
+
+    The clock time of a group is noisy on a shared machine and a run of minutes reads only minutes
+    of samples; this count of the work does not depend on either."""
+    groups = [group for path in sorted(rules.glob("*.rules.yml")) for group in yaml.safe_load(path.read_text())["groups"]]
+    written_every = {rule["record"]: seconds(group.get("interval")) for group in groups
+                     for rule in group["rules"] if "record" in rule}
+    counted: dict[str, float] = {}
+    read = {}
+    for group in groups:
+        per_evaluation = 0.0
+        for rule in group["rules"]:
+            for metric, matchers, number, unit in RANGE_SELECTION.findall(rule["expr"]):
+                selection = metric + matchers
+                if selection not in counted:
+                    answer = fleet.query(f"count({selection})")
+                    counted[selection] = float(answer[0]["value"][1]) if answer else 0.0
+                window = int(number) * UNIT_SECONDS[unit]
+                per_evaluation += counted[selection] * window / written_every.get(metric, SCRAPE_SECONDS)
+        read[("samples_read_per_minute", group["name"])] = per_evaluation * 60 / seconds(group.get("interval"))
+    return read
+
+
 def summarised(readings: list[dict], seconds: float) -> dict[tuple[str, str], float]:
     """The median of each figure over the readings (one evaluation is a noisy sample), and the CPU
     Prometheus used meanwhile, in cores."""
@@ -231,7 +265,7 @@ def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExpositio
         while not readings or time.monotonic() - began < minutes * 60:
             readings.append(own_metrics(fleet.ports["prometheus"]))
             time.sleep(15)
-        return summarised(readings, time.monotonic() - began)
+        return {**summarised(readings, time.monotonic() - began), **samples_read_per_minute(fleet, rules)}
     finally:
         fleet.stop_all()
 
@@ -287,6 +321,12 @@ def per_host(results: dict[int, dict], group: str) -> float:
     return (duration(results, large, group) - duration(results, small, group)) / (large - small)
 
 
+def samples_per_host(results: dict[int, dict], group: str) -> float:
+    """Samples the group reads a minute per host, full windows (samples_read_per_minute), at the largest size."""
+    large = max(results)
+    return results[large].get(("samples_read_per_minute", group), float("nan")) / large
+
+
 def evaluation_load(results: dict[int, dict], hosts: int) -> float:
     """The share of one core all groups together spend evaluating: each group's time over its interval."""
     return sum(duration(results, hosts, group) / interval(results, group) for group in rule_groups(results))
@@ -304,42 +344,52 @@ def print_rule_cost(results: dict[int, dict]) -> None:
     sizes = sorted(results)
     large = sizes[-1]
     print(f"| rule group | interval s | {' | '.join(f'{n} hosts ms' for n in sizes)} | ms per host | "
-          f"{HOST_TARGET:,} hosts s (extrapolated) |")
-    print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|")
+          f"{HOST_TARGET:,} hosts s (extrapolated) | samples read a minute per host, full windows |")
+    print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|---:|")
     for group in rule_groups(results):
         at_target = duration(results, large, group) + per_host(results, group) * (HOST_TARGET - large)
         cells = " | ".join(f"{duration(results, n, group) * 1000:.1f}" for n in sizes)
         print(f"| {group} | {interval(results, group):g} | {cells} | {per_host(results, group) * 1000:.3f} | "
-              f"{at_target:.1f} |")
+              f"{at_target:.1f} | {samples_per_host(results, group):,.0f} |")
     cells = " | ".join(f"{evaluation_load(results, n) * 100:.1f}" for n in sizes)
-    print(f"| (all groups, % of a core) | | {cells} | | |")
+    total = sum(samples_per_host(results, group) for group in rule_groups(results))
+    print(f"| (all groups, % of a core) | | {cells} | | | {total:,.0f} |")
     for name, unit, scale in (("prometheus_tsdb_head_series", "head series", 1),
                               ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
         cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
-        print(f"| ({unit}) | | {cells} | | |")
+        print(f"| ({unit}) | | {cells} | | | |")
     print(f"hosts at which the first group takes half its interval (straight line): {hosts_at_half_interval(results):,.0f}")
 
 
-def print_ratios(baseline: dict[int, dict], shipped: dict[int, dict]) -> None:
-    """Each group's time with the shipped rules over the baseline's, at each size (a group only one side
-    has is shown with a dash on the other)."""
-    sizes = sorted(shipped)
-    print(f"\n| rule group | {' | '.join(f'{n} hosts: baseline ms / shipped ms / ratio' for n in sizes)} |")
-    print(f"|---|{'---:|' * len(sizes)}")
+def ratio_cell(baseline: float | None, shipped: float | None, number: str) -> str:
+    if baseline is None or shipped is None:
+        return f"{'-' if baseline is None else format(baseline, ',' + number)} / " \
+               f"{'-' if shipped is None else format(shipped, ',' + number)} / -"
+    ratio = f"{shipped / baseline:.2f}" if baseline else "-"
+    return f"{baseline:,{number}} / {shipped:,{number}} / {ratio}"
 
-    def cell(results: dict[int, dict], hosts: int, group: str) -> str:
-        return f"{duration(results, hosts, group) * 1000:.1f}" if group in rule_groups(results) else "-"
+
+def print_ratios(baseline: dict[int, dict], shipped: dict[int, dict]) -> None:
+    """Each group's time and samples read with the shipped rules beside the baseline's, and their ratio
+    (a dash where a group is only on one side)."""
+    sizes = sorted(shipped)
+    print(f"\n| rule group | {' | '.join(f'{n} hosts: baseline ms / shipped ms / ratio' for n in sizes)} | "
+          "samples read a minute per host: baseline / shipped / ratio |")
+    print(f"|---|{'---:|' * (len(sizes) + 1)}")
+
+    def figure(results: dict[int, dict], group: str, value) -> float | None:
+        return value(results, group) if group in rule_groups(results) else None
 
     for group in sorted(set(rule_groups(baseline)) | set(rule_groups(shipped))):
-        cells = []
-        for n in sizes:
-            both = group in rule_groups(baseline) and group in rule_groups(shipped)
-            ratio = f"{duration(shipped, n, group) / duration(baseline, n, group):.2f}" if both else "-"
-            cells.append(f"{cell(baseline, n, group)} / {cell(shipped, n, group)} / {ratio}")
+        cells = [ratio_cell(figure(baseline, group, lambda r, g: duration(r, n, g) * 1000),
+                            figure(shipped, group, lambda r, g: duration(r, n, g) * 1000), ".1f") for n in sizes]
+        cells.append(ratio_cell(figure(baseline, group, samples_per_host), figure(shipped, group, samples_per_host),
+                                ".0f"))
         print(f"| {group} | {' | '.join(cells)} |")
-    cells = [f"{evaluation_load(baseline, n) * 100:.1f} / {evaluation_load(shipped, n) * 100:.1f} / "
-             f"{evaluation_load(shipped, n) / evaluation_load(baseline, n):.2f}" for n in sizes]
-    print(f"| (all groups, % of a core) | {' | '.join(cells)} |")
+    cells = [ratio_cell(evaluation_load(baseline, n) * 100, evaluation_load(shipped, n) * 100, ".1f") for n in sizes]
+    cells.append(ratio_cell(sum(samples_per_host(baseline, g) for g in rule_groups(baseline)),
+                            sum(samples_per_host(shipped, g) for g in rule_groups(shipped)), ".0f"))
+    print(f"| (all groups: % of a core; samples) | {' | '.join(cells)} |")
     print(f"hosts at which the first group takes half its interval: baseline {hosts_at_half_interval(baseline):,.0f}, "
           f"shipped {hosts_at_half_interval(shipped):,.0f}")
 
