@@ -10,9 +10,11 @@ The shipped prometheus.yml and rules at their real intervals (15 s); Prometheus 
 --rule-cost runs one real host (demo app, exporter, backup service) for a minute, keeps each job's
 exposition, and serves it as that many hosts (one target per host and job, told apart by `host`);
 Prometheus scrapes them with the shipped rules for `--minutes` at each size, and
-prometheus_rule_group_last_duration_seconds gives each group's time. --baseline names another rules
-folder (say main's, `git archive main prometheus/rules | tar -x -C /tmp/main`) measured on the same
-captured host right before the shipped one at each size, and the table gains each group's ratio.
+prometheus_rule_group_last_duration_seconds gives each group's time; the samples each group reads a
+minute per host once its windows are full are counted from the rules and the series they match.
+--baseline names another rules folder (say main's: `git archive main prometheus/rules | tar -x -C
+/tmp/main`), measured on the same captured host right before the shipped rules at each size; the
+table gains each group's ratio.
 Everything runs on 127.0.0.1. Needs prometheus and victoria-metrics (make test installs both).
 """
 
@@ -206,8 +208,13 @@ def own_metrics(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
-def seconds(duration: str | None) -> float:
+def interval_seconds(duration: str | None) -> float:
+    """A group's `interval` in seconds; a group without one runs at the global interval."""
     return int(duration[:-1]) * UNIT_SECONDS[duration[-1]] if duration else SCRAPE_SECONDS
+
+
+def rule_file_groups(rules: Path) -> list[dict]:
+    return [group for path in sorted(rules.glob("*.rules.yml")) for group in yaml.safe_load(path.read_text())["groups"]]
 
 
 def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], float]:
@@ -217,8 +224,8 @@ def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], 
 
     The clock time of a group is noisy on a shared machine and a run of minutes reads only minutes
     of samples; this count of the work does not depend on either."""
-    groups = [group for path in sorted(rules.glob("*.rules.yml")) for group in yaml.safe_load(path.read_text())["groups"]]
-    written_every = {rule["record"]: seconds(group.get("interval")) for group in groups
+    groups = rule_file_groups(rules)
+    written_every = {rule["record"]: interval_seconds(group.get("interval")) for group in groups
                      for rule in group["rules"] if "record" in rule}
     counted: dict[str, float] = {}
     read = {}
@@ -232,14 +239,15 @@ def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], 
                     counted[selection] = float(answer[0]["value"][1]) if answer else 0.0
                 window = int(number) * UNIT_SECONDS[unit]
                 per_evaluation += counted[selection] * window / written_every.get(metric, SCRAPE_SECONDS)
-        read[("samples_read_per_minute", group["name"])] = per_evaluation * 60 / seconds(group.get("interval"))
+        read[("samples_read_per_minute", group["name"])] = per_evaluation * 60 / interval_seconds(group.get("interval"))
     return read
 
 
 def summarised(readings: list[dict], seconds: float) -> dict[tuple[str, str], float]:
     """The median of each figure over the readings (one evaluation is a noisy sample), and the CPU
-    Prometheus used meanwhile, in cores."""
-    summary = {key: statistics.median(r[key] for r in readings if key in r) for key in readings[-1]}
+    Prometheus used meanwhile, in cores. A group's duration reads 0 until its first evaluation: those
+    readings are left out."""
+    summary = {key: statistics.median([r[key] for r in readings if r.get(key)] or [0.0]) for key in readings[-1]}
     cpu = ("process_cpu_seconds_total", "")
     summary[("cpu_cores", "")] = (readings[-1][cpu] - readings[0][cpu]) / seconds
     return summary
@@ -261,8 +269,10 @@ def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExpositio
         wait_for(lambda: fleet.query("count(up == 1)") and int(fleet.query("count(up == 1)")[0]["value"][1]) >= expected,
                  timeout=600, interval=5, what=f"{expected} targets up")
         time.sleep(30)  # the first evaluations over next to no data are left out
+        # Long enough for every group to run at least once, those evaluated every few minutes too.
+        seconds = max([minutes * 60] + [interval_seconds(group.get("interval")) + 15 for group in rule_file_groups(rules)])
         began, readings = time.monotonic(), []
-        while not readings or time.monotonic() - began < minutes * 60:
+        while not readings or time.monotonic() - began < seconds:
             readings.append(own_metrics(fleet.ports["prometheus"]))
             time.sleep(15)
         return {**summarised(readings, time.monotonic() - began), **samples_read_per_minute(fleet, rules)}
@@ -353,7 +363,7 @@ def print_rule_cost(results: dict[int, dict]) -> None:
               f"{at_target:.1f} | {samples_per_host(results, group):,.0f} |")
     cells = " | ".join(f"{evaluation_load(results, n) * 100:.1f}" for n in sizes)
     total = sum(samples_per_host(results, group) for group in rule_groups(results))
-    print(f"| (all groups, % of a core) | | {cells} | | | {total:,.0f} |")
+    print(f"| (all groups: % of a core; samples) | | {cells} | | | {total:,.0f} |")
     for name, unit, scale in (("prometheus_tsdb_head_series", "head series", 1),
                               ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
         cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
