@@ -156,6 +156,15 @@ def capture_host(work: Path, seconds: float) -> dict[str, bytes]:
         fleet.stop_all()
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A Prometheus stopped between two sizes drops its open scrapes: not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StaticExposition:
     """A loopback server answering every scrape with one exposition, gzip-encoded once for all."""
 
@@ -176,8 +185,7 @@ class StaticExposition:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -228,7 +236,7 @@ def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], 
     written_every = {rule["record"]: interval_seconds(group.get("interval")) for group in groups
                      for rule in group["rules"] if "record" in rule}
     counted: dict[str, float] = {}
-    read = {}
+    read: dict[tuple[str, str], float] = {}
     for group in groups:
         per_evaluation = 0.0
         for rule in group["rules"]:
@@ -270,7 +278,8 @@ def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExpositio
                  timeout=600, interval=5, what=f"{expected} targets up")
         time.sleep(30)  # the first evaluations over next to no data are left out
         # Long enough for every group to run at least once, those evaluated every few minutes too.
-        seconds = max([minutes * 60] + [interval_seconds(group.get("interval")) + 15 for group in rule_file_groups(rules)])
+        seconds = max([minutes * 60] + [interval_seconds(group.get("interval")) + 15
+                                        for group in rule_file_groups(rules)])
         began, readings = time.monotonic(), []
         while not readings or time.monotonic() - began < seconds:
             readings.append(own_metrics(fleet.ports["prometheus"]))
@@ -368,7 +377,8 @@ def print_rule_cost(results: dict[int, dict]) -> None:
                               ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
         cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
         print(f"| ({unit}) | | {cells} | | | |")
-    print(f"hosts at which the first group takes half its interval (straight line): {hosts_at_half_interval(results):,.0f}")
+    print("hosts at which the first group takes half its interval (straight line): "
+          f"{hosts_at_half_interval(results):,.0f}")
 
 
 def ratio_cell(baseline: float | None, shipped: float | None, number: str) -> str:
