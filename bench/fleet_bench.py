@@ -3,14 +3,18 @@ samples written per second, disk bytes per sample, and the latency of the 30-day
 query from each; or (--rule-cost) the rule groups' evaluation time for a synthetic fleet.
 
     .venv/bin/python bench/fleet_bench.py [--minutes 10] [--queries 30]
-    .venv/bin/python bench/fleet_bench.py --rule-cost 100,300,1000 [--minutes 3]
+    .venv/bin/python bench/fleet_bench.py --rule-cost 100,300,1000 [--minutes 3] [--baseline RULES_DIR]
 
 The shipped prometheus.yml and rules at their real intervals (15 s); Prometheus cuts a block every
 5 minutes (instead of 2 hours) so that its compacted size can be measured within the run.
 --rule-cost runs one real host (demo app, exporter, backup service) for a minute, keeps each job's
 exposition, and serves it as that many hosts (one target per host and job, told apart by `host`);
 Prometheus scrapes them with the shipped rules for `--minutes` at each size, and
-prometheus_rule_group_last_duration_seconds gives each group's time.
+prometheus_rule_group_last_duration_seconds gives each group's time; the samples each group reads a
+minute per host once its windows are full are counted from the rules and the series they match.
+--baseline names another rules folder (say main's: `git archive main prometheus/rules | tar -x -C
+/tmp/main`), measured on the same captured host right before the shipped rules at each size; the
+table gains each group's ratio.
 Everything runs on 127.0.0.1. Needs prometheus and victoria-metrics (make test installs both).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -126,6 +131,9 @@ def measure(fleet: Fleet, minutes: float, queries: int) -> list[tuple[str, float
 # ---- --rule-cost: the rule groups' evaluation time for a synthetic fleet ---------------------
 
 HOST_TARGET = 10_000  # the fleet size the figures are extrapolated to
+SCRAPE_SECONDS = 15  # every job's scrape interval and the global evaluation interval in the bench
+RANGE_SELECTION = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?\s*\[(\d+)([smhdwy])\]")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def capture_host(work: Path, seconds: float) -> dict[str, bytes]:
@@ -149,6 +157,15 @@ def capture_host(work: Path, seconds: float) -> dict[str, bytes]:
         fleet.stop_all()
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A Prometheus stopped between two sizes drops its open scrapes: not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class StaticExposition:
     """A loopback server answering every scrape with one exposition, gzip-encoded once for all."""
 
@@ -169,8 +186,7 @@ class StaticExposition:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -201,21 +217,58 @@ def own_metrics(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
+def interval_seconds(duration: str | None) -> float:
+    """A group's `interval` in seconds; a group without one runs at the global interval."""
+    return int(duration[:-1]) * UNIT_SECONDS[duration[-1]] if duration else SCRAPE_SECONDS
+
+
+def rule_file_groups(rules: Path) -> list[dict]:
+    return [group for path in sorted(rules.glob("*.rules.yml")) for group in yaml.safe_load(path.read_text())["groups"]]
+
+
+def samples_read_per_minute(fleet: Fleet, rules: Path) -> dict[tuple[str, str], float]:
+    """Each group's samples read per minute by its range selections once every window is full: the
+    series each selection matches now, times its window over the interval that series is written at
+    (a scrape, or the evaluation of the group recording it), times the group's evaluations a minute.
+
+    The clock time of a group is noisy on a shared machine and a run of minutes reads only minutes
+    of samples; this count of the work does not depend on either."""
+    groups = rule_file_groups(rules)
+    written_every = {rule["record"]: interval_seconds(group.get("interval")) for group in groups
+                     for rule in group["rules"] if "record" in rule}
+    counted: dict[str, float] = {}
+    read: dict[tuple[str, str], float] = {}
+    for group in groups:
+        per_evaluation = 0.0
+        for rule in group["rules"]:
+            for metric, matchers, number, unit in RANGE_SELECTION.findall(rule["expr"]):
+                selection = metric + matchers
+                if selection not in counted:
+                    answer = fleet.query(f"count({selection})")
+                    counted[selection] = float(answer[0]["value"][1]) if answer else 0.0
+                window = int(number) * UNIT_SECONDS[unit]
+                per_evaluation += counted[selection] * window / written_every.get(metric, SCRAPE_SECONDS)
+        read[("samples_read_per_minute", group["name"])] = per_evaluation * 60 / interval_seconds(group.get("interval"))
+    return read
+
+
 def summarised(readings: list[dict], seconds: float) -> dict[tuple[str, str], float]:
     """The median of each figure over the readings (one evaluation is a noisy sample), and the CPU
-    Prometheus used meanwhile, in cores."""
-    summary = {key: statistics.median(r[key] for r in readings if key in r) for key in readings[-1]}
+    Prometheus used meanwhile, in cores. A group's duration reads 0 until its first evaluation: those
+    readings are left out."""
+    summary = {key: statistics.median([r[key] for r in readings if r.get(key)] or [0.0]) for key in readings[-1]}
     cpu = ("process_cpu_seconds_total", "")
     summary[("cpu_cores", "")] = (readings[-1][cpu] - readings[0][cpu]) / seconds
     return summary
 
 
-def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExposition], minutes: float) -> dict:
-    """Prometheus with the shipped rules over `hosts` synthetic hosts for `minutes`: its own figures."""
+def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExposition], minutes: float,
+                      rules: Path) -> dict:
+    """Prometheus with the `rules` folder over `hosts` synthetic hosts for `minutes`: its own figures."""
     fleet = Fleet(work)
     targets = work / "targets"
     write_synthetic_fleet(targets, hosts, servers)
-    prometheus = prometheus_config(REPO / "prometheus/rules", targets, fleet.ports, 15, 15, set(servers))
+    prometheus = prometheus_config(rules, targets, fleet.ports, 15, 15, set(servers))
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     fleet.start("prometheus", ["prometheus", f"--config.file={work / 'prometheus.yml'}",
                                f"--storage.tsdb.path={work / 'prometheus'}",
@@ -225,16 +278,22 @@ def measure_rule_cost(work: Path, hosts: int, servers: dict[str, StaticExpositio
         wait_for(lambda: fleet.query("count(up == 1)") and int(fleet.query("count(up == 1)")[0]["value"][1]) >= expected,
                  timeout=600, interval=5, what=f"{expected} targets up")
         time.sleep(30)  # the first evaluations over next to no data are left out
+        # Long enough for every group to run at least once, those evaluated every few minutes too.
+        seconds = max([minutes * 60] + [interval_seconds(group.get("interval")) + 15
+                                        for group in rule_file_groups(rules)])
         began, readings = time.monotonic(), []
-        while not readings or time.monotonic() - began < minutes * 60:
+        while not readings or time.monotonic() - began < seconds:
             readings.append(own_metrics(fleet.ports["prometheus"]))
             time.sleep(15)
-        return summarised(readings, time.monotonic() - began)
+        return {**summarised(readings, time.monotonic() - began), **samples_read_per_minute(fleet, rules)}
     finally:
         fleet.stop_all()
 
 
-def rule_cost(sizes: list[int], minutes: float) -> int:
+def rule_cost(sizes: list[int], minutes: float, baseline: Path | None) -> int:
+    rule_sets = {"shipped": REPO / "prometheus/rules"}
+    if baseline:
+        rule_sets = {"baseline": baseline, **rule_sets}  # the baseline first: neither always runs on a warmer machine
     with tempfile.TemporaryDirectory(prefix="opsmon-rule-cost-") as work:
         print("one real host, a minute of the demo's traffic ...", flush=True)
         captured = capture_host(Path(work) / "host", 60)
@@ -242,43 +301,118 @@ def rule_cost(sizes: list[int], minutes: float) -> int:
         series = {job: sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
                   for job, body in captured.items()}
         print(f"series per host: {series}", flush=True)
-        results = {}
+        results: dict[str, dict[int, dict]] = {name: {} for name in rule_sets}
         try:
             for hosts in sizes:
-                print(f"{hosts} hosts, {minutes:g} minutes ...", flush=True)
-                results[hosts] = measure_rule_cost(Path(work) / f"size-{hosts}", hosts, servers, minutes)
+                for name, rules in rule_sets.items():
+                    print(f"{hosts} hosts, {name} rules, {minutes:g} minutes ...", flush=True)
+                    results[name][hosts] = measure_rule_cost(Path(work) / f"size-{hosts}-{name}", hosts, servers,
+                                                             minutes, rules)
         finally:
             for server in servers.values():
                 server.close()
-    print_rule_cost(results, series)
+    print(f"\nseries per host: {sum(series.values())} ({', '.join(f'{j} {n}' for j, n in series.items())})")
+    for name, rules in rule_sets.items():
+        print(f"\n{name} rules ({rules})")
+        print_rule_cost(results[name])
+    if baseline:
+        print_ratios(results["baseline"], results["shipped"])
     return 0
 
 
-def print_rule_cost(results: dict[int, dict], series: dict[str, int]) -> None:
+def rule_groups(results: dict[int, dict]) -> list[str]:
+    return sorted({group for figures in results.values() for name, group in figures
+                   if name == "prometheus_rule_group_last_duration_seconds"})
+
+
+def duration(results: dict[int, dict], hosts: int, group: str) -> float:
+    return results[hosts].get(("prometheus_rule_group_last_duration_seconds", group), float("nan"))
+
+
+def interval(results: dict[int, dict], group: str) -> float:
+    return results[max(results)].get(("prometheus_rule_group_interval_seconds", group), float("nan"))
+
+
+def per_host(results: dict[int, dict], group: str) -> float:
+    """The cost of one more host, from the smallest and the largest size: what a group pays per host."""
+    small, large = min(results), max(results)
+    if large == small:
+        return duration(results, large, group) / large
+    return (duration(results, large, group) - duration(results, small, group)) / (large - small)
+
+
+def samples_per_host(results: dict[int, dict], group: str) -> float:
+    """Samples the group reads a minute per host, full windows (samples_read_per_minute), at the largest size."""
+    large = max(results)
+    return results[large].get(("samples_read_per_minute", group), float("nan")) / large
+
+
+def evaluation_load(results: dict[int, dict], hosts: int) -> float:
+    """The share of one core all groups together spend evaluating: each group's time over its interval."""
+    return sum(duration(results, hosts, group) / interval(results, group) for group in rule_groups(results))
+
+
+def hosts_at_half_interval(results: dict[int, dict]) -> float:
+    """Hosts at which the first group takes half its interval (the headroom to keep for a slow moment)."""
+    large = max(results)
+    limits = [large + (interval(results, group) / 2 - duration(results, large, group)) / per_host(results, group)
+              for group in rule_groups(results) if per_host(results, group) > 0]
+    return min(limits, default=float("inf"))
+
+
+def print_rule_cost(results: dict[int, dict]) -> None:
     sizes = sorted(results)
-    small, large = sizes[0], sizes[-1]
-    groups = sorted({group for figures in results.values() for name, group in figures
-                     if name == "prometheus_rule_group_last_duration_seconds"})
-
-    def duration(hosts: int, group: str) -> float:
-        return results[hosts].get(("prometheus_rule_group_last_duration_seconds", group), float("nan"))
-
-    print(f"\nseries per host: {sum(series.values())} ({', '.join(f'{j} {n}' for j, n in series.items())})")
+    large = sizes[-1]
     print(f"| rule group | interval s | {' | '.join(f'{n} hosts ms' for n in sizes)} | ms per host | "
-          f"{HOST_TARGET:,} hosts s (extrapolated) |")
-    print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|")
-    for group in groups:
-        interval = results[large].get(("prometheus_rule_group_interval_seconds", group), float("nan"))
-        # The cost of one more host, from the smallest and the largest size: what a group pays per host.
-        per_host = (duration(large, group) - duration(small, group)) / (large - small) if large > small else \
-            duration(large, group) / large
-        at_target = duration(large, group) + per_host * (HOST_TARGET - large)
-        cells = " | ".join(f"{duration(n, group) * 1000:.1f}" for n in sizes)
-        print(f"| {group} | {interval:g} | {cells} | {per_host * 1000:.3f} | {at_target:.1f} |")
+          f"{HOST_TARGET:,} hosts s (extrapolated) | samples read a minute per host, full windows |")
+    print(f"|---|---:|{'---:|' * len(sizes)}---:|---:|---:|")
+    for group in rule_groups(results):
+        at_target = duration(results, large, group) + per_host(results, group) * (HOST_TARGET - large)
+        cells = " | ".join(f"{duration(results, n, group) * 1000:.1f}" for n in sizes)
+        print(f"| {group} | {interval(results, group):g} | {cells} | {per_host(results, group) * 1000:.3f} | "
+              f"{at_target:.1f} | {samples_per_host(results, group):,.0f} |")
+    cells = " | ".join(f"{evaluation_load(results, n) * 100:.1f}" for n in sizes)
+    total = sum(samples_per_host(results, group) for group in rule_groups(results))
+    print(f"| (all groups: % of a core; samples) | | {cells} | | | {total:,.0f} |")
     for name, unit, scale in (("prometheus_tsdb_head_series", "head series", 1),
                               ("process_resident_memory_bytes", "resident MiB", 2**20), ("cpu_cores", "CPU, % of a core", 0.01)):
         cells = " | ".join(f"{results[n].get((name, ''), 0) / scale:.0f}" for n in sizes)
-        print(f"| ({unit}) | | {cells} | | |")
+        print(f"| ({unit}) | | {cells} | | | |")
+    print("hosts at which the first group takes half its interval (straight line): "
+          f"{hosts_at_half_interval(results):,.0f}")
+
+
+def ratio_cell(baseline: float | None, shipped: float | None, number: str) -> str:
+    if baseline is None or shipped is None:
+        return f"{'-' if baseline is None else format(baseline, ',' + number)} / " \
+               f"{'-' if shipped is None else format(shipped, ',' + number)} / -"
+    ratio = f"{shipped / baseline:.2f}" if baseline else "-"
+    return f"{baseline:,{number}} / {shipped:,{number}} / {ratio}"
+
+
+def print_ratios(baseline: dict[int, dict], shipped: dict[int, dict]) -> None:
+    """Each group's time and samples read with the shipped rules beside the baseline's, and their ratio
+    (a dash where a group is only on one side)."""
+    sizes = sorted(shipped)
+    print(f"\n| rule group | {' | '.join(f'{n} hosts: baseline ms / shipped ms / ratio' for n in sizes)} | "
+          "samples read a minute per host: baseline / shipped / ratio |")
+    print(f"|---|{'---:|' * (len(sizes) + 1)}")
+
+    def figure(results: dict[int, dict], group: str, value) -> float | None:
+        return value(results, group) if group in rule_groups(results) else None
+
+    for group in sorted(set(rule_groups(baseline)) | set(rule_groups(shipped))):
+        cells = [ratio_cell(figure(baseline, group, lambda r, g: duration(r, n, g) * 1000),
+                            figure(shipped, group, lambda r, g: duration(r, n, g) * 1000), ".1f") for n in sizes]
+        cells.append(ratio_cell(figure(baseline, group, samples_per_host), figure(shipped, group, samples_per_host),
+                                ".0f"))
+        print(f"| {group} | {' | '.join(cells)} |")
+    cells = [ratio_cell(evaluation_load(baseline, n) * 100, evaluation_load(shipped, n) * 100, ".1f") for n in sizes]
+    cells.append(ratio_cell(sum(samples_per_host(baseline, g) for g in rule_groups(baseline)),
+                            sum(samples_per_host(shipped, g) for g in rule_groups(shipped)), ".0f"))
+    print(f"| (all groups: % of a core; samples) | {' | '.join(cells)} |")
+    print(f"hosts at which the first group takes half its interval: baseline {hosts_at_half_interval(baseline):,.0f}, "
+          f"shipped {hosts_at_half_interval(shipped):,.0f}")
 
 
 def main() -> int:
@@ -287,9 +421,13 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--rule-cost", metavar="SIZES",
                         help="comma-separated fleet sizes (hosts): measure the rule groups' evaluation time instead")
+    parser.add_argument("--baseline", metavar="RULES_DIR", type=Path,
+                        help="with --rule-cost: another rules folder measured alongside, for the ratio")
     args = parser.parse_args()
     if args.rule_cost:
-        return rule_cost([int(size) for size in args.rule_cost.split(",")], args.minutes)
+        if args.baseline and not sorted(args.baseline.glob("*.rules.yml")):
+            parser.error(f"--baseline {args.baseline}: no *.rules.yml in that folder")
+        return rule_cost([int(size) for size in args.rule_cost.split(",")], args.minutes, args.baseline)
     with tempfile.TemporaryDirectory(prefix="opsmon-fleet-bench-") as work:
         fleet = Fleet(Path(work))
         try:

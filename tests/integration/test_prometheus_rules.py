@@ -116,6 +116,40 @@ def test_long_windows_are_evaluated_apart_once_a_minute_to_five_from_recorded_ra
     assert {"opsmon-daily-recording", "opsmon-slo-recording-long", "demo-video-long-term-recording"} <= long_groups
 
 
+def recording_rules(path) -> Iterator[tuple[dict, dict]]:
+    for group in yaml.safe_load(path.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule:
+                yield group, rule
+
+
+def test_recorded_windows_of_two_hours_or_more_are_evaluated_once_a_minute_to_five():
+    """Hours of samples read at every 15-second evaluation are most of a large fleet's rule cost: a
+    recording rule over two hours or more sits in a group evaluated every 1 to 5 minutes."""
+    for path in RULE_FILES:
+        for group, rule in recording_rules(path):
+            for metric, number, unit in RANGE.findall(rule["expr"]):
+                if int(number) * SECONDS[unit] >= 2 * 3600:
+                    assert group.get("interval") in {"1m", "2m", "3m", "4m", "5m"}, \
+                        f"{path.name}: {rule['record']} reads {number}{unit} of {metric} in {group['name']}, " \
+                        "evaluated at the global interval"
+
+
+SELECTION = re.compile(r"[a-zA-Z_][a-zA-Z0-9_:]*\s*(?:\{[^}]*\})?\s*\[\d+[smhdwy]\]")
+
+
+@pytest.mark.parametrize("name", ["recording.rules.yml", "slo.rules.yml"])
+def test_the_application_and_slo_recording_rules_read_each_raw_range_once(name):
+    """The heaviest groups for a fleet: a range of raw samples (the bucket rates, a window of the
+    counters) is read by one rule, and the rules after it read what it recorded."""
+    read_by: dict[str, list[str]] = {}
+    for _, rule in recording_rules(PROMETHEUS / "rules" / name):
+        for selection in SELECTION.findall(rule["expr"]):
+            if ":" not in selection.split("{")[0].split("[")[0]:
+                read_by.setdefault(re.sub(r"\s+", "", selection), []).append(rule["record"])
+    assert {selection: rules for selection, rules in read_by.items() if len(rules) > 1} == {}
+
+
 def test_alerts_on_a_hovering_value_hold_with_keep_firing_for():
     """The alerts on averages over a window keep firing while the average hovers around the threshold."""
     held = {alert["alert"] for alert in alerts() if "keep_firing_for" in alert}
