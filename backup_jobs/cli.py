@@ -22,6 +22,7 @@ from backup_jobs.jobs import Jobs
 from opsmon import __version__
 from opsmon.config import OpsmonConfig, load_config, parse_config
 from opsmon.exits import EXIT_FAILED, MEANINGS, Failure
+from opsmon.files import same_file
 
 ON_A_TERMINAL = ("On a terminal, a restore asks first (--yes does not), and long work shows its progress on stderr "
                  "(never on a pipe, nor with --quiet); stdout's last line is the same either way.")
@@ -63,7 +64,7 @@ def load(args: argparse.Namespace) -> tuple[OpsmonConfig, str | None]:
     document, source, base = {}, "command line", Path.cwd()
     if config_file:
         config = load_config(config_file)
-        if args.database and not _same_file(Path(args.database), config.database.path):
+        if args.database and not same_file(Path(args.database), config.database.path):
             print(f"opsmon-backup: {args.database} is not the database of {config_file} ({config.database.path}): "
                   f"nothing of {config_file} applies to it (its backup folder, replica, copies, integrity rules, "
                   "schedules)", file=sys.stderr)
@@ -82,11 +83,6 @@ def load(args: argparse.Namespace) -> tuple[OpsmonConfig, str | None]:
     if config.backups.directory.exists() and not config.backups.directory.is_dir():
         raise UsageError(f"{source}: backups.directory: {config.backups.directory} is not a folder")
     return config, None if source == "command line" else str(Path(source).absolute())
-
-
-def _same_file(given: Path, configured: Path) -> bool:
-    return given.resolve() == configured.resolve() or (given.exists() and configured.exists()
-                                                         and given.samefile(configured))
 
 
 def run(args: argparse.Namespace, jobs: Jobs) -> int:

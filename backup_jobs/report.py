@@ -8,7 +8,6 @@ ok or off, 3 otherwise.
 
 from __future__ import annotations
 
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from backup_jobs.jobs import Jobs
 from opsmon.catalog import TIERS, Catalog, LocationDrill, future_dated, to_iso, to_timestamp
 from opsmon.thresholds import Limit, Rules, shipped
 from opsmon.config import BackupsConfig, OpsmonConfig
+from opsmon.files import same_file
 
 OK, WARNING, PROBLEM, OFF, INFO = "ok", "warning", "problem", "off", "info"
 _RANK = {INFO: 0, OFF: 0, OK: 0, WARNING: 1, PROBLEM: 2}
@@ -507,7 +507,7 @@ def _service(report: StatusReport, backups: BackupsConfig, database: Path, now: 
              ask: Callable[[str], ServiceAnswer], schedule: Iterable[tuple[str, str]]) -> None:
     where = backups.listen_address
     answer = ask(service_url(backups))
-    if answer.error is None and answer.database is not None and not _same_path(answer.database, database):
+    if answer.error is None and answer.database is not None and not same_file(Path(answer.database), database):
         # Another database's service on this port (two apps on one machine, a config copied from the
         # other): its schedule and Litestream are not this database's.
         text, todo = (f"the service on {where} backs up another database, {answer.database}: nothing runs on "
@@ -563,11 +563,6 @@ class ServiceAnswer:
     running: set[str] = field(default_factory=set)
     litestream_up: bool | None = None
     database: str | None = None  # the path the service backs up; None from a service too old to say
-
-
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    """One file, however each side spells it (a link, a relative path)."""
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def service_url(backups: BackupsConfig) -> str:

@@ -82,6 +82,11 @@ def is_real_directory(path: Path) -> bool:
         return False
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """One file, however each side spells it: through a link, relatively, or by a hard link's other name."""
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+
+
 def sqlite_uri(path: Path, mode: str) -> str:
     """The SQLite URI of exactly `path` (`mode` ro, rw or rwc): `#`, `?`, `%` and spaces in a name are
     escaped, so they never cut the path short or open another file."""

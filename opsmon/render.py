@@ -291,9 +291,10 @@ def _error_budget(text: str, objective: float) -> str:
     return text
 
 
-def _own_file(key: str, path: Path, parse, holds: str) -> str:
+def _own_file(key: str, path: Path, parse, holds: str) -> tuple[str, dict]:
     """One of the config's own files (stack.prometheus.rule_files...), checked to be what it must be: one bad file
-    would stop Prometheus loading any rules, or leave a board out with a line in Grafana's log."""
+    would stop Prometheus loading any rules, or leave a board out with a line in Grafana's log. Its text, and
+    what it parses to."""
     try:
         text = path.read_text(encoding="utf-8")
         document = parse(text)
@@ -303,7 +304,7 @@ def _own_file(key: str, path: Path, parse, holds: str) -> str:
         raise CannotRender(f"stack.{key}: {path}: cannot be parsed: {err}") from None
     if not isinstance(document, dict) or holds not in document:
         raise CannotRender(f"stack.{key}: {path}: no {holds!r} in it")
-    return text
+    return text, document
 
 
 def _rule_groups(groups: object) -> bool:
@@ -339,8 +340,8 @@ def _rules(stack: StackConfig) -> dict[str, str]:
             raise CannotRender(f"stack.{key}: {path}: name it *.rules.yml, the files prometheus.yml loads")
         if path.name in texts:
             raise CannotRender(f"stack.{key}: {path}: a rules file named {path.name} is rendered already")
-        texts[path.name] = _own_file(key, path, yaml.safe_load, "groups")
-        if not _rule_groups(yaml.safe_load(texts[path.name])["groups"]):
+        texts[path.name], document = _own_file(key, path, yaml.safe_load, "groups")
+        if not _rule_groups(document["groups"]):
             raise CannotRender(f"stack.{key}: {path}: groups must be a list of groups, each with a name and a list "
                                "of rules")
         objection = _promtool_objection(path)
@@ -371,8 +372,8 @@ def _boards(config: OpsmonConfig, stack: StackConfig) -> dict[str, str]:
         key = f"grafana.dashboard_files[{number}]"
         if path.name in boards:
             raise CannotRender(f"stack.{key}: {path}: a board file named {path.name} is provisioned already")
-        boards[path.name] = _own_file(key, path, json.loads, "uid")
-        uid = json.loads(boards[path.name])["uid"]
+        boards[path.name], document = _own_file(key, path, json.loads, "uid")
+        uid = document["uid"]
         if not isinstance(uid, str) or not uid:
             raise CannotRender(f"stack.{key}: {path}: uid {uid!r}: Grafana needs a string")
         if uid in uids:
